@@ -1,0 +1,39 @@
+"""Connecting to Ray: an embedded single-node instance for local mode."""
+
+from __future__ import annotations
+
+import os
+
+# Quiet by default: no usage-stats banner, no "Started a local Ray instance".
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Token authentication, Ray's default for new clusters, said explicitly so Ray
+# does not warn about having chosen it. Ray reads this when it is imported.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def connect_local(num_cpus: int | None = None) -> None:
+    """Start an embedded Ray on this machine unless this process is already connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
+
+
+def total_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0))
+
+
+def cpus_per_worker(workers: int, available: float) -> float:
+    """1 CPU per worker where the cluster has enough, otherwise an equal share of what it has."""
+    if available <= 0:
+        raise ValueError("the Ray cluster reports no CPUs")
+    return min(1.0, round(available / workers, 4))

@@ -1,0 +1,79 @@
+"""The parameter server actor: holds the global model and merges each round into it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dtrain.cluster.combine import BlockMomentum
+from dtrain.model.evaluate import evaluate
+
+
+class ParameterServer:
+    """Global weights, a version number, and the combine rule's state.
+
+    Workers' results are handed to ``apply_updates`` as object references, all
+    of a round's in one call, so the round's weights never pass through the
+    driver. The test set arrives once, by reference, for ``evaluate``.
+    """
+
+    def __init__(
+        self,
+        theta: np.ndarray,
+        *,
+        momentum: float,
+        sizes: tuple[int, ...],
+        activation: str,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+    ):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+        self.rule = BlockMomentum(theta, momentum)
+        self.sizes, self.activation = sizes, activation
+        self.x_test, self.y_test = x_test, y_test
+        self.version = 0
+        self._reset_epoch_totals()
+
+    def _reset_epoch_totals(self) -> None:
+        self.samples, self.loss_sum, self.correct = 0, 0.0, 0
+
+    def get_weights(self) -> np.ndarray:
+        """The weights workers should train from next (BMUF's look-ahead point)."""
+        return self.rule.start
+
+    def get_global_weights(self) -> np.ndarray:
+        """The global model itself: what is evaluated and saved."""
+        return self.rule.global_theta
+
+    def apply_updates(self, *results: tuple[np.ndarray, int, float, int]) -> np.ndarray:
+        """Merge one round of (weights, samples, loss sum, correct); return the next start point."""
+        thetas = [r[0] for r in results]
+        counts = [r[1] for r in results]
+        self.rule.combine(thetas, counts)
+        self.version += 1
+        self.samples += sum(counts)
+        self.loss_sum += sum(r[2] for r in results)
+        self.correct += sum(r[3] for r in results)
+        return self.rule.start
+
+    def evaluate(self) -> dict:
+        """Score the global model on the test set; report and reset this epoch's training totals."""
+        train_loss = self.loss_sum / max(self.samples, 1)
+        finite = math.isfinite(train_loss) and bool(np.all(np.isfinite(self.rule.global_theta)))
+        figures = {
+            "version": self.version,
+            "samples": self.samples,
+            "train_loss": train_loss if math.isfinite(train_loss) else None,
+            "train_accuracy": self.correct / max(self.samples, 1),
+            "finite": finite,
+        }
+        if finite:
+            result = evaluate(self.rule.global_theta, self.sizes, self.activation, self.x_test, self.y_test)
+            figures.update(test_loss=result.loss, test_accuracy=result.accuracy)
+        else:
+            figures.update(test_loss=None, test_accuracy=None)
+        self._reset_epoch_totals()
+        return figures

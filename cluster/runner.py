@@ -1,0 +1,211 @@
+"""Running one training job: data into the object store, a parameter server, workers, rounds.
+
+Each round, every worker trains from the server's current weights on its next
+block of ``sync_every`` samples, and the server merges all the results in one
+call. The driver only chains object references (a round's start weights are
+the previous round's merge result), so weights never travel through it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtrain import __version__
+from dtrain.cluster.combine import default_block_momentum
+from dtrain.cluster.connect import connect_local, cpus_per_worker, total_cpus
+from dtrain.cluster.parameter_server import ParameterServer
+from dtrain.cluster.storage import append_jsonl, write_json
+from dtrain.data.mnist import Dataset, load_dataset
+from dtrain.errors import UserError
+from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate
+from dtrain.model.kernels import resolve_kernel
+from dtrain.model.mlp import he_init, layer_sizes
+from dtrain.model.weights import save_weights
+from dtrain.spec import JobSpec
+from dtrain.worker.actor import Worker
+from dtrain.worker.shard import block_schedule
+
+#: progress callback: (event name, payload)
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+
+class JobFailed(Exception):
+    """The job ran but could not produce a model (e.g. it diverged)."""
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    state: str
+    run_dir: Path
+    spec: JobSpec
+    history: list[dict[str, Any]]
+    evaluation: Evaluation
+    dataset: Dataset
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def shard_bounds(n: int, workers: int) -> list[tuple[int, int]]:
+    """Contiguous, nearly equal [lo, hi) slices of n samples."""
+    edges = np.linspace(0, n, workers + 1).round().astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def check_fits(spec: JobSpec, dataset: Dataset) -> None:
+    n = len(dataset.y_train)
+    if spec.workers > n:
+        raise UserError(f"--workers: {spec.workers} workers for {n} training samples; expected at most {n}")
+
+
+def interesting_examples(evaluation: Evaluation, y: np.ndarray, n_examples: int = 3, n_wrong: int = 5) -> dict:
+    """Test-set indices worth drawing: the first few, and the most confident mistakes."""
+    wrong = np.flatnonzero(evaluation.predictions != y)
+    worst = wrong[np.argsort(-evaluation.confidence[wrong], kind="stable")][:n_wrong]
+    pick = lambda idx: [  # noqa: E731
+        {
+            "index": int(i),
+            "label": int(y[i]),
+            "predicted": int(evaluation.predictions[i]),
+            "confidence": round(float(evaluation.confidence[i]), 4),
+        }
+        for i in idx
+    ]
+    return {"examples": pick(range(min(n_examples, len(y)))), "misclassified": pick(worst)}
+
+
+def run_job(
+    spec: JobSpec,
+    run_dir: Path,
+    job_id: str,
+    on_event: OnEvent | None = None,
+    dataset: Dataset | None = None,
+) -> JobResult:
+    """Train `spec` on a (local, embedded) Ray cluster; write the run directory; return the result."""
+    import ray
+
+    emit = on_event or (lambda kind, payload: None)
+    t_start = time.perf_counter()
+    dataset = dataset or load_dataset(spec.data_dir)
+    check_fits(spec, dataset)
+    kernel = resolve_kernel(spec.kernel)
+    sizes = layer_sizes(dataset.n_features, spec.hidden, 10)
+    momentum = spec.block_momentum if spec.block_momentum is not None else default_block_momentum(spec.workers)
+    if spec.combine == "average":
+        momentum = 0.0
+    theta0 = he_init(sizes, np.random.default_rng(spec.seed))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+
+    connect_local()
+    share = cpus_per_worker(spec.workers, total_cpus())
+    emit("connected", {"cpus": total_cpus(), "cpus_per_worker": share})
+
+    # The dataset enters the object store once; every actor gets the reference.
+    x_ref, y_ref = ray.put(dataset.x_train), ray.put(dataset.y_train)
+    xt_ref, yt_ref = ray.put(dataset.x_test), ray.put(dataset.y_test)
+    bounds = shard_bounds(len(dataset.y_train), spec.workers)
+    rounds = block_schedule(max(hi - lo for lo, hi in bounds), spec.sync_every)
+
+    server = (
+        ray.remote(ParameterServer)
+        .options(num_cpus=0)
+        .remote(theta0, momentum=momentum, sizes=sizes, activation=spec.activation, x_test=xt_ref, y_test=yt_ref)
+    )
+    worker_cls = ray.remote(Worker).options(num_cpus=share)
+    workers = [
+        worker_cls.remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank, rounds_per_epoch=rounds)
+        for rank, (lo, hi) in enumerate(bounds)
+    ]
+    try:
+        ray.get([w.ready.remote() for w in workers])
+        startup = time.perf_counter() - t_start
+        emit("started", {"startup_s": startup, "workers": spec.workers, "rounds_per_epoch": rounds, "kernel": kernel})
+
+        history: list[dict[str, Any]] = []
+        start = server.get_weights.remote()
+        t_train = time.perf_counter()
+        for epoch in range(spec.epochs):
+            t_epoch = time.perf_counter()
+            for r in range(rounds):
+                results = [w.train_block.remote(start, epoch, r) for w in workers]
+                start = server.apply_updates.remote(*results)
+            figures = ray.get(server.evaluate.remote())
+            now = time.perf_counter()
+            if not figures["finite"]:
+                raise JobFailed(
+                    f"diverged at epoch {epoch + 1}: the training loss or the weights are NaN or infinite; lower --lr"
+                )
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": figures["train_loss"],
+                "train_accuracy": figures["train_accuracy"],
+                "test_loss": figures["test_loss"],
+                "test_accuracy": figures["test_accuracy"],
+                "samples": figures["samples"],
+                "samples_per_s": figures["samples"] / (now - t_epoch),
+                "train_time_s": now - t_train,
+                "wall_time_s": now - t_start,
+            }
+            history.append(record)
+            append_jsonl(metrics_path, record)
+            emit("epoch", record)
+            if spec.until_accuracy is not None and record["test_accuracy"] >= spec.until_accuracy:
+                break
+        train_time = time.perf_counter() - t_train
+        theta = np.array(ray.get(server.get_global_weights.remote()))
+        worker_stats = ray.get([w.stats.remote() for w in workers])
+    finally:
+        for actor in [*workers, server]:
+            ray.kill(actor)
+
+    final = evaluate(theta, sizes, spec.activation, dataset.x_test, dataset.y_test)
+    reached = next((h for h in history if spec.until_accuracy and h["test_accuracy"] >= spec.until_accuracy), None)
+    save_weights(
+        run_dir / "model.npz",
+        theta,
+        sizes,
+        {
+            "activation": spec.activation,
+            "input_scale": PIXEL_SCALE,
+            "image_shape": list(dataset.image_shape),
+            "dataset": dataset.name,
+            "test_accuracy": final.accuracy,
+            "job_id": job_id,
+        },
+    )
+    report = {
+        "job_id": job_id,
+        "state": "SUCCEEDED",
+        "dtrain_version": __version__,
+        "spec": spec.model_dump(mode="json"),
+        "dataset": {"name": dataset.name, "train": len(dataset.y_train), "test": len(dataset.y_test),
+                    "image_shape": list(dataset.image_shape)},
+        "layer_sizes": list(sizes),
+        "kernel": kernel,
+        "block_momentum": momentum,
+        "rounds_per_epoch": rounds,
+        "cpus_per_worker": share,
+        "epochs_run": len(history),
+        "workers": worker_stats,
+        "test": final.summary(),
+        "timing": {"startup_s": startup, "train_s": train_time, "total_s": time.perf_counter() - t_start},
+        "until_accuracy": None if spec.until_accuracy is None else {
+            "target": spec.until_accuracy,
+            "reached": reached is not None,
+            "epoch": reached and reached["epoch"],
+            "train_time_s": reached and reached["train_time_s"],
+            "wall_time_s": reached and reached["wall_time_s"],
+        },
+        **interesting_examples(final, dataset.y_test),
+    }
+    write_json(run_dir / "report.json", report)
+    return JobResult(job_id, "SUCCEEDED", run_dir, spec, history, final, dataset, report)

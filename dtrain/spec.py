@@ -1,0 +1,65 @@
+"""The job spec: one pydantic model that every layer (CLI, runner, workers) reads.
+
+It lives in the root package so that the cluster and worker code never import
+the CLI to learn what a job is.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Samples each worker trains on between two weight averagings. Chosen by
+#: measurement (README, "Choosing --sync-every"): long enough that syncing is a
+#: small share of the time, short enough that block momentum keeps per-epoch
+#: accuracy at 8 workers.
+DEFAULT_SYNC_EVERY = 1000
+
+
+class JobSpec(BaseModel):
+    """What to train and how. Validated once, at the edge; passed down as is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(8, ge=1, description="Worker actors, one data shard each.")
+    epochs: int = Field(32, ge=1, description="Passes over the training set.")
+    lr: float = Field(0.01, gt=0, le=100, description="SGD learning rate.")
+    hidden: tuple[int, ...] = Field((64,), description="Hidden layer sizes.")
+    activation: Literal["relu", "sigmoid"] = "relu"
+    sync_every: int = Field(
+        DEFAULT_SYNC_EVERY, ge=1, description="Samples per worker between syncs."
+    )
+    combine: Literal["bmuf", "average"] = Field(
+        "bmuf", description="How the parameter server merges the workers' weights."
+    )
+    block_momentum: float | None = Field(
+        None, ge=0, lt=1, description="BMUF block momentum; default depends on workers."
+    )
+    kernel: Literal["auto", "numba", "numpy"] = "auto"
+    seed: int = Field(0, ge=0, description="Seeds init, shuffling: same seed, same weights.")
+    until_accuracy: float | None = Field(
+        None, gt=0, le=1, description="Stop once test accuracy reaches this."
+    )
+    data_dir: str | None = Field(None, description="Directory of the four IDX files.")
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _parse_hidden(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",")]
+            if not all(p.isdigit() for p in parts):
+                raise ValueError(
+                    f"expected comma-separated positive integers like '64' or '256,128', got {value!r}"
+                )
+            return tuple(int(p) for p in parts)
+        return value
+
+    @field_validator("hidden")
+    @classmethod
+    def _check_hidden(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("expected at least one hidden layer")
+        if any(n < 1 or n > 65536 for n in value):
+            raise ValueError(f"layer sizes must be between 1 and 65536, got {list(value)}")
+        return value

@@ -1,0 +1,135 @@
+"""Per-sample SGD compiled with numba: the same update as ``sgd_numpy``, ~10x faster.
+
+One function over the flat float32 buffer, any number of layers. The first
+layer reads only the non-zero pixels (exact: a zero input has zero gradient).
+Each layer's weights are read for the backward pass and updated in the same
+loop, old value first, so the result is exactly per-sample SGD.
+``cache=True`` keeps the machine code on disk next to this file, so worker
+processes load it instead of recompiling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+# reassoc/contract let LLVM vectorise the row loops; no "fast" flags that assume
+# finite values, so a diverging run still shows its NaN.
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})
+def sgd_numba(theta, sizes, is_relu, X, y, order, lr, scale):  # pragma: no cover - compiled
+    """Train theta (float32, flat) in place on X[order]; returns (loss sum, correct)."""
+    L = sizes.shape[0] - 1
+    w_off = np.empty(L, np.int64)
+    b_off = np.empty(L, np.int64)
+    o = 0
+    widest = 0
+    for l in range(L):
+        w_off[l] = o
+        o += sizes[l] * sizes[l + 1]
+        b_off[l] = o
+        o += sizes[l + 1]
+        widest = max(widest, sizes[l + 1])
+    n0 = sizes[0]
+    A = np.zeros((L + 1, widest), np.float32)  # A[l]: a_l (A[L]: softmax output)
+    D = np.zeros((L + 1, widest), np.float32)  # D[l]: delta_l
+    nz = np.empty(n0, np.int64)
+    xv = np.empty(n0, np.float32)
+    one = np.float32(1.0)
+    loss = 0.0
+    correct = 0
+    for s in order:
+        # sparse input: a_0 as (index, value) pairs
+        # (branch-free compaction: the zero/non-zero pattern is unpredictable)
+        m = 0
+        x = X[s]
+        for i in range(n0):
+            v = x[i]
+            nz[m] = i
+            xv[m] = np.float32(v) * scale
+            m += v != 0
+        # forward
+        for l in range(1, L + 1):
+            n = sizes[l]
+            n_prev = sizes[l - 1]
+            W = theta[w_off[l - 1] : w_off[l - 1] + n_prev * n].reshape((n_prev, n))
+            b = theta[b_off[l - 1] : b_off[l - 1] + n]
+            z = A[l, :n]
+            z[:] = b
+            if l == 1:
+                for k in range(m):
+                    v = xv[k]
+                    row = W[nz[k]]
+                    for j in range(n):
+                        z[j] += v * row[j]
+            else:
+                a_prev = A[l - 1]
+                for i in range(n_prev):
+                    v = a_prev[i]
+                    row = W[i]
+                    for j in range(n):
+                        z[j] += v * row[j]
+            if l < L:
+                for j in range(n):
+                    if is_relu:
+                        z[j] = max(z[j], np.float32(0.0))
+                    else:
+                        z[j] = one / (one + np.exp(-z[j]))
+        # softmax and loss
+        n_out = sizes[L]
+        p = A[L]
+        zmax = p[0]
+        for j in range(1, n_out):
+            zmax = max(zmax, p[j])
+        total = np.float32(0.0)
+        for j in range(n_out):
+            p[j] = np.exp(p[j] - zmax)
+            total += p[j]
+        best = 0
+        for j in range(n_out):
+            p[j] /= total
+            if p[j] > p[best]:
+                best = j
+        label = y[s]
+        loss -= math.log(max(p[label], np.float32(1.1754944e-38)))
+        if best == label:
+            correct += 1
+        # backward: delta_L = p - onehot(y)
+        for j in range(n_out):
+            D[L, j] = p[j]
+        D[L, label] -= one
+        for l in range(L, 1, -1):
+            n = sizes[l]
+            n_prev = sizes[l - 1]
+            W = theta[w_off[l - 1] : w_off[l - 1] + n_prev * n].reshape((n_prev, n))
+            b = theta[b_off[l - 1] : b_off[l - 1] + n]
+            d = D[l, :n]
+            a_prev = A[l - 1]
+            for i in range(n_prev):
+                acc = np.float32(0.0)
+                g = lr * a_prev[i]
+                row = W[i]
+                for j in range(n):
+                    acc += row[j] * d[j]
+                    row[j] -= g * d[j]
+                ai = a_prev[i]
+                if is_relu:
+                    D[l - 1, i] = acc if ai > 0 else np.float32(0.0)
+                else:
+                    D[l - 1, i] = acc * ai * (one - ai)
+            for j in range(n):
+                b[j] -= lr * d[j]
+        n1 = sizes[1]
+        W = theta[: n0 * n1].reshape((n0, n1))
+        b = theta[n0 * n1 : n0 * n1 + n1]
+        d = D[1, :n1]
+        for k in range(m):
+            g = lr * xv[k]
+            row = W[nz[k]]
+            for j in range(n1):
+                row[j] -= g * d[j]
+        for j in range(n1):
+            b[j] -= lr * d[j]
+    return loss, correct

@@ -1,0 +1,71 @@
+"""A worker's share of training, without Ray: its shard, its shuffling, its SGD blocks.
+
+``ShardTrainer`` is what the worker actor runs; keeping it free of Ray lets the
+tests and the benchmark drive the same code in one process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dtrain.model.kernels import sgd
+
+
+def block_schedule(shard_size: int, sync_every: int) -> int:
+    """Rounds per epoch: enough blocks of at most `sync_every` samples to cover the shard."""
+    return max(1, -(-shard_size // sync_every))
+
+
+class ShardTrainer:
+    """Per-sample SGD over one shard, one block of samples per round.
+
+    Each epoch visits the shard in a fresh order drawn from (seed, rank, epoch),
+    cut into `rounds_per_epoch` nearly equal blocks, so every worker finishes its
+    epoch in the same round whatever its shard size.
+    """
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        sizes: tuple[int, ...],
+        activation: str,
+        lr: float,
+        kernel: str,
+        seed: int,
+        rank: int,
+        rounds_per_epoch: int,
+    ):
+        self.X, self.y = X, y
+        self.sizes, self.activation, self.lr, self.kernel = sizes, activation, lr, kernel
+        self.seed, self.rank = seed, rank
+        self.rounds_per_epoch = rounds_per_epoch
+        self.theta = np.zeros(0, dtype=np.float32)
+        self._epoch, self._blocks = -1, []
+
+    def block(self, epoch: int, round_in_epoch: int) -> np.ndarray:
+        """The sample indices (into the shard) of one round, in visiting order."""
+        if epoch != self._epoch:
+            rng = np.random.default_rng((self.seed, self.rank, epoch))
+            self._blocks = np.array_split(rng.permutation(len(self.y)), self.rounds_per_epoch)
+            self._epoch = epoch
+        return self._blocks[round_in_epoch]
+
+    def warm_up(self) -> None:
+        """Load (or compile) the kernel now, on a throw-away copy, so round one is not slow."""
+        from dtrain.model.mlp import n_params
+
+        scratch = np.zeros(n_params(self.sizes), dtype=np.float32)
+        sgd(self.kernel, scratch, self.sizes, self.activation, self.X, self.y, np.zeros(1, np.int64), self.lr)
+
+    def train_block(self, start: np.ndarray, epoch: int, round_in_epoch: int) -> tuple[np.ndarray, int, float, int]:
+        """Train from `start` on this round's block; returns (theta, samples, loss sum, correct)."""
+        if self.theta.shape != start.shape:
+            self.theta = np.empty_like(start, dtype=np.float32)
+        self.theta[...] = start  # what arrives through Ray is read-only
+        order = self.block(epoch, round_in_epoch)
+        loss, correct = sgd(
+            self.kernel, self.theta, self.sizes, self.activation, self.X, self.y, order, self.lr
+        )
+        return self.theta, len(order), float(loss), int(correct)
