@@ -78,7 +78,10 @@ def submit(
     hidden: Annotated[str, typer.Option(help="Hidden layer sizes, e.g. 64 or 256,128.")] = "64",
     activation: Annotated[str, typer.Option(help="Hidden activation: relu or sigmoid.")] = "relu",
     sync_every: Annotated[
-        Optional[int], typer.Option(help="Samples each worker trains between weight syncs. [default: 1000]")
+        Optional[int], typer.Option(help="Samples each worker trains between weight syncs in epoch 1. [default: 2000 / workers]")
+    ] = None,
+    sync_growth: Annotated[
+        Optional[float], typer.Option(help="Factor the sync block grows by each epoch, up to a shard. [default: 2]")
     ] = None,
     combine: Annotated[str, typer.Option(help="Combine rule: bmuf (block momentum) or average.")] = "bmuf",
     block_momentum: Annotated[
@@ -105,7 +108,7 @@ def submit(
         spec = build_spec(
             dict(
                 workers=workers, epochs=epochs, lr=lr, hidden=hidden, activation=activation, sync_every=sync_every,
-                combine=combine, block_momentum=block_momentum, kernel=kernel, seed=seed,
+                sync_growth=sync_growth, combine=combine, block_momentum=block_momentum, kernel=kernel, seed=seed,
                 until_accuracy=until_accuracy, data_dir=str(data_dir) if data_dir else None,
             )
         )

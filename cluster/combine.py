@@ -22,11 +22,22 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def default_block_momentum(workers: int) -> float:
-    """Block momentum for K workers, as measured (README, "Combine rule")."""
+#: Block momentum once a round is a whole epoch (README, "Combine rule and sync schedule").
+WHOLE_EPOCH_MOMENTUM = 0.5
+
+
+def default_block_momentum(workers: int, rounds_in_epoch: int) -> float:
+    """BMUF's block momentum for K workers: 1 - 1/K (Chen & Huo), so K workers move
+    about as far per round as one worker would over all their samples.
+
+    Once each round is a whole shard (one round per epoch), momentum multiplies
+    epoch-sized steps; capping it acts as the learning-rate decay that constant-lr
+    per-sample SGD lacks, and measured 0.1-0.2 points better final accuracy at 8 workers.
+    """
     if workers <= 1:
         return 0.0
-    return 1.0 - 1.0 / workers
+    eta = 1.0 - 1.0 / workers
+    return min(eta, WHOLE_EPOCH_MOMENTUM) if rounds_in_epoch <= 1 else eta
 
 
 def weighted_mean(thetas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:

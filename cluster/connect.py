@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 # Quiet by default: no usage-stats banner, no "Started a local Ray instance".
@@ -36,4 +37,5 @@ def cpus_per_worker(workers: int, available: float) -> float:
     """1 CPU per worker where the cluster has enough, otherwise an equal share of what it has."""
     if available <= 0:
         raise ValueError("the Ray cluster reports no CPUs")
-    return min(1.0, round(available / workers, 4))
+    # Rounded down: shares that add up to a hair over the total would leave a worker unplaced.
+    return min(1.0, math.floor(available / workers * 10_000) / 10_000)

@@ -35,10 +35,15 @@ class ParameterServer:
         self.sizes, self.activation = sizes, activation
         self.x_test, self.y_test = x_test, y_test
         self.version = 0
+        self.diverged_at: int | None = None  # first round whose loss or weights were not finite
         self._reset_epoch_totals()
 
     def _reset_epoch_totals(self) -> None:
         self.samples, self.loss_sum, self.correct = 0, 0.0, 0
+
+    def set_momentum(self, momentum: float) -> None:
+        """Block momentum from the next round on (the runner's schedule changes it by epoch)."""
+        self.rule.momentum = float(momentum)
 
     def get_weights(self) -> np.ndarray:
         """The weights workers should train from next (BMUF's look-ahead point)."""
@@ -54,6 +59,9 @@ class ParameterServer:
         counts = [r[1] for r in results]
         self.rule.combine(thetas, counts)
         self.version += 1
+        round_loss = sum(r[2] for r in results)
+        if self.diverged_at is None and not (math.isfinite(round_loss) and np.isfinite(self.rule.delta).all()):
+            self.diverged_at = self.version
         self.samples += sum(counts)
         self.loss_sum += sum(r[2] for r in results)
         self.correct += sum(r[3] for r in results)
@@ -62,9 +70,10 @@ class ParameterServer:
     def evaluate(self) -> dict:
         """Score the global model on the test set; report and reset this epoch's training totals."""
         train_loss = self.loss_sum / max(self.samples, 1)
-        finite = math.isfinite(train_loss) and bool(np.all(np.isfinite(self.rule.global_theta)))
+        finite = self.diverged_at is None and math.isfinite(train_loss)
         figures = {
             "version": self.version,
+            "diverged_at_round": self.diverged_at,
             "samples": self.samples,
             "train_loss": train_loss if math.isfinite(train_loss) else None,
             "train_accuracy": self.correct / max(self.samples, 1),

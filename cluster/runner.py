@@ -8,6 +8,7 @@ the previous round's merge result), so weights never travel through it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from dtrain.cluster.combine import default_block_momentum
 from dtrain.cluster.connect import connect_local, cpus_per_worker, total_cpus
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.storage import append_jsonl, write_json
-from dtrain.data.mnist import Dataset, load_dataset
+from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate
 from dtrain.model.kernels import resolve_kernel
@@ -29,7 +30,13 @@ from dtrain.model.mlp import he_init, layer_sizes
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
 from dtrain.worker.actor import Worker
-from dtrain.worker.shard import block_schedule
+from dtrain.worker.shard import rounds_for
+
+#: An epoch whose training loss exceeds this many times ln(10) has diverged.
+DIVERGENCE_FACTOR = 1.5
+
+#: How long workers may take to start before the job fails instead of hanging.
+PLACEMENT_TIMEOUT_S = 120.0
 
 #: progress callback: (event name, payload)
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -79,6 +86,32 @@ def interesting_examples(evaluation: Evaluation, y: np.ndarray, n_examples: int 
     return {"examples": pick(range(min(n_examples, len(y)))), "misclassified": pick(worst)}
 
 
+def check_divergence(figures: dict[str, Any], epoch: int) -> None:
+    """Fail the job when training has blown up, rather than save garbage as a model.
+
+    Blown up means a NaN or infinite loss or weight, or an epoch's training loss far
+    above that of guessing uniformly (ln 10): per-sample SGD with too large a step
+    drives the softmax to confident wrong answers without ever producing a NaN.
+    """
+    chance = math.log(N_CLASSES)
+    if not figures["finite"]:
+        where = f"epoch {epoch + 1}, round {figures['diverged_at_round']}" if figures["diverged_at_round"] else f"epoch {epoch + 1}"
+        raise JobFailed(f"diverged at {where}: the loss or the weights are NaN or infinite; lower --lr")
+    if figures["train_loss"] > DIVERGENCE_FACTOR * chance:
+        raise JobFailed(
+            f"diverged at epoch {epoch + 1}: training loss {figures['train_loss']:.2f} is far above "
+            f"guessing ({chance:.2f}); lower --lr"
+        )
+
+
+def momentum_for(spec: JobSpec, rounds_in_epoch: int) -> float:
+    if spec.combine == "average":
+        return 0.0
+    if spec.block_momentum is not None:
+        return spec.block_momentum
+    return default_block_momentum(spec.workers, rounds_in_epoch)
+
+
 def run_job(
     spec: JobSpec,
     run_dir: Path,
@@ -95,9 +128,6 @@ def run_job(
     check_fits(spec, dataset)
     kernel = resolve_kernel(spec.kernel)
     sizes = layer_sizes(dataset.n_features, spec.hidden, 10)
-    momentum = spec.block_momentum if spec.block_momentum is not None else default_block_momentum(spec.workers)
-    if spec.combine == "average":
-        momentum = 0.0
     theta0 = he_init(sizes, np.random.default_rng(spec.seed))
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,37 +143,46 @@ def run_job(
     x_ref, y_ref = ray.put(dataset.x_train), ray.put(dataset.y_train)
     xt_ref, yt_ref = ray.put(dataset.x_test), ray.put(dataset.y_test)
     bounds = shard_bounds(len(dataset.y_train), spec.workers)
-    rounds = block_schedule(max(hi - lo for lo, hi in bounds), spec.sync_every)
+    shard = max(hi - lo for lo, hi in bounds)
+    schedule = [rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
+    momenta = [momentum_for(spec, rounds) for rounds in schedule]
 
     server = (
         ray.remote(ParameterServer)
         .options(num_cpus=0)
-        .remote(theta0, momentum=momentum, sizes=sizes, activation=spec.activation, x_test=xt_ref, y_test=yt_ref)
+        .remote(theta0, momentum=momenta[0], sizes=sizes, activation=spec.activation, x_test=xt_ref, y_test=yt_ref)
     )
     worker_cls = ray.remote(Worker).options(num_cpus=share)
     workers = [
-        worker_cls.remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank, rounds_per_epoch=rounds)
+        worker_cls.remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
         for rank, (lo, hi) in enumerate(bounds)
     ]
     try:
-        ray.get([w.ready.remote() for w in workers])
+        ready = [w.ready.remote() for w in workers]
+        _, pending = ray.wait(ready, num_returns=len(ready), timeout=PLACEMENT_TIMEOUT_S)
+        if pending:
+            raise JobFailed(
+                f"{len(pending)} of {spec.workers} workers could not be started within {PLACEMENT_TIMEOUT_S:.0f} s "
+                f"(each asks for {share:g} CPU; the cluster has {total_cpus():g})"
+            )
+        ray.get(ready)
         startup = time.perf_counter() - t_start
-        emit("started", {"startup_s": startup, "workers": spec.workers, "rounds_per_epoch": rounds, "kernel": kernel})
+        emit("started", {"startup_s": startup, "workers": spec.workers, "rounds": sum(schedule), "kernel": kernel})
 
         history: list[dict[str, Any]] = []
         start = server.get_weights.remote()
         t_train = time.perf_counter()
         for epoch in range(spec.epochs):
             t_epoch = time.perf_counter()
+            rounds = schedule[epoch]
+            if epoch and momenta[epoch] != momenta[epoch - 1]:
+                server.set_momentum.remote(momenta[epoch])
             for r in range(rounds):
-                results = [w.train_block.remote(start, epoch, r) for w in workers]
+                results = [w.train_block.remote(start, epoch, r, rounds) for w in workers]
                 start = server.apply_updates.remote(*results)
             figures = ray.get(server.evaluate.remote())
             now = time.perf_counter()
-            if not figures["finite"]:
-                raise JobFailed(
-                    f"diverged at epoch {epoch + 1}: the training loss or the weights are NaN or infinite; lower --lr"
-                )
+            check_divergence(figures, epoch)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": figures["train_loss"],
@@ -151,6 +190,7 @@ def run_job(
                 "test_loss": figures["test_loss"],
                 "test_accuracy": figures["test_accuracy"],
                 "samples": figures["samples"],
+                "rounds": rounds,
                 "samples_per_s": figures["samples"] / (now - t_epoch),
                 "train_time_s": now - t_train,
                 "wall_time_s": now - t_start,
@@ -191,8 +231,8 @@ def run_job(
                     "image_shape": list(dataset.image_shape)},
         "layer_sizes": list(sizes),
         "kernel": kernel,
-        "block_momentum": momentum,
-        "rounds_per_epoch": rounds,
+        "block_momentum": momenta[: len(history)],
+        "rounds_per_epoch": schedule[: len(history)],
         "cpus_per_worker": share,
         "epochs_run": len(history),
         "workers": worker_stats,

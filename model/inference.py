@@ -13,7 +13,7 @@ from dtrain.model.weights import read_weights
 
 
 class Model:
-    """A trained MLP ready for inference. Images are uint8 pixels (0-255) or floats in [0, 1]."""
+    """A trained MLP ready for inference. Images are integer pixels (0-255) or floats in [0, 1]."""
 
     def __init__(self, theta: np.ndarray, metadata: dict[str, Any]):
         self.theta = theta
@@ -41,12 +41,13 @@ class Model:
                 f"images of shape {x.shape} do not fit this model: expected {n_in} pixels per image "
                 f"(one image, or a batch of them)"
             )
-        if batch.dtype == np.uint8:
+        if np.issubdtype(batch.dtype, np.integer) and not np.issubdtype(batch.dtype, np.bool_):
+            # integer pixels are 0-255 whatever their width (np.array of Python ints is int64)
             batch = batch.astype(np.float32) * np.float32(self.input_scale)
-        elif np.issubdtype(batch.dtype, np.number):
+        elif np.issubdtype(batch.dtype, np.floating):
             batch = batch.astype(np.float32)
         else:
-            raise UserError(f"images of dtype {x.dtype}: expected uint8 pixels or floats in [0, 1]")
+            raise UserError(f"images of dtype {x.dtype}: expected integer pixels 0-255 or floats in [0, 1]")
         return batch, single
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:

@@ -26,10 +26,11 @@ import numpy as np
 
 from dtrain import __version__
 from dtrain.errors import UserError
-from dtrain.model.mlp import ACTIVATIONS, n_params
+from dtrain.model.mlp import ACTIVATIONS
 
 FORMAT = "dtrain-mlp"
 FORMAT_VERSION = 1
+MAX_LAYER = 1 << 20  # far above any sensible MLP; refuses absurd sizes before reading arrays
 
 
 class WeightsError(UserError):
@@ -41,11 +42,11 @@ def save_weights(path: str | Path, theta: np.ndarray, sizes: tuple[int, ...], me
     from dtrain.model.mlp import unflatten
 
     meta = {
+        "dtrain_version": __version__,
+        **metadata,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "layer_sizes": [int(n) for n in sizes],
-        "dtrain_version": __version__,
-        **metadata,
     }
     arrays: dict[str, np.ndarray] = {"metadata": np.array(json.dumps(meta, sort_keys=True))}
     for l, (W, b) in enumerate(unflatten(theta.astype(np.float32, copy=False), sizes), start=1):
@@ -57,10 +58,21 @@ def save_weights(path: str | Path, theta: np.ndarray, sizes: tuple[int, ...], me
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a model is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# zipfile raises NotImplementedError / RuntimeError for unsupported or "encrypted" headers.
+_READ_ERRORS = (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError, RuntimeError)
 
 
 def read_weights(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
@@ -73,7 +85,7 @@ def read_weights(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise WeightsError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise WeightsError(f"{where}: is a directory, expected a .npz weights file") from None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except _READ_ERRORS as e:
         raise WeightsError(f"{where}: not a dtrain weights file (.npz of arrays): {_first_line(e)}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise WeightsError(f"{where}: a single .npy array, expected a .npz weights file")
@@ -82,7 +94,7 @@ def read_weights(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             return _check(archive, where)
         except WeightsError:
             raise
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        except _READ_ERRORS as e:
             # allow_pickle=False refuses object arrays with a ValueError
             raise WeightsError(f"{where}: unreadable array: {_first_line(e)}") from None
 
@@ -103,7 +115,8 @@ def _check(archive: np.lib.npyio.NpzFile, where: str) -> tuple[np.ndarray, dict[
         raise WeightsError(f"{where}: 'metadata' is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise WeightsError(f"{where}: metadata 'format' must be {FORMAT!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
         raise WeightsError(
             f"{where}: unknown format_version {meta.get('format_version')!r}: this dtrain reads version {FORMAT_VERSION}"
         )
@@ -111,32 +124,37 @@ def _check(archive: np.lib.npyio.NpzFile, where: str) -> tuple[np.ndarray, dict[
     if (
         not isinstance(sizes, list)
         or len(sizes) < 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_LAYER for n in sizes)
     ):
-        raise WeightsError(f"{where}: metadata 'layer_sizes' must be a list of at least two positive integers")
+        raise WeightsError(
+            f"{where}: metadata 'layer_sizes' must be a list of at least two integers from 1 to {MAX_LAYER}"
+        )
     if meta.get("activation") not in ACTIVATIONS:
         raise WeightsError(f"{where}: metadata 'activation' must be one of {sorted(ACTIVATIONS)}, got {meta.get('activation')!r}")
     scale = meta.get("input_scale", 1 / 255)
-    if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+    if not isinstance(scale, float) or not np.isfinite(scale) or scale <= 0:
         raise WeightsError(f"{where}: metadata 'input_scale' must be a positive number")
-    expected = {"metadata"}
-    theta = np.empty(n_params(sizes), dtype=np.float32)
-    offset = 0
+    layers = len(sizes) - 1
+    expected = {"metadata"} | {f"{kind}{l}" for l in range(1, layers + 1) for kind in "Wb"}
+    missing = sorted(expected - set(archive.files), key=lambda name: (int(name[1:]), name[0]))
+    if missing:
+        raise WeightsError(
+            f"{where}: missing array {missing[0]!r} (layer_sizes {sizes} need W1..W{layers}, b1..b{layers})"
+        )
+    extra = sorted(set(archive.files) - expected)
+    if extra:
+        raise WeightsError(f"{where}: unexpected arrays {extra}")
+    pieces = []
     for l, (n_prev, n) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
         for name, shape in ((f"W{l}", (n_prev, n)), (f"b{l}", (n,))):
-            expected.add(name)
-            if name not in archive.files:
-                raise WeightsError(f"{where}: missing array {name!r} (layer_sizes {sizes} need W1..W{len(sizes) - 1}, b1..b{len(sizes) - 1})")
             arr = archive[name]
             if arr.shape != shape:
                 raise WeightsError(f"{where}: array {name!r} has shape {arr.shape}, layer_sizes {sizes} need {shape}")
             if arr.dtype.kind != "f":
                 raise WeightsError(f"{where}: array {name!r} has dtype {arr.dtype}, expected floating point")
-            if not np.all(np.isfinite(arr)):
-                raise WeightsError(f"{where}: array {name!r} holds NaN or infinite values")
-            theta[offset : offset + arr.size] = arr.ravel()
-            offset += arr.size
-    extra = sorted(set(archive.files) - expected)
-    if extra:
-        raise WeightsError(f"{where}: unexpected arrays {extra}")
-    return theta, meta
+            with np.errstate(over="ignore"):
+                values = arr.astype(np.float32).ravel()
+            if not np.all(np.isfinite(values)):
+                raise WeightsError(f"{where}: array {name!r} holds NaN or infinite values (as float32)")
+            pieces.append(values)
+    return np.concatenate(pieces), meta

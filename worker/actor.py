@@ -30,7 +30,6 @@ class Worker:
         sizes: tuple[int, ...],
         kernel: str,
         rank: int,
-        rounds_per_epoch: int,
     ):
         # One BLAS thread: several workers share the cores, and BLAS threads
         # fighting over them slowed small matrix work 10-17x here.
@@ -47,7 +46,6 @@ class Worker:
             kernel=kernel,
             seed=spec.seed,
             rank=rank,
-            rounds_per_epoch=rounds_per_epoch,
         )
         self.samples_trained = 0
         self.busy_s = 0.0
@@ -57,13 +55,15 @@ class Worker:
         self.trainer.warm_up()
         return len(self.trainer.y)
 
-    def train_block(self, start: np.ndarray, epoch: int, round_in_epoch: int) -> tuple[np.ndarray, int, float, int]:
+    def train_block(
+        self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int
+    ) -> tuple[np.ndarray, int, float, int]:
         """Train from the global `start` weights on this round's block of the shard.
 
         Returns (weights, samples, sum of per-sample losses, correct predictions).
         """
         t0 = time.perf_counter()
-        result = self.trainer.train_block(start, epoch, round_in_epoch)
+        result = self.trainer.train_block(start, epoch, round_in_epoch, rounds_in_epoch)
         self.busy_s += time.perf_counter() - t0
         self.samples_trained += result[1]
         return result

@@ -11,17 +11,17 @@ import numpy as np
 from dtrain.model.kernels import sgd
 
 
-def block_schedule(shard_size: int, sync_every: int) -> int:
-    """Rounds per epoch: enough blocks of at most `sync_every` samples to cover the shard."""
-    return max(1, -(-shard_size // sync_every))
+def rounds_for(shard_size: int, block: int) -> int:
+    """Rounds in an epoch: enough blocks of at most `block` samples to cover the shard."""
+    return max(1, -(-shard_size // block))
 
 
 class ShardTrainer:
     """Per-sample SGD over one shard, one block of samples per round.
 
     Each epoch visits the shard in a fresh order drawn from (seed, rank, epoch),
-    cut into `rounds_per_epoch` nearly equal blocks, so every worker finishes its
-    epoch in the same round whatever its shard size.
+    cut into as many nearly equal blocks as the epoch has rounds, so every worker
+    finishes its epoch in the same round whatever its shard size.
     """
 
     def __init__(
@@ -35,22 +35,19 @@ class ShardTrainer:
         kernel: str,
         seed: int,
         rank: int,
-        rounds_per_epoch: int,
     ):
         self.X, self.y = X, y
         self.sizes, self.activation, self.lr, self.kernel = sizes, activation, lr, kernel
         self.seed, self.rank = seed, rank
-        self.rounds_per_epoch = rounds_per_epoch
         self.theta = np.zeros(0, dtype=np.float32)
-        self._epoch, self._blocks = -1, []
+        self._epoch, self._order = -1, np.zeros(0, np.int64)
 
-    def block(self, epoch: int, round_in_epoch: int) -> np.ndarray:
+    def block(self, epoch: int, round_in_epoch: int, rounds_in_epoch: int) -> np.ndarray:
         """The sample indices (into the shard) of one round, in visiting order."""
         if epoch != self._epoch:
             rng = np.random.default_rng((self.seed, self.rank, epoch))
-            self._blocks = np.array_split(rng.permutation(len(self.y)), self.rounds_per_epoch)
-            self._epoch = epoch
-        return self._blocks[round_in_epoch]
+            self._order, self._epoch = rng.permutation(len(self.y)), epoch
+        return np.array_split(self._order, rounds_in_epoch)[round_in_epoch]
 
     def warm_up(self) -> None:
         """Load (or compile) the kernel now, on a throw-away copy, so round one is not slow."""
@@ -59,12 +56,14 @@ class ShardTrainer:
         scratch = np.zeros(n_params(self.sizes), dtype=np.float32)
         sgd(self.kernel, scratch, self.sizes, self.activation, self.X, self.y, np.zeros(1, np.int64), self.lr)
 
-    def train_block(self, start: np.ndarray, epoch: int, round_in_epoch: int) -> tuple[np.ndarray, int, float, int]:
+    def train_block(
+        self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int
+    ) -> tuple[np.ndarray, int, float, int]:
         """Train from `start` on this round's block; returns (theta, samples, loss sum, correct)."""
         if self.theta.shape != start.shape:
             self.theta = np.empty_like(start, dtype=np.float32)
         self.theta[...] = start  # what arrives through Ray is read-only
-        order = self.block(epoch, round_in_epoch)
+        order = self.block(epoch, round_in_epoch, rounds_in_epoch)
         loss, correct = sgd(
             self.kernel, self.theta, self.sizes, self.activation, self.X, self.y, order, self.lr
         )

@@ -1,0 +1,101 @@
+"""Distributed training on real Ray actors and real MNIST."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dtrain.cluster.runner import JobFailed, run_job, shard_bounds
+from dtrain.errors import UserError
+from dtrain.model import load_model, read_weights
+from dtrain.spec import JobSpec
+
+
+def test_shards_cover_the_training_set_once():
+    for n, k in [(60000, 8), (4000, 3), (10, 10), (7, 16)]:
+        bounds = shard_bounds(n, k)
+        assert len(bounds) == k
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        sizes = [hi - lo for lo, hi in bounds]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_small_distributed_run_learns_and_writes_its_run_directory(ray_cluster, small_mnist, tmp_path):
+    spec = JobSpec(workers=3, epochs=3, sync_every=500, seed=1)
+    events = []
+    result = run_job(spec, tmp_path / "run", "t1", on_event=lambda k, p: events.append(k), dataset=small_mnist)
+
+    assert result.state == "SUCCEEDED"
+    assert result.evaluation.accuracy > 0.85  # chance is 0.10
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    # every sample trained exactly once per epoch, spread over the workers
+    stats = result.report["workers"]
+    assert sum(w["samples"] for w in stats) == 3 * 4000
+    assert sorted(w["shard"] for w in stats) == [1333, 1333, 1334]
+    assert events[:2] == ["connected", "started"] and events.count("epoch") == 3
+
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3]
+    assert {"epoch", "test_loss", "test_accuracy", "samples_per_s", "wall_time_s"} <= set(lines[0])
+    report = json.loads((run / "report.json").read_text())
+    assert report["spec"] == spec.model_dump(mode="json")
+    assert np.asarray(report["test"]["confusion"]).sum() == 10000
+    assert report["test"]["accuracy"] == pytest.approx(result.evaluation.accuracy)
+    model = load_model(run / "model.npz")
+    assert model.layer_sizes == (784, 64, 10)
+    assert (model.predict(small_mnist.x_test) == small_mnist.y_test).mean() == pytest.approx(
+        result.evaluation.accuracy
+    )
+    assert not list(run.glob(".*tmp"))  # atomic writes leave no partial files
+
+
+def test_same_seed_same_weights_other_seed_other_weights(ray_cluster, small_mnist, tmp_path):
+    def train(seed: int, name: str) -> np.ndarray:
+        spec = JobSpec(workers=2, epochs=2, sync_every=400, seed=seed)
+        run_job(spec, tmp_path / name, name, dataset=small_mnist)
+        return read_weights(tmp_path / name / "model.npz")[0]
+
+    first, again, other = train(7, "a"), train(7, "b"), train(8, "c")
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_full_mnist_four_workers_reach_97_percent_in_five_epochs(ray_cluster, mnist, tmp_path):
+    spec = JobSpec(workers=4, epochs=5)
+    result = run_job(spec, tmp_path / "run", "full", dataset=mnist)
+    assert result.evaluation.accuracy >= 0.97
+
+
+def test_until_accuracy_stops_at_the_first_epoch_that_reaches_it(ray_cluster, small_mnist, tmp_path):
+    spec = JobSpec(workers=2, epochs=20, until_accuracy=0.80, sync_every=500)
+    result = run_job(spec, tmp_path / "run", "u", dataset=small_mnist)
+    accuracies = [h["test_accuracy"] for h in result.history]
+    assert len(accuracies) < 20
+    assert accuracies[-1] >= 0.80 and all(a < 0.80 for a in accuracies[:-1])
+    assert result.report["until_accuracy"]["reached"] is True
+    assert result.report["until_accuracy"]["epoch"] == len(accuracies)
+
+
+def test_divergence_fails_the_job_instead_of_saving_garbage(ray_cluster, small_mnist, tmp_path):
+    spec = JobSpec(workers=2, epochs=3, lr=50.0, sync_every=500)
+    with pytest.raises(JobFailed, match="diverged at epoch 1.*lower --lr"):
+        run_job(spec, tmp_path / "run", "d", dataset=small_mnist)
+    assert not (tmp_path / "run" / "model.npz").exists()
+
+
+def test_more_workers_than_samples_is_refused(small_mnist, tmp_path):
+    spec = JobSpec(workers=5000, epochs=1)
+    with pytest.raises(UserError, match="--workers: 5000 workers for 4000 training samples"):
+        run_job(spec, tmp_path / "run", "w", dataset=small_mnist)
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+def test_both_kernels_train_through_ray(ray_cluster, small_mnist, tmp_path, kernel):
+    spec = JobSpec(workers=2, epochs=1, kernel=kernel, sync_every=1000)
+    result = run_job(spec, tmp_path / kernel, kernel, dataset=small_mnist)
+    assert result.report["kernel"] == kernel
+    assert result.evaluation.accuracy > 0.8
