@@ -5,11 +5,6 @@ from __future__ import annotations
 import math
 import os
 
-# Quiet by default: no usage-stats banner, no "Started a local Ray instance".
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Token authentication, Ray's default for new clusters, said explicitly so Ray
-# does not warn about having chosen it. Ray reads this when it is imported.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def connect_local(num_cpus: int | None = None) -> None:

@@ -23,9 +23,9 @@ def small_mnist(mnist: Dataset) -> Dataset:
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real, embedded single-node Ray cluster, started once (~4 s) for the whole session."""
-    import ray
+    from dtrain.cluster.connect import connect_local  # first: it sets Ray's environment
 
-    from dtrain.cluster.connect import connect_local
+    import ray
 
     connect_local()
     yield ray
