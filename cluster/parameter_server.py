@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from dtrain.cluster.combine import BlockMomentum
-from dtrain.model.evaluate import evaluate
 
 
 class ParameterServer:
@@ -15,25 +14,11 @@ class ParameterServer:
 
     Workers' results are handed to ``apply_updates`` as object references, all
     of a round's in one call, so the round's weights never pass through the
-    driver. The test set arrives once, by reference, for ``evaluate``.
+    driver.
     """
 
-    def __init__(
-        self,
-        theta: np.ndarray,
-        *,
-        momentum: float,
-        sizes: tuple[int, ...],
-        activation: str,
-        x_test: np.ndarray,
-        y_test: np.ndarray,
-    ):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
+    def __init__(self, theta: np.ndarray, *, momentum: float):
         self.rule = BlockMomentum(theta, momentum)
-        self.sizes, self.activation = sizes, activation
-        self.x_test, self.y_test = x_test, y_test
         self.version = 0
         self.diverged_at: int | None = None  # first round whose loss or weights were not finite
         self._reset_epoch_totals()
@@ -67,22 +52,16 @@ class ParameterServer:
         self.correct += sum(r[3] for r in results)
         return self.rule.start
 
-    def evaluate(self) -> dict:
-        """Score the global model on the test set; report and reset this epoch's training totals."""
+    def end_epoch(self) -> dict:
+        """This epoch's training totals and divergence state; resets the totals."""
         train_loss = self.loss_sum / max(self.samples, 1)
-        finite = self.diverged_at is None and math.isfinite(train_loss)
         figures = {
             "version": self.version,
-            "diverged_at_round": self.diverged_at,
             "samples": self.samples,
             "train_loss": train_loss if math.isfinite(train_loss) else None,
             "train_accuracy": self.correct / max(self.samples, 1),
-            "finite": finite,
+            "finite": self.diverged_at is None and math.isfinite(train_loss),
+            "diverged_at_round": self.diverged_at,
         }
-        if finite:
-            result = evaluate(self.rule.global_theta, self.sizes, self.activation, self.x_test, self.y_test)
-            figures.update(test_loss=result.loss, test_accuracy=result.accuracy)
-        else:
-            figures.update(test_loss=None, test_accuracy=None)
         self._reset_epoch_totals()
         return figures

@@ -9,6 +9,7 @@ the previous round's merge result), so weights never travel through it.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from dtrain import __version__
 from dtrain.cluster.combine import default_block_momentum
@@ -25,8 +27,9 @@ from dtrain.cluster.storage import append_jsonl, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate
-from dtrain.model.kernels import resolve_kernel
+from dtrain.model.kernels import resolve_kernel, warm_up
 from dtrain.model.mlp import he_init, layer_sizes
+from dtrain.model.sparse import SparseRows
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
 from dtrain.worker.actor import Worker
@@ -135,13 +138,16 @@ def run_job(
     metrics_path = run_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
 
+    # Compile or load the kernel while Ray starts, so the workers find it cached.
+    warm = threading.Thread(target=warm_up, args=(kernel, dataset.n_features), daemon=True)
+    warm.start()
     connect_local()
     share = cpus_per_worker(spec.workers, total_cpus())
     emit("connected", {"cpus": total_cpus(), "cpus_per_worker": share})
 
-    # The dataset enters the object store once; every actor gets the reference.
-    x_ref, y_ref = ray.put(dataset.x_train), ray.put(dataset.y_train)
-    xt_ref, yt_ref = ray.put(dataset.x_test), ray.put(dataset.y_test)
+    # The dataset enters the object store once (training images as sparse rows);
+    # every actor gets the reference.
+    x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
     bounds = shard_bounds(len(dataset.y_train), spec.workers)
     shard = max(hi - lo for lo, hi in bounds)
     schedule = [rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
@@ -150,7 +156,7 @@ def run_job(
     server = (
         ray.remote(ParameterServer)
         .options(num_cpus=0)
-        .remote(theta0, momentum=momenta[0], sizes=sizes, activation=spec.activation, x_test=xt_ref, y_test=yt_ref)
+        .remote(theta0, momentum=momenta[0])
     )
     worker_cls = ray.remote(Worker).options(num_cpus=share)
     workers = [
@@ -158,6 +164,7 @@ def run_job(
         for rank, (lo, hi) in enumerate(bounds)
     ]
     try:
+        warm.join()
         ready = [w.ready.remote() for w in workers]
         _, pending = ray.wait(ready, num_returns=len(ready), timeout=PLACEMENT_TIMEOUT_S)
         if pending:
@@ -170,44 +177,62 @@ def run_job(
         emit("started", {"startup_s": startup, "workers": spec.workers, "rounds": sum(schedule), "kernel": kernel})
 
         history: list[dict[str, Any]] = []
-        start = server.get_weights.remote()
         t_train = time.perf_counter()
+        model_at: dict[int, tuple[np.ndarray, Evaluation]] = {}
+
+        def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
+            """Score an epoch's model while the next epoch trains; True when the job should stop."""
+            figures = ray.get(totals_ref)
+            done = time.perf_counter()
+            check_divergence(figures, epoch)
+            theta = np.array(ray.get(weights_ref))
+            scored = evaluate(theta, sizes, spec.activation, dataset.x_test, dataset.y_test)
+            model_at[epoch] = (theta, scored)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": figures["train_loss"],
+                "train_accuracy": figures["train_accuracy"],
+                "test_loss": scored.loss,
+                "test_accuracy": scored.accuracy,
+                "samples": figures["samples"],
+                "rounds": schedule[epoch],
+                "samples_per_s": figures["samples"] / (done - t_epoch),
+                "train_time_s": done - t_train,
+                "wall_time_s": done - t_start,
+            }
+            history.append(record)
+            append_jsonl(metrics_path, record)
+            emit("epoch", record)
+            return spec.until_accuracy is not None and scored.accuracy >= spec.until_accuracy
+
+        # Epoch e+1 is submitted before epoch e is scored, so the workers never
+        # wait for an evaluation; scoring happens here, in the otherwise idle driver.
+        threadpool_limits(1)  # the driver scores epochs while workers use the cores
+        start = server.get_weights.remote()
+        previous = None
+        t_epoch = t_train
         for epoch in range(spec.epochs):
-            t_epoch = time.perf_counter()
             rounds = schedule[epoch]
             if epoch and momenta[epoch] != momenta[epoch - 1]:
                 server.set_momentum.remote(momenta[epoch])
             for r in range(rounds):
                 results = [w.train_block.remote(start, epoch, r, rounds) for w in workers]
                 start = server.apply_updates.remote(*results)
-            figures = ray.get(server.evaluate.remote())
-            now = time.perf_counter()
-            check_divergence(figures, epoch)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": figures["train_loss"],
-                "train_accuracy": figures["train_accuracy"],
-                "test_loss": figures["test_loss"],
-                "test_accuracy": figures["test_accuracy"],
-                "samples": figures["samples"],
-                "rounds": rounds,
-                "samples_per_s": figures["samples"] / (now - t_epoch),
-                "train_time_s": now - t_train,
-                "wall_time_s": now - t_start,
-            }
-            history.append(record)
-            append_jsonl(metrics_path, record)
-            emit("epoch", record)
-            if spec.until_accuracy is not None and record["test_accuracy"] >= spec.until_accuracy:
-                break
-        train_time = time.perf_counter() - t_train
-        theta = np.array(ray.get(server.get_global_weights.remote()))
+            current = (epoch, server.end_epoch.remote(), server.get_global_weights.remote())
+            if previous is not None:
+                if finish_epoch(*previous, t_epoch):
+                    break
+                t_epoch = history[-1]["train_time_s"] + t_train
+            previous = current
+        else:
+            finish_epoch(*previous, t_epoch)
+        train_time = history[-1]["train_time_s"]
+        theta, final = model_at[len(history) - 1]
         worker_stats = ray.get([w.stats.remote() for w in workers])
     finally:
         for actor in [*workers, server]:
             ray.kill(actor)
 
-    final = evaluate(theta, sizes, spec.activation, dataset.x_test, dataset.y_test)
     reached = next((h for h in history if spec.until_accuracy and h["test_accuracy"] >= spec.until_accuracy), None)
     save_weights(
         run_dir / "model.npz",

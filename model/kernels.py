@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dtrain.model.sgd_numpy import sgd_numpy
+from dtrain.model.sparse import SparseRows
 
 Kernel = Callable[..., tuple[float, int]]
 
@@ -33,24 +34,52 @@ def sgd(
     theta: np.ndarray,
     sizes: tuple[int, ...],
     activation: str,
-    X: np.ndarray,
+    images: SparseRows | np.ndarray,
     y: np.ndarray,
     order: np.ndarray,
     lr: float,
     scale: float = 1 / 255,
 ) -> tuple[float, int]:
-    """Per-sample SGD on theta in place over X[order]; (loss sum, correct count)."""
+    """Per-sample SGD on theta in place over the images `order`, in that order.
+
+    `images` are sparse rows, or dense uint8 images (n, pixels), which are
+    converted here (only the rows visited). Returns (loss sum, correct count),
+    each sample scored before its own step.
+    """
+    if activation not in ("relu", "sigmoid"):
+        raise ValueError(f"unknown activation {activation!r}: expected relu or sigmoid")
+    if isinstance(images, np.ndarray):
+        images, y = SparseRows.from_dense(images[order]), y[order]
+        order = np.arange(len(y))
     if resolve_kernel(kernel) == "numpy":
-        return sgd_numpy(theta, sizes, activation, X, y, order, lr, scale)
+        return sgd_numpy(theta, sizes, activation, images, y, order, lr, scale)
     from dtrain.model.sgd_numba import sgd_numba
 
     return sgd_numba(
         theta,
         np.asarray(sizes, dtype=np.int64),
         activation == "relu",
-        X,
+        images.indptr,
+        images.indices,
+        images.values,
         y,
         order,
         np.float32(lr),
         np.float32(scale),
     )
+
+
+def warm_up(kernel: str, n_features: int = 784) -> None:
+    """Compile (first run) or load (later runs) the numba kernel for the argument types
+    the workers use, read-only data included, so that workers load it from the cache
+    instead of each compiling it at once."""
+    if resolve_kernel(kernel) != "numba":
+        return
+    images = SparseRows.from_dense(np.ones((1, n_features), np.uint8))
+    y = np.zeros(1, np.uint8)
+    for array in (images.indptr, images.indices, images.values, y):
+        array.flags.writeable = False  # as arrays arrive through Ray
+    sizes = (n_features, 1, 2)
+    theta = np.zeros(n_features * 1 + 1 + 1 * 2 + 2, np.float32)
+    sgd("numba", theta, sizes, "relu", images, y, np.zeros(1, np.int64), 0.0)
+

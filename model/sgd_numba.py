@@ -1,7 +1,8 @@
-"""Per-sample SGD compiled with numba: the same update as ``sgd_numpy``, ~10x faster.
+"""Per-sample SGD compiled with numba: the same update as ``sgd_numpy``, ~15x faster.
 
-One function over the flat float32 buffer, any number of layers. The first
-layer reads only the non-zero pixels (exact: a zero input has zero gradient).
+One function over the flat float32 buffer, any number of layers. Images come as
+sparse rows (``model/sparse.py``): the first layer reads and updates only the
+rows of W1 that belong to non-zero pixels (exact: a zero input has zero gradient).
 Each layer's weights are read for the backward pass and updated in the same
 loop, old value first, so the result is exactly per-sample SGD.
 ``cache=True`` keeps the machine code on disk next to this file, so worker
@@ -19,8 +20,8 @@ from numba import njit
 # reassoc/contract let LLVM vectorise the row loops; no "fast" flags that assume
 # finite values, so a diverging run still shows its NaN.
 @njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})
-def sgd_numba(theta, sizes, is_relu, X, y, order, lr, scale):  # pragma: no cover - compiled
-    """Train theta (float32, flat) in place on X[order]; returns (loss sum, correct)."""
+def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scale):  # pragma: no cover - compiled
+    """Train theta (float32, flat) in place on sparse rows `order`; returns (loss sum, correct)."""
     L = sizes.shape[0] - 1
     w_off = np.empty(L, np.int64)
     b_off = np.empty(L, np.int64)
@@ -41,15 +42,12 @@ def sgd_numba(theta, sizes, is_relu, X, y, order, lr, scale):  # pragma: no cove
     loss = 0.0
     correct = 0
     for s in order:
-        # sparse input: a_0 as (index, value) pairs
-        # (branch-free compaction: the zero/non-zero pattern is unpredictable)
-        m = 0
-        x = X[s]
-        for i in range(n0):
-            v = x[i]
-            nz[m] = i
-            xv[m] = np.float32(v) * scale
-            m += v != 0
+        # a_0 as (pixel index, value) pairs
+        lo = indptr[s]
+        m = indptr[s + 1] - lo
+        for k in range(m):
+            nz[k] = indices[lo + k]
+            xv[k] = np.float32(values[lo + k]) * scale
         # forward
         for l in range(1, L + 1):
             n = sizes[l]

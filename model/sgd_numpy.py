@@ -1,9 +1,9 @@
 """Per-sample SGD over a list of samples, in pure NumPy: the reference kernel.
 
 Exactly the update of ``mlp.sgd_step`` for each sample in turn, made fast by
-working on the flat float32 buffer in place and touching only the rows of W_1
-that belong to non-zero pixels (MNIST is ~80% zeros; a zero input row has a
-zero gradient, so skipping it changes nothing).
+working on the flat float32 buffer in place and, with images as sparse rows,
+touching only the rows of W_1 that belong to non-zero pixels (MNIST is ~80%
+zeros; a zero input has a zero gradient, so skipping it changes nothing).
 """
 
 from __future__ import annotations
@@ -11,19 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from dtrain.model.mlp import DERIVATIVES, unflatten
+from dtrain.model.sparse import SparseRows
 
 
 def sgd_numpy(
     theta: np.ndarray,
     sizes: tuple[int, ...],
     activation: str,
-    X: np.ndarray,
+    images: SparseRows,
     y: np.ndarray,
     order: np.ndarray,
     lr: float,
     scale: float,
 ) -> tuple[float, int]:
-    """Train theta in place on samples X[order] (uint8, shape (N, n_0)) scaled by `scale`.
+    """Train theta in place on the images (sparse uint8 rows) `order`, pixels scaled by `scale`.
 
     Returns (sum of per-sample losses before each step, number predicted right).
     """
@@ -33,10 +34,11 @@ def sgd_numpy(
     lr = np.float32(lr)
     (W1, b1), rest = params[0], params[1:]
     loss, correct = 0.0, 0
+    indptr, indices, values = images.indptr, images.indices, images.values
     for s in order:
-        x = X[s]
-        nz = np.flatnonzero(x)
-        xv = x[nz].astype(np.float32) * np.float32(scale)
+        lo, hi = indptr[s], indptr[s + 1]
+        nz = indices[lo:hi]
+        xv = values[lo:hi].astype(np.float32) * np.float32(scale)
         # forward
         a = [None, b1 + xv @ W1[nz]]
         for W, b in rest:

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from dtrain.model.sparse import SparseRows
 from dtrain.spec import JobSpec
 from dtrain.worker.shard import ShardTrainer
 
@@ -13,15 +14,15 @@ from dtrain.worker.shard import ShardTrainer
 class Worker:
     """One shard, per-sample SGD on it, one block per round.
 
-    Created as a Ray actor by the job runner. ``X`` and ``y`` arrive as the
-    whole training set, resolved from one object-store reference: zero-copy,
-    read-only views shared by every worker on the node; this worker keeps
-    the slice ``[lo:hi]``.
+    Created as a Ray actor by the job runner. ``images`` (the training set as
+    sparse rows) and ``y`` arrive as the whole set, resolved from object-store
+    references: zero-copy, read-only views shared by every worker on the node;
+    this worker keeps the slice ``[lo:hi]``.
     """
 
     def __init__(
         self,
-        X: np.ndarray,
+        images: SparseRows,
         y: np.ndarray,
         lo: int,
         hi: int,
@@ -38,7 +39,7 @@ class Worker:
         threadpool_limits(1)
         self.rank = rank
         self.trainer = ShardTrainer(
-            X[lo:hi],
+            images.rows(lo, hi),
             y[lo:hi],
             sizes=sizes,
             activation=spec.activation,

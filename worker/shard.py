@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtrain.model.kernels import sgd
+from dtrain.model.sparse import SparseRows
 
 
 def rounds_for(shard_size: int, block: int) -> int:
@@ -26,7 +27,7 @@ class ShardTrainer:
 
     def __init__(
         self,
-        X: np.ndarray,
+        images: SparseRows,
         y: np.ndarray,
         *,
         sizes: tuple[int, ...],
@@ -36,7 +37,7 @@ class ShardTrainer:
         seed: int,
         rank: int,
     ):
-        self.X, self.y = X, y
+        self.images, self.y = images, y
         self.sizes, self.activation, self.lr, self.kernel = sizes, activation, lr, kernel
         self.seed, self.rank = seed, rank
         self.theta = np.zeros(0, dtype=np.float32)
@@ -54,7 +55,7 @@ class ShardTrainer:
         from dtrain.model.mlp import n_params
 
         scratch = np.zeros(n_params(self.sizes), dtype=np.float32)
-        sgd(self.kernel, scratch, self.sizes, self.activation, self.X, self.y, np.zeros(1, np.int64), self.lr)
+        sgd(self.kernel, scratch, self.sizes, self.activation, self.images, self.y, np.zeros(1, np.int64), self.lr)
 
     def train_block(
         self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int
@@ -65,6 +66,6 @@ class ShardTrainer:
         self.theta[...] = start  # what arrives through Ray is read-only
         order = self.block(epoch, round_in_epoch, rounds_in_epoch)
         loss, correct = sgd(
-            self.kernel, self.theta, self.sizes, self.activation, self.X, self.y, order, self.lr
+            self.kernel, self.theta, self.sizes, self.activation, self.images, self.y, order, self.lr
         )
         return self.theta, len(order), float(loss), int(correct)
