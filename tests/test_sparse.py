@@ -1,0 +1,52 @@
+"""Sparse rows: the training set as the kernels read it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dtrain.model import mlp
+from dtrain.model.kernels import sgd
+from dtrain.model.sparse import SparseRows
+
+
+def to_dense(rows: SparseRows) -> np.ndarray:
+    out = np.zeros((len(rows), rows.n_cols), np.uint8)
+    for i in range(len(rows)):
+        lo, hi = rows.indptr[i], rows.indptr[i + 1]
+        out[i, rows.indices[lo:hi]] = rows.values[lo:hi]
+    return out
+
+
+def test_round_trip_and_row_views(mnist):
+    X = mnist.x_train[:500]
+    rows = SparseRows.from_dense(X)
+    assert len(rows) == 500 and rows.n_cols == 784
+    assert np.array_equal(to_dense(rows), X)
+    assert rows.values.min() > 0  # only non-zero pixels are kept
+    assert rows.nbytes < 0.7 * X.nbytes  # 3 bytes per non-zero pixel, ~19% of them
+    view = rows.rows(100, 200)
+    assert view.indices is rows.indices  # zero-copy
+    assert np.array_equal(to_dense(view), X[100:200])
+
+
+def test_whole_mnist_is_about_a_fifth_non_zero(mnist):
+    rows = SparseRows.from_dense(mnist.x_train)
+    assert 0.17 < len(rows.values) / mnist.x_train.size < 0.21
+
+
+def test_refuses_what_it_cannot_hold():
+    with pytest.raises(ValueError, match="uint8"):
+        SparseRows.from_dense(np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+def test_kernels_give_the_same_weights_from_sparse_and_dense_input(mnist, kernel):
+    sizes = mlp.layer_sizes(784, (32,))
+    theta0 = mlp.he_init(sizes, np.random.default_rng(3))
+    order = np.random.default_rng(4).permutation(1000)[:300]
+    dense, sparse = theta0.copy(), theta0.copy()
+    r1 = sgd(kernel, dense, sizes, "relu", mnist.x_train[:1000], mnist.y_train[:1000], order, 0.05)
+    r2 = sgd(kernel, sparse, sizes, "relu", SparseRows.from_dense(mnist.x_train[:1000]), mnist.y_train[:1000], order, 0.05)
+    assert np.array_equal(dense, sparse)
+    assert r1 == r2
