@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-
 
 
 def connect_local(num_cpus: int | None = None) -> None:

@@ -48,7 +48,8 @@ class ShardTrainer:
         if epoch != self._epoch:
             rng = np.random.default_rng((self.seed, self.rank, epoch))
             self._order, self._epoch = rng.permutation(len(self.y)), epoch
-        return np.array_split(self._order, rounds_in_epoch)[round_in_epoch]
+        n = len(self._order)
+        return self._order[round_in_epoch * n // rounds_in_epoch : (round_in_epoch + 1) * n // rounds_in_epoch]
 
     def warm_up(self) -> None:
         """Load (or compile) the kernel now, on a throw-away copy, so round one is not slow."""

@@ -1,0 +1,1077 @@
+"""Speed, scaling, start-up and memory of dtrain, all measured in one run.
+
+    python benchmarks/speed.py [--quick] [--repeats 3] [--out benchmarks/results/speed.json]
+
+Sections (printed as one table each, then a summary of the headline figures):
+
+1. SGD kernel samples/s on one core: a naive dense NumPy loop written here (the
+   baseline), dtrain's NumPy kernel, dtrain's numba kernel.
+2. Training throughput of run_job for 1, 2, 4, 8 workers on one embedded Ray.
+3. Share of the training phase spent outside SGD (syncs, Ray, scoring).
+4. Time to 97% and 98% test accuracy with 1 and 2 workers, in-process and as a
+   real `dtrain submit` command.
+5. Start-up: command start to first trained sample; bare ray.init for context.
+6. Peak memory (PSS) of a default job's processes against Ray's own baseline.
+7. How cost grows: kernel speed and one sync round against model size and workers.
+
+Repeats: everything in sections 1 and 2 and the headline default job (`dtrain
+submit --workers 8`) is measured --repeats times and quoted as the median; the
+other figures are single runs (the tables say which). The first repeat of
+everything runs first and the extra repeats last, so that a slow machine drops
+repeats (the JSON lists them) rather than running over the time budget.
+
+The machine is shared and noisy: the load average at start and end goes into the
+JSON. Writes only the --out JSON (and temporary run directories, deleted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+# One BLAS thread in this process, as in the workers: section 1 is "one core",
+# and run_job scores epochs in the driver while the workers use both cores.
+threadpool_limits(1)
+
+# dtrain.cluster sets Ray's environment (token auth mode, no usage stats) for Ray to read at
+# import: it must be imported before anything imports ray, or connect_local() fails after ~20 s
+# of InvalidAuthToken messages.
+import dtrain.cluster  # noqa: E402, F401
+from dtrain.data.mnist import load_dataset  # noqa: E402
+from dtrain.model.kernels import sgd, warm_up  # noqa: E402
+from dtrain.model.mlp import he_init, layer_sizes, unflatten  # noqa: E402
+from dtrain.spec import JobSpec  # noqa: E402
+
+CLI = [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
+LR = 0.01
+TARGETS = (0.97, 0.98)
+MIB = 1024 * 1024
+
+
+def log(message: str) -> None:
+    print(f"[speed {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def med(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+# ------------------------------------------------------------------ processes
+
+
+def proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, cmdline) for every process we can read."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        table[int(name)] = (ppid, cmd)
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = set(), [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def job_processes(root: int, table: dict[int, tuple[int, str]]) -> set[int]:
+    """A command's processes: it, its descendants, and the Ray daemons of the Ray session it
+    started (their command lines name session_<date>_<driver pid>), in case one was reparented.
+    Other people's Ray sessions on this machine (tests, other jobs) are left out, which matching
+    every 'ray::' / 'raylet' / 'gcs_server' command line would not do."""
+    session = re.compile(rf"session_[0-9_-]+_{root}\b")
+    pids = {root} | descendants(root, table)
+    pids |= {pid for pid, (_, cmd) in table.items() if session.search(cmd)}
+    return {pid for pid in pids if pid in table}
+
+
+def memory_kib(pid: int) -> dict[str, int] | None:
+    """Rss, Pss and Pss_Shmem from smaps_rollup (kB), RssShmem from status; None if gone."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss", "Pss_Shmem"):
+                out[key] = int(rest.split()[0])
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssShmem"):
+                out[key] = int(rest.split()[0])
+    except (OSError, ValueError):
+        return out or None
+    return out
+
+
+class MemorySampler(threading.Thread):
+    """Every `interval` s, sums the memory of a command's processes; keeps the sample with the
+    highest total PSS (RSS where smaps_rollup is unreadable)."""
+
+    def __init__(self, root: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.stop_event = threading.Event()
+        self.samples = 0
+        self.peak: dict[str, Any] = {"total_kib": 0}
+        self.pss_available = True
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.sample()
+            self.stop_event.wait(self.interval)
+
+    def sample(self) -> None:
+        table = proc_table()
+        totals = {"pss_kib": 0, "rss_kib": 0, "pss_shmem_kib": 0, "rss_shmem_kib": 0}
+        n = 0
+        fallback = False
+        for pid in job_processes(self.root, table):
+            m = memory_kib(pid)
+            if not m:
+                continue
+            n += 1
+            if "Pss" in m:
+                totals["pss_kib"] += m["Pss"]
+            else:
+                fallback = True
+                totals["pss_kib"] += m.get("VmRSS", 0)
+            totals["rss_kib"] += m.get("Rss", m.get("VmRSS", 0))
+            totals["pss_shmem_kib"] += m.get("Pss_Shmem", 0)
+            totals["rss_shmem_kib"] += m.get("RssShmem", 0)
+        self.samples += 1
+        self.pss_available &= not fallback
+        if totals["pss_kib"] > self.peak["total_kib"]:
+            self.peak = {"total_kib": totals["pss_kib"], "processes": n, **totals}
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_event.set()
+        self.join(timeout=5)
+        return {**self.peak, "samples": self.samples, "interval_s": self.interval,
+                "measure": "PSS" if self.pss_available else "PSS, RSS where PSS was unreadable"}
+
+
+def kill_job(root: int, grace: float = 3.0) -> list[int]:
+    """SIGTERM, then SIGKILL, a command we started and the processes of its Ray session (by pid)."""
+    pids = job_processes(root, proc_table())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + grace
+        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.1)
+    return sorted(pids)
+
+
+def run_command(args: list[str], timeout: float, *, memory: bool = False, cwd: str | None = None) -> dict[str, Any]:
+    """Run a command, timing it from just before Popen to its exit; optionally sample its memory.
+    On a timeout the command and its Ray session are killed and RuntimeError is raised."""
+    wall0 = time.time()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            start_new_session=True)
+    sampler = MemorySampler(proc.pid) if memory else None
+    if sampler:
+        sampler.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        killed = kill_job(proc.pid)
+        proc.communicate()
+        raise RuntimeError(f"{' '.join(args[3:]) or args} timed out after {timeout:.0f} s; killed pids {killed}")
+    finally:
+        peak = sampler.stop() if sampler else None
+    elapsed = time.perf_counter() - t0
+    # The driver's Ray shuts its daemons down at exit; make sure none outlives it.
+    deadline = time.time() + 5
+    while time.time() < deadline and job_processes(proc.pid, proc_table()) - {proc.pid}:
+        time.sleep(0.2)
+    leftovers = sorted(job_processes(proc.pid, proc_table()) - {proc.pid})
+    if leftovers:
+        kill_job(proc.pid)
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit status {proc.returncode}: {stderr.strip()[-800:]}")
+    return {"wall0": wall0, "wall_s": elapsed, "stdout": stdout, "stderr": stderr, "memory": peak,
+            "leftovers_killed": leftovers}
+
+
+def submit(options: list[str], timeout: float, *, memory: bool = False) -> dict[str, Any]:
+    """`dtrain submit OPTIONS --json` as a fresh process; its JSON, report.json and timings.
+
+    start-up, command start to first trained sample, two ways:
+      direct  = (run_job's spec.json write time - Popen time) + timing.startup_s
+                (spec.json is written as run_job starts, the moment timing's clock starts)
+      formula = command wall - timing.total_s + timing.startup_s
+                (also counts what follows run_job: printing, Ray's shutdown at exit)
+    """
+    with tempfile.TemporaryDirectory(prefix="dtrain-speed-") as tmp:
+        out_dir = Path(tmp) / "run"
+        run = run_command([*CLI, "submit", *options, "--json", "--out", str(out_dir)], timeout, memory=memory, cwd=tmp)
+        result = json.loads(run["stdout"].strip().splitlines()[-1])
+        report = json.loads((out_dir / "report.json").read_text())
+        spec_written = (out_dir / "spec.json").stat().st_mtime
+    timing = result["timing"]
+    before_job = spec_written - run["wall0"]
+    return {
+        "options": options,
+        "wall_s": run["wall_s"],
+        "before_run_job_s": before_job,
+        "after_run_job_s": run["wall_s"] - before_job - timing["total_s"],
+        "startup_direct_s": before_job + timing["startup_s"],
+        "startup_formula_s": run["wall_s"] - timing["total_s"] + timing["startup_s"],
+        "timing": timing,
+        "test_accuracy": result["test_accuracy"],
+        "epochs": result["epochs"],
+        "history": result["history"],
+        "workers_stats": report.get("workers"),
+        "samples": sum(w["samples"] for w in report.get("workers", [])),
+        "until_accuracy": report.get("until_accuracy"),
+        "memory": run["memory"],
+        "leftovers_killed": run["leftovers_killed"],
+    }
+
+
+def python_snippet(code: str, timeout: float, *, memory: bool = False) -> dict[str, Any]:
+    run = run_command([sys.executable, "-c", code], timeout, memory=memory)
+    return {**json.loads(run["stdout"].strip().splitlines()[-1]), "wall_s": run["wall_s"], "memory": run["memory"]}
+
+
+# -------------------------------------------------------------- 1. kernels
+
+
+def naive_sgd(theta: np.ndarray, sizes: tuple[int, ...], X: np.ndarray, y: np.ndarray, order: np.ndarray,
+              lr: float) -> tuple[float, int]:
+    """The textbook per-sample loop, dense, float32, 784-H-10 ReLU: the baseline."""
+    (W1, b1), (W2, b2) = unflatten(theta, sizes)
+    lr = np.float32(lr)
+    scale = np.float32(255)
+    loss, correct = 0.0, 0
+    for s in order:
+        x = X[s].astype(np.float32) / scale
+        z1 = x @ W1 + b1
+        a1 = np.maximum(z1, 0)
+        z2 = a1 @ W2 + b2
+        e = np.exp(z2 - z2.max())
+        p = e / e.sum()
+        label = y[s]
+        loss -= float(np.log(max(p[label], np.finfo(np.float32).tiny)))
+        correct += int(p.argmax() == label)
+        d2 = p.copy()
+        d2[label] -= 1
+        d1 = (W2 @ d2) * (z1 > 0)
+        W2 -= lr * np.outer(a1, d2)
+        b2 -= lr * d2
+        W1 -= lr * np.outer(x, d1)
+        b1 -= lr * d1
+    return loss, correct
+
+
+def worker_images(X: np.ndarray) -> tuple[Any, str]:
+    """The training images in the form the runner hands its workers (and the kernels), so the
+    kernels are timed on what they get in a job: sparse rows where this version has them."""
+    try:
+        from dtrain.cluster import runner
+    except ImportError:
+        return X, "dense"
+    if hasattr(runner, "SparseRows"):
+        return runner.SparseRows.from_dense(X), "sparse rows"
+    return X, "dense"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - t0
+
+
+class Kernels:
+    """Section 1 (and the kernel half of section 7): one core, fixed sample order, He init seed 0."""
+
+    def __init__(self, ds: Any, quick: bool):
+        self.X, self.y = ds.x_train, ds.y_train
+        order = np.random.default_rng(0).permutation(len(self.y)).astype(np.int64)
+        self.n_numba = 20_000 if quick else 60_000
+        self.n_numpy = 1_500 if quick else 3_000
+        self.n_hidden = {256: 5_000 if quick else 20_000, 1024: 1_500 if quick else 5_000}
+        self.order = order
+        self.sizes = layer_sizes(self.X.shape[1], (64,), 10)
+        self.theta0 = he_init(self.sizes, np.random.default_rng(0))
+        (self.images, self.images_form), self.convert_s = timed(lambda: worker_images(self.X))
+        self.setup: dict[str, Any] = {"images_form": self.images_form, "convert_s": self.convert_s}
+
+    def warm(self) -> None:
+        # warm_up() compiles/loads the kernel for the workers' (read-only) argument types; our
+        # arrays are writable, a second specialisation, so one tiny call on them too.
+        _, self.setup["warm_up_s"] = timed(lambda: warm_up("numba", self.X.shape[1]))
+        _, self.setup["first_call_writable_s"] = timed(lambda: sgd(
+            "numba", self.theta0.copy(), self.sizes, "relu", self.images, self.y, self.order[:1], LR))
+        if self.images_form != "dense":
+            sgd("numba", self.theta0.copy(), self.sizes, "relu", self.X, self.y, self.order[:1], LR)
+
+    def run(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        n = self.n_numpy
+        (loss, correct), t = timed(lambda: naive_sgd(self.theta0.copy(), self.sizes, self.X, self.y, self.order[:n], LR))
+        out["naive"] = {"samples": n, "seconds": t, "samples_per_s": n / t, "loss_sum": loss, "correct": correct}
+        (loss, correct), t = timed(lambda: sgd(
+            "numpy", self.theta0.copy(), self.sizes, "relu", self.images, self.y, self.order[:n], LR))
+        out["numpy"] = {"samples": n, "seconds": t, "samples_per_s": n / t, "loss_sum": loss, "correct": correct}
+        n = self.n_numba
+        (loss, correct), t = timed(lambda: sgd(
+            "numba", self.theta0.copy(), self.sizes, "relu", self.images, self.y, self.order[:n], LR))
+        out["numba"] = {"samples": n, "seconds": t, "samples_per_s": n / t, "loss_sum": loss, "correct": correct}
+        if self.images_form != "dense":
+            # The public sgd() also takes dense images, converting the visited rows on every call.
+            (loss, correct), t = timed(lambda: sgd(
+                "numba", self.theta0.copy(), self.sizes, "relu", self.X, self.y, self.order[:n], LR))
+            out["numba_dense_input"] = {"samples": n, "seconds": t, "samples_per_s": n / t}
+        # numpy vs naive over the same samples from the same weights: the same maths?
+        out["numpy_vs_naive_loss_rel_diff"] = abs(out["numpy"]["loss_sum"] - out["naive"]["loss_sum"]) / abs(
+            out["naive"]["loss_sum"])
+        out["hidden"] = {64: out["numba"]["samples_per_s"]}
+        for hidden, n in self.n_hidden.items():
+            sizes = layer_sizes(self.X.shape[1], (hidden,), 10)
+            theta = he_init(sizes, np.random.default_rng(0))
+            _, t = timed(lambda: sgd("numba", theta, sizes, "relu", self.images, self.y, self.order[:n], LR))
+            out["hidden"][hidden] = n / t
+        return out
+
+
+# -------------------------------------------------------- 2-4. in-process jobs
+
+
+def in_process_job(spec: JobSpec, dataset: Any = None, on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    from dtrain.cluster.runner import run_job
+
+    events: dict[str, Any] = {"epoch_s": {}}
+    t0 = time.perf_counter()
+
+    def on_event(kind: str, payload: dict[str, Any]) -> None:
+        now = time.perf_counter() - t0
+        if kind == "started":
+            events["started_s"] = now
+        elif kind == "epoch":
+            events["epoch_s"][payload["epoch"]] = now
+            if on_epoch:
+                on_epoch(payload)
+
+    with tempfile.TemporaryDirectory(prefix="dtrain-speed-") as tmp:
+        result = run_job(spec, Path(tmp) / "run", f"speed-{spec.workers}", on_event=on_event, dataset=dataset)
+    elapsed = time.perf_counter() - t0
+    report = result.report
+    samples = sum(h["samples"] for h in result.history)
+    return {
+        "workers": spec.workers,
+        "until_accuracy": spec.until_accuracy,
+        "epochs": len(result.history),
+        "samples": samples,
+        "timing": report["timing"],
+        "samples_per_s": samples / report["timing"]["train_s"],
+        "call_s": elapsed,
+        "events": events,
+        "history": result.history,
+        "workers_stats": report.get("workers"),
+        "cpus_per_worker": report.get("cpus_per_worker"),
+        "test_accuracy": result.evaluation.accuracy,
+    }
+
+
+def sync_shares(train_s: float, samples: int, workers_stats: list[dict] | None, workers: int, cores: float,
+                kernel_sps: float | None) -> dict[str, Any]:
+    """Two estimates of the share of the training phase not spent in SGD (see section 3's caption).
+
+    (i)  idle share = 1 - mean(worker busy_s) / train_s: the time an average worker was not
+         inside train_block. With more workers than cores a worker's busy_s also counts time it
+         waited for a core, so (i) understates the overhead once workers > cores.
+    (ii) sync+overhead share = 1 - ideal / train_s, ideal = samples / (one-core kernel samples/s
+         * min(workers, cores)): the time the same SGD would take with every core busy and no
+         syncs. It counts everything else: merges, Ray calls, copying weights, idle cores,
+         other processes on the machine.
+    """
+    out: dict[str, Any] = {"train_s": train_s, "samples": samples, "workers": workers}
+    if workers_stats:
+        busy = [w["busy_s"] for w in workers_stats]
+        out["mean_busy_s"] = statistics.mean(busy)
+        out["max_busy_s"] = max(busy)
+        out["idle_share"] = 1 - statistics.mean(busy) / train_s
+    if kernel_sps:
+        ideal = samples / (kernel_sps * min(workers, cores))
+        out["ideal_s"] = ideal
+        out["overhead_share"] = 1 - ideal / train_s
+    return out
+
+
+def reached(history: list[dict], target: float) -> dict | None:
+    return next((h for h in history if h["test_accuracy"] >= target), None)
+
+
+# ---------------------------------------------------------------- 7. syncs
+
+
+def make_workers(ray: Any, images_ref: Any, y_ref: Any, spec: JobSpec, sizes: tuple[int, ...], n: int,
+                 share: float, first_rank: int = 0) -> list:
+    """Worker actors as runner.py makes them, except that each owns a 1-sample shard [rank, rank+1):
+    with one round per epoch its block is that one sample. (The brief's alternative, a whole shard
+    cut into shard-size rounds, would time np.array_split of the shard on every call: 56 ms for
+    60000 samples, more than a sync.)"""
+    from dtrain.worker.actor import Worker
+
+    cls = ray.remote(Worker).options(num_cpus=share)
+    return [cls.remote(images_ref, y_ref, rank, rank + 1, spec=spec, sizes=sizes, kernel="numba", rank=rank)
+            for rank in range(first_rank, first_rank + n)]
+
+
+def make_server(ray: Any, theta0: np.ndarray, sizes: tuple[int, ...], test_refs: tuple) -> Any:
+    """The parameter server as runner.py makes it (its constructor's keywords vary by version)."""
+    from dtrain.cluster.parameter_server import ParameterServer
+
+    accepted = inspect.signature(ParameterServer.__init__).parameters
+    offered = {"momentum": 0.875, "sizes": sizes, "activation": "relu", "x_test": test_refs[0], "y_test": test_refs[1]}
+    kwargs = {k: v for k, v in offered.items() if k in accepted}
+    return ray.remote(ParameterServer).options(num_cpus=0).remote(theta0, **kwargs)
+
+
+def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
+    """ms per round: every worker trains 1 sample from the server's start weights, the server
+    merges them all in one call; rounds chained by reference as the runner does."""
+    start = server.get_weights.remote()
+    for _ in range(2):  # warm: first calls deserialise, allocate
+        start = server.apply_updates.remote(*[w.train_block.remote(start, 0, 0, 1) for w in workers])
+    ray.get(start)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        start = server.apply_updates.remote(*[w.train_block.remote(start, 0, 0, 1) for w in workers])
+    ray.get(start)
+    return (time.perf_counter() - t0) / rounds * 1000
+
+
+def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
+    import ray
+
+    from dtrain.cluster.connect import cpus_per_worker, total_cpus
+
+    cpus = total_cpus()
+    images, form = worker_images(ds.x_train)
+    images_ref, y_ref = ray.put(images), ray.put(ds.y_train)
+    test_refs = (ray.put(ds.x_test), ray.put(ds.y_test))
+    out: dict[str, Any] = {"rounds": rounds, "images": form, "cpus": cpus, "by_hidden": {}, "by_workers": {}}
+
+    # against model size, at 2 workers (one per core: no time-sharing in the figure)
+    size_workers = 2
+    for hidden in (64, 256, 1024):
+        sizes = layer_sizes(ds.n_features, (hidden,), 10)
+        theta0 = he_init(sizes, np.random.default_rng(0))
+        spec = JobSpec(workers=size_workers, hidden=(hidden,))
+        server = make_server(ray, theta0, sizes, test_refs)
+        workers = make_workers(ray, images_ref, y_ref, spec, sizes, size_workers, cpus_per_worker(size_workers, cpus))
+        try:
+            ray.get([w.ready.remote() for w in workers], timeout=120)
+            ms = round_ms(ray, server, workers, rounds)
+        finally:
+            for actor in [*workers, server]:
+                ray.kill(actor)
+        out["by_hidden"][hidden] = {"workers": size_workers, "params": int(theta0.size),
+                                    "bytes": int(theta0.nbytes), "ms_per_round": ms}
+        log(f"  sync hidden={hidden}: {ms:.1f} ms/round")
+
+    # against worker count, hidden 64: one pool of actors, each with the CPU share of the largest
+    # count (Ray's CPU shares only gate placement; an idle actor costs nothing), the first K used.
+    counts = [1, 2, 4, 8, 16] + ([] if quick else [32])
+    sizes = layer_sizes(ds.n_features, (64,), 10)
+    theta0 = he_init(sizes, np.random.default_rng(0))
+    share = cpus_per_worker(max(counts), cpus)
+    server = make_server(ray, theta0, sizes, test_refs)
+    pool: list = []
+    try:
+        for k in counts:
+            spec = JobSpec(workers=k)
+            t_start = time.perf_counter()
+            new = make_workers(ray, images_ref, y_ref, spec, sizes, k - len(pool), share, len(pool))
+            ray.get([w.ready.remote() for w in new], timeout=180)
+            started = time.perf_counter() - t_start
+            pool += new
+            ms = round_ms(ray, server, pool[:k], rounds)
+            out["by_workers"][k] = {"ms_per_round": ms, "cpu_share": share, "new_actors": len(new),
+                                    "new_actors_ready_s": started}
+            log(f"  sync workers={k}: {ms:.1f} ms/round")
+    finally:
+        for actor in [*pool, server]:
+            ray.kill(actor)
+    del images_ref, y_ref, test_refs
+    return out
+
+
+# ------------------------------------------------------------------ output
+
+
+class Printer:
+    def __init__(self) -> None:
+        try:
+            from rich import box
+            from rich.console import Console
+            from rich.markup import escape
+            from rich.table import Table
+
+            self.console, self.Table, self.box = Console(width=170, highlight=False), Table, box.MARKDOWN
+            self.escape = escape
+        except ImportError:  # plain markdown
+            self.console = None
+
+    def table(self, title: str, header: list[str], rows: list[list[Any]], notes: list[str] = ()) -> None:
+        cells = [[("—" if c is None else str(c)) for c in row] for row in rows]
+        if self.console:
+            esc = self.escape
+            self.console.print(f"\n[bold]{esc(title)}[/bold]")
+            t = self.Table(box=self.box, show_edge=True)
+            for i, h in enumerate(header):
+                t.add_column(esc(h), justify="left" if i == 0 else "right")
+            for row in cells:
+                t.add_row(*map(esc, row))
+            self.console.print(t)
+            for note in notes:
+                self.console.print(esc(note), soft_wrap=False)
+        else:
+            print(f"\n{title}")
+            print("| " + " | ".join(header) + " |")
+            print("|" + "---|" * len(header))
+            for row in cells:
+                print("| " + " | ".join(row) + " |")
+            for note in notes:
+                print(note)
+
+
+def f(value: float | None, fmt: str = ".1f", suffix: str = "") -> str | None:
+    return None if value is None else f"{value:{fmt}}{suffix}"
+
+
+def pct(value: float | None) -> str | None:
+    return None if value is None else f"{value * 100:.1f}%"
+
+
+def ksps(value: float | None) -> str | None:
+    return None if value is None else f"{value / 1000:.1f}k"
+
+
+# -------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, fewer configs: a smoke test (< 90 s)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of sections 1, 2 and the headline job")
+    parser.add_argument("--out", default="benchmarks/results/speed.json")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds; extra repeats are dropped past it (default 280, quick 85)")
+    args = parser.parse_args()
+    quick = args.quick
+    repeats = 1 if quick else max(1, args.repeats)
+    budget = args.budget or (85.0 if quick else 280.0)
+    t_begin = time.perf_counter()
+    elapsed = lambda: time.perf_counter() - t_begin  # noqa: E731
+    cores = os.cpu_count() or 1
+
+    R: dict[str, Any] = {
+        "config": {"quick": quick, "repeats": repeats, "budget_s": budget, "lr": LR, "argv": sys.argv[1:]},
+        "machine": {"cpus": cores, "python": platform.python_version(), "numpy": np.__version__,
+                    "loadavg_start": loadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        "errors": {}, "dropped_repeats": [],
+    }
+    try:
+        import numba
+        import ray as _ray
+
+        R["machine"].update(numba=numba.__version__, ray=_ray.__version__)
+    except ImportError:
+        pass
+
+    def attempt(name: str, fn: Callable[[], Any]) -> Any:
+        """Run one measurement; on failure record the error and carry on with the others."""
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - a benchmark reports, the run goes on
+            R["errors"][name] = f"{type(e).__name__}: {e}"
+            log(f"ERROR in {name}: {type(e).__name__}: {e}")
+            traceback.print_exc(file=sys.stderr)
+            return None
+
+    def may_repeat(name: str, estimate: float, reserve: float = 0.0) -> bool:
+        if elapsed() + estimate + reserve <= budget:
+            return True
+        R["dropped_repeats"].append(name)
+        log(f"dropping {name}: {elapsed():.0f} s used, ~{estimate:.0f} s more would pass the {budget:.0f} s budget")
+        return False
+
+    log(f"{'quick' if quick else 'full'} run, {repeats} repeat(s), budget {budget:.0f} s, load {loadavg()}")
+    ds = load_dataset()
+    R["dataset"] = {"name": ds.name, "bytes": int(ds.x_train.nbytes + ds.y_train.nbytes + ds.x_test.nbytes + ds.y_test.nbytes),
+                    "train": len(ds.y_train), "test": len(ds.y_test)}
+
+    # ---- phase A: kernels, and everything that runs as its own process (no Ray in this process yet,
+    # so memory figures and start-up times see only the command's own Ray)
+    kernels: Kernels | None = attempt("kernels_setup", lambda: Kernels(ds, quick))
+    R["kernels"] = {"runs": []}
+    if kernels:
+        attempt("kernels_warm", kernels.warm)
+        R["kernels"]["setup"] = kernels.setup
+        R["kernels"]["samples"] = {"naive": kernels.n_numpy, "numpy": kernels.n_numpy, "numba": kernels.n_numba,
+                                   "hidden": kernels.n_hidden}
+        log("section 1: kernels")
+        run = attempt("kernels", kernels.run)
+        if run:
+            R["kernels"]["runs"].append(run)
+
+    log("kernel load time in a fresh process")
+    R["kernel_load"] = attempt("kernel_load", lambda: python_snippet(
+        "import json, time; t0 = time.perf_counter(); from dtrain.model.kernels import warm_up; "
+        "t1 = time.perf_counter(); warm_up('numba'); t2 = time.perf_counter(); "
+        "print(json.dumps({'import_dtrain_kernels_s': t1 - t0, 'first_call_s': t2 - t1}))", 120))
+
+    log("section 5/6: bare ray.init in a fresh process (and Ray's memory baseline)")
+    R["ray_baseline"] = attempt("ray_baseline", lambda: python_snippet(
+        "import json, time; t0 = time.perf_counter(); import ray; t1 = time.perf_counter(); "
+        "from dtrain.cluster.connect import connect_local; connect_local(); t2 = time.perf_counter(); "
+        "print(json.dumps({'import_ray_s': t1 - t0, 'ray_init_s': t2 - t1}), flush=True); time.sleep(3)",
+        120, memory=True))
+
+    mem_epochs = 2 if quick else 3
+    log(f"section 6: peak memory of dtrain submit --workers 8 --epochs {mem_epochs}")
+    R["memory_job"] = attempt("memory_job", lambda: submit(["--workers", "8", "--epochs", str(mem_epochs)], 180, memory=True))
+
+    R["submit_2w_97"] = None
+    if not quick:
+        log("section 4/5: dtrain submit --workers 2 --until-accuracy 0.97")
+        R["submit_2w_97"] = attempt("submit_2w_97", lambda: submit(["--workers", "2", "--until-accuracy", "0.97"], 180))
+
+    R["headline"] = []
+    headline_options = ["--workers", "8"] if not quick else ["--workers", "8", "--epochs", str(mem_epochs)]
+    if quick:
+        # quick: the memory job above is the headline job too (2 epochs, not 32)
+        if R["memory_job"]:
+            R["headline"].append(R["memory_job"])
+    else:
+        log("headline: dtrain submit --workers 8 (32 epochs), repeat 1")
+        h = attempt("headline", lambda: submit(headline_options, 240))
+        if h:
+            R["headline"].append(h)
+
+    # ---- phase B: one embedded Ray session in this process
+    from dtrain.cluster.connect import connect_local, total_cpus
+
+    log("connecting to an embedded Ray (in-process)")
+    import ray
+
+    try:
+        _, R["in_process_ray_init_s"] = timed(connect_local)
+        ray_cpus = total_cpus()
+        R["machine"]["ray_cpus"] = ray_cpus
+        scale_workers = [1, 2, 8] if quick else [1, 2, 4, 8]
+        scale_epochs = 2 if quick else 3
+        R["throughput"] = {"epochs": scale_epochs, "runs": []}
+
+        def plasma_probe(payload: dict) -> None:
+            if payload["epoch"] != 1 or "plasma" in R:
+                return
+            try:
+                from ray._private.internal_api import memory_summary
+
+                text = memory_summary(stats_only=True)
+                lines = [line.strip() for line in text.splitlines() if "Plasma memory usage" in line]
+                R["plasma"] = {"line": lines[0] if lines else None, "text": text}
+            except Exception as e:  # noqa: BLE001
+                R["plasma"] = {"line": None, "unavailable": f"{type(e).__name__}: {e}"}
+
+        def throughput_repeat(rep: int) -> None:
+            for k in scale_workers:
+                spec = JobSpec(workers=k, epochs=scale_epochs)
+                hook = plasma_probe if k == 8 else None
+                run = attempt(f"throughput_w{k}_r{rep}", lambda: in_process_job(spec, dataset=ds, on_epoch=hook))
+                if run:
+                    run["repeat"] = rep
+                    R["throughput"]["runs"].append(run)
+                    log(f"  workers={k}: {run['samples_per_s'] / 1000:.0f}k samples/s, train {run['timing']['train_s']:.2f} s, "
+                        f"startup {run['timing']['startup_s']:.1f} s")
+
+        log(f"section 2: run_job throughput, workers {scale_workers}, {scale_epochs} epochs, repeat 1")
+        t_rep = time.perf_counter()
+        throughput_repeat(0)
+        throughput_repeat_s = time.perf_counter() - t_rep
+
+        # section 4, in-process: until 98% (quick: 2 workers, until 97%, at most 8 epochs)
+        R["time_to_accuracy"] = []
+        tta = [(1, 32, 0.98), (2, 32, 0.98)] if not quick else [(2, 8, 0.97)]
+        for k, epochs, until in tta:
+            log(f"section 4: run_job workers={k} epochs={epochs} until_accuracy={until} (loads the data itself)")
+            spec = JobSpec(workers=k, epochs=epochs, until_accuracy=until)
+            run = attempt(f"time_to_accuracy_w{k}", lambda: in_process_job(spec))
+            if run:
+                R["time_to_accuracy"].append(run)
+
+        log("section 7: sync round trips")
+        R["sync"] = attempt("sync", lambda: sync_section(ds, quick, 10 if quick else 20))
+
+        for rep in range(1, repeats):
+            if may_repeat(f"throughput repeat {rep + 1}", throughput_repeat_s * 1.15, reserve=45 + 15 * (repeats - 1)):
+                log(f"section 2: repeat {rep + 1}")
+                throughput_repeat(rep)
+    except Exception as e:  # noqa: BLE001 - e.g. Ray would not start: report what was measured
+        R["errors"]["in_process_ray"] = f"{type(e).__name__}: {e}"
+        log(f"ERROR in the in-process Ray phase: {type(e).__name__}: {e}")
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        _, R["ray_shutdown_s"] = timed(ray.shutdown)
+
+    # ---- phase C: extra repeats of the headline job and the kernels (Ray shut down again)
+    if not quick and R["headline"]:
+        est = R["headline"][0]["wall_s"]
+        for rep in range(1, repeats):
+            if may_repeat(f"headline repeat {rep + 1}", est * 1.15, reserve=8):
+                log(f"headline: dtrain submit --workers 8, repeat {rep + 1}")
+                h = attempt(f"headline_r{rep}", lambda: submit(headline_options, 240))
+                if h:
+                    R["headline"].append(h)
+    if kernels:
+        for rep in range(1, repeats):
+            if may_repeat(f"kernels repeat {rep + 1}", 8):
+                log(f"section 1: repeat {rep + 1}")
+                run = attempt(f"kernels_r{rep}", kernels.run)
+                if run:
+                    R["kernels"]["runs"].append(run)
+
+    R["machine"]["loadavg_end"] = loadavg()
+    R["total_s"] = elapsed()
+    report(R, quick, R["machine"].get("ray_cpus") or cores)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(R, indent=1, default=str))
+    print(f"\nraw numbers: {out}   total run time {R['total_s']:.0f} s"
+          f"{'   ERRORS: ' + ', '.join(R['errors']) if R['errors'] else ''}")
+    return 1 if R["errors"] else 0
+
+
+def report(R: dict[str, Any], quick: bool, cores: float) -> None:
+    """Compute medians, print one table per section and the summary; store the derived figures in R."""
+    P = Printer()
+    S: dict[str, Any] = {}  # summary figures
+    R["derived"] = S
+    n_rep = lambda runs: f"median of {len(runs)}" if len(runs) > 1 else "single run"  # noqa: E731
+
+    # 1. kernels
+    runs = R["kernels"]["runs"]
+    if runs:
+        sps = {k: med([r[k]["samples_per_s"] for r in runs if k in r]) for k in ("naive", "numpy", "numba", "numba_dense_input")}
+        base = sps["naive"]
+        setup = R["kernels"].get("setup", {})
+        load = R.get("kernel_load") or {}
+        rows = [
+            ["naive NumPy loop (this script, dense)", R["kernels"]["samples"]["naive"], ksps(base), "1.0x", None],
+            ["sgd('numpy') (dtrain)", R["kernels"]["samples"]["numpy"], ksps(sps["numpy"]), f(sps["numpy"] / base, ".1f", "x"), None],
+            ["sgd('numba') (dtrain)", R["kernels"]["samples"]["numba"], ksps(sps["numba"]), f(sps["numba"] / base, ".1f", "x"),
+             f(load.get("first_call_s"), ".2f")],
+        ]
+        if sps["numba_dense_input"]:
+            rows.append(["sgd('numba'), dense images passed", R["kernels"]["samples"]["numba"], ksps(sps["numba_dense_input"]),
+                         f(sps["numba_dense_input"] / base, ".1f", "x"), None])
+        S.update(kernel_sps=sps, numba_ratio=sps["numba"] / base, numpy_ratio=sps["numpy"] / base)
+        P.table(
+            f"1. SGD kernel, one core, 784-64-10 ReLU float32, lr {LR}, He init seed 0, MNIST in a fixed order ({n_rep(runs)})",
+            ["kernel", "samples", "samples/s", "vs naive", "kernel load s"], rows,
+            [f"dtrain kernels get the images as {setup.get('images_form')} (as workers do; conversion "
+             f"{setup.get('convert_s', 0):.2f} s, untimed). Compile/load excluded: in-process warm_up "
+             f"{setup.get('warm_up_s', 0):.2f} s + first call on writable arrays {setup.get('first_call_writable_s', 0):.2f} s.",
+             f"kernel load s = first warm_up('numba') in a fresh process (numba import + cache load; a compile if the cache "
+             f"is stale); importing dtrain's kernels before it: {f(load.get('import_dtrain_kernels_s'), '.2f')} s.",
+             f"Same maths check: numpy kernel's loss sum over the same samples differs from the naive loop's by "
+             f"{med([r['numpy_vs_naive_loss_rel_diff'] for r in runs]):.1e} (relative)."]
+            + (["'dense images passed': the public sgd() converts the visited rows to sparse on every call."]
+               if sps["numba_dense_input"] else []))
+
+    # 2. throughput
+    th = R.get("throughput") or {"runs": []}
+    by_k: dict[int, list[dict]] = {}
+    for run in th["runs"]:
+        by_k.setdefault(run["workers"], []).append(run)
+    if by_k:
+        one = med([r["samples_per_s"] for r in by_k.get(1, [])])
+        rows = []
+        for k in sorted(by_k):
+            rs = by_k[k]
+            s = med([r["samples_per_s"] for r in rs])
+            rows.append([k, rs[0]["cpus_per_worker"], rs[0]["epochs"], rs[0]["samples"], ksps(s),
+                         f(med([r["timing"]["train_s"] for r in rs]), ".2f"),
+                         f(s / one, ".2f", "x") if one else None,
+                         f(med([r["timing"]["startup_s"] for r in rs]), ".1f"), len(rs)])
+        two = med([r["samples_per_s"] for r in by_k.get(2, [])])
+        S["throughput_sps"] = {k: med([r["samples_per_s"] for r in v]) for k, v in by_k.items()}
+        S["scaling_2_over_1"] = two / one if one and two else None
+        P.table(
+            f"2. Training throughput, run_job on one embedded Ray, {th['epochs']} epochs, default sync schedule",
+            ["workers", "CPU/worker", "epochs", "samples", "samples/s", "train s", "vs 1 worker", "startup s", "runs"], rows,
+            ["samples/s = samples trained / report['timing']['train_s'] (the training phase: rounds, merges and the "
+             "per-epoch scoring of the model); medians over the runs. startup s: data into the object store and the "
+             "actors up, in an already running Ray session.",
+             f"2 workers / 1 worker: {f(S['scaling_2_over_1'], '.2f', 'x')}"])
+
+    # 3. sync share
+    ksp = (S.get("kernel_sps") or {}).get("numba")
+    rows = []
+    S["sync_share"] = {}
+    for k in (2, 8):
+        rs = by_k.get(k, [])
+        if not rs:
+            continue
+        shares = [sync_shares(r["timing"]["train_s"], r["samples"], r["workers_stats"], k, cores, ksp) for r in rs]
+        idle, over = med([s.get("idle_share") for s in shares]), med([s.get("overhead_share") for s in shares])
+        S["sync_share"][k] = {"idle_share": idle, "overhead_share": over, "epochs": th["epochs"]}
+        rows.append([f"{k} workers, {th['epochs']} epochs (section 2, {n_rep(rs)})", f(med([s["train_s"] for s in shares]), ".2f"),
+                     f(med([s.get("mean_busy_s") for s in shares]), ".2f"), f(med([s.get("ideal_s") for s in shares]), ".2f"),
+                     pct(idle), pct(over)])
+    long_runs = [(8, "headline `dtrain submit --workers 8`", h) for h in R.get("headline") or [] if h.get("epochs", 0) > 5]
+    long_runs += [(r["workers"], f"run_job until {r['until_accuracy']:.0%} ({r['epochs']} epochs)", r)
+                  for r in R.get("time_to_accuracy") or [] if r["workers"] == 2 and r["epochs"] > 5]
+    for k in (2, 8):
+        rs = [r for kk, _, r in long_runs if kk == k]
+        if not rs:
+            continue
+        label = next(lbl for kk, lbl, _ in long_runs if kk == k)
+        shares = [sync_shares(r["timing"]["train_s"], r["samples"], r["workers_stats"], k, cores, ksp) for r in rs]
+        idle, over = med([s.get("idle_share") for s in shares]), med([s.get("overhead_share") for s in shares])
+        S["sync_share"][f"{k}_long"] = {"idle_share": idle, "overhead_share": over, "epochs": rs[0]["epochs"]}
+        rows.append([f"{k} workers, {label} ({n_rep(rs)})", f(med([s["train_s"] for s in shares]), ".2f"),
+                     f(med([s.get("mean_busy_s") for s in shares]), ".2f"), f(med([s.get("ideal_s") for s in shares]), ".2f"),
+                     pct(idle), pct(over)])
+    if rows:
+        P.table(
+            "3. Share of the training phase not spent in SGD, default settings",
+            ["job", "train s", "mean worker busy s", "ideal compute s", "(i) idle share", "(ii) sync+overhead share"], rows,
+            ["(i) idle share = 1 - mean(worker busy_s) / train_s: time the average worker was outside train_block. With more",
+             "    workers than cores, busy_s also counts waiting for a core, so (i) understates syncs once workers > cores.",
+             f"(ii) sync+overhead share = 1 - ideal / train_s, ideal = samples / (one-core numba samples/s from section 1 "
+             f"({ksps(ksp)}) x min(workers, {cores:g} cores)):",
+             "    everything that is not SGD on a busy core: merges, Ray calls, weight copies, per-epoch scoring, idle cores,",
+             "    and other processes on this shared machine."])
+
+    # 4. time to accuracy
+    rows = []
+    S["time_to"] = {}
+    for r in R.get("time_to_accuracy") or []:
+        for target in [t for t in TARGETS if t <= (r.get("until_accuracy") or 1)]:
+            h = reached(r["history"], target)
+            if h is None:
+                best = max(x["test_accuracy"] for x in r["history"])
+                rows.append([f"run_job, {r['workers']} worker(s)", f"{target:.0%}", "not reached",
+                             f"best {best * 100:.2f}% in {r['epochs']} epochs", None, None])
+                continue
+            e2e = r["events"]["epoch_s"].get(h["epoch"]) or r["events"]["epoch_s"].get(str(h["epoch"]))
+            S["time_to"][f"{r['workers']}_{target}"] = {"epoch": h["epoch"], "train_s": h["train_time_s"],
+                                                       "run_job_wall_s": h["wall_time_s"], "end_to_end_s": e2e}
+            rows.append([f"run_job, {r['workers']} worker(s)", f"{target:.0%}", h["epoch"], f(h["train_time_s"], ".2f"),
+                         f(h["wall_time_s"], ".2f"), f(e2e, ".2f")])
+    sub = R.get("submit_2w_97")
+    if sub:
+        h = reached(sub["history"], 0.97)
+        ua = sub.get("until_accuracy") or {}
+        S["time_to"]["2_0.97_command"] = {"epoch": h and h["epoch"], "train_s": ua.get("train_time_s"),
+                                          "to_epoch_end_s": h and sub["before_run_job_s"] + h["wall_time_s"],
+                                          "command_wall_s": sub["wall_s"]}
+        rows.append(["`dtrain submit --workers 2 --until-accuracy 0.97`", "97%",
+                     h["epoch"] if h else "not reached", f(ua.get("train_time_s"), ".2f"),
+                     f(h and h["wall_time_s"], ".2f"),
+                     f"{h and sub['before_run_job_s'] + h['wall_time_s']:.2f} (exit {sub['wall_s']:.2f})" if h else None])
+    if rows:
+        P.table(
+            "4. Time to test accuracy (single runs)",
+            ["job", "target", "epoch", "train phase s", "run_job wall s", "end to end s"], rows,
+            ["train phase: from the first round to the end of scoring that epoch (history train_time_s). run_job wall: from",
+             "run_job's start (history wall_time_s). end to end, run_job rows: from just before run_job was called, which then",
+             "loads the data and starts its workers in the already running Ray session (ray.init excluded). end to end, command",
+             "row: from just before Popen to the end of that epoch, and to the process exit in brackets (Ray start-up included)."])
+
+    # 5. start-up
+    rows = []
+    base = R.get("ray_baseline") or {}
+    heads = R.get("headline") or []
+    for label, runs in (("`dtrain submit --workers 2` (section 4 command)", [sub] if sub else []),
+                        (f"`dtrain submit {' '.join(heads[0]['options'])}` (headline)" if heads else "", heads)):
+        if not runs:
+            continue
+        rows.append([label, f(med([r["before_run_job_s"] for r in runs]), ".2f"),
+                     f(med([r["timing"]["startup_s"] for r in runs]), ".2f"),
+                     f(med([r["startup_direct_s"] for r in runs]), ".2f"),
+                     f(med([r["startup_formula_s"] for r in runs]), ".2f"),
+                     f(med([r["after_run_job_s"] for r in runs]), ".2f"), n_rep(runs)])
+    if heads:
+        S["startup_8w_s"] = med([r["startup_direct_s"] for r in heads])
+        S["startup_8w_formula_s"] = med([r["startup_formula_s"] for r in heads])
+    if sub:
+        S["startup_2w_s"] = sub["startup_direct_s"]
+    if rows or base:
+        P.table(
+            "5. Start-up: command start to first trained sample",
+            ["command", "before run_job s", "timing.startup_s", "start-up s (direct)", "start-up s (formula)",
+             "after run_job s", "runs"], rows,
+            ["before run_job: Popen to run_job's first write (Python, imports, loading and checking MNIST). timing.startup_s:",
+             "run_job's start to all workers ready (ray.init, data into the object store, actors, kernel load).",
+             "direct = the two added; formula (the brief's) = command wall - timing.total_s + timing.startup_s, which also counts",
+             "'after run_job' (the final output and Ray's shutdown at exit), so it overstates start-up by that much.",
+             f"For context, bare ray.init in a fresh process (connect_local()): {f(base.get('ray_init_s'), '.2f')} s, after "
+             f"`import ray` {f(base.get('import_ray_s'), '.2f')} s; in this process: {f(R.get('in_process_ray_init_s'), '.2f')} s; "
+             f"ray.shutdown here {f(R.get('ray_shutdown_s'), '.2f')} s (single runs)."])
+
+    # 6. memory
+    mj = R.get("memory_job")
+    S["memory"] = None
+    if mj and mj.get("memory") and base.get("memory"):
+        peak, b = mj["memory"], base["memory"]
+        dset = R["dataset"]["bytes"]
+        S["memory"] = {"peak_mib": peak["total_kib"] / 1024, "baseline_mib": b["total_kib"] / 1024}
+        rows = [
+            [f"`dtrain submit --workers 8 --epochs {mj['epochs']}`", peak["processes"], f(peak["pss_kib"] / 1024, ".0f"),
+             f(peak["rss_kib"] / 1024, ".0f"), f(peak["pss_shmem_kib"] / 1024, ".1f"), f(peak["rss_shmem_kib"] / 1024, ".1f"),
+             peak["samples"]],
+            ["bare connect_local() + sleep 3 s (Ray's baseline)", b["processes"], f(b["pss_kib"] / 1024, ".0f"),
+             f(b["rss_kib"] / 1024, ".0f"), f(b["pss_shmem_kib"] / 1024, ".1f"), f(b["rss_shmem_kib"] / 1024, ".1f"), b["samples"]],
+            ["difference", peak["processes"] - b["processes"], f((peak["pss_kib"] - b["pss_kib"]) / 1024, ".0f"),
+             f((peak["rss_kib"] - b["rss_kib"]) / 1024, ".0f"), f((peak["pss_shmem_kib"] - b["pss_shmem_kib"]) / 1024, ".1f"),
+             f((peak["rss_shmem_kib"] - b["rss_shmem_kib"]) / 1024, ".1f"), None],
+        ]
+        plasma = R.get("plasma") or {}
+        once = peak["pss_shmem_kib"] * 1024 < 1.5 * dset
+        P.table(
+            "6. Peak memory of all the job's processes (single runs)",
+            ["processes", "count", "PSS MiB", "RSS MiB", "shared-mem PSS MiB", "shared-mem RSS MiB", "samples"], rows,
+            [f"Sampled every 0.2 s: the command, its descendants, and its Ray session's daemons (by session name); the peak of "
+             f"the summed {peak['measure']}.",
+             f"Dataset: x_train + y_train + x_test + y_test = {dset / MIB:.1f} MiB dense uint8.",
+             f"Held once? Shared memory (the object store) is mapped by {peak['processes']} processes: summed RSS counts each "
+             f"mapping ({peak['rss_shmem_kib'] / 1024:.0f} MiB), summed PSS counts each page once "
+             f"({peak['pss_shmem_kib'] / 1024:.0f} MiB, {'under' if once else 'NOT under'} 1.5x the dataset): "
+             f"{'held once' if once else 'check: may be held more than once'}.",
+             "Ray's memory_summary 'Plasma memory usage' line: "
+             + (plasma.get("line") or f"unavailable ({plasma.get('unavailable', 'not probed')}; it needs grpc, i.e. ray[default])")])
+
+    # 7. growth
+    sync = R.get("sync") or {}
+    runs = R["kernels"]["runs"]
+    if runs or sync:
+        rows = []
+        hidden_sps = {h: med([r["hidden"].get(h) for r in runs]) for h in (64, 256, 1024)} if runs else {}
+        for h in (64, 256, 1024):
+            s = (sync.get("by_hidden") or {}).get(h, {})
+            rows.append([f"784-{h}-10", s.get("params"), f(s.get("bytes", 0) / 1024, ".0f") if s else None,
+                         ksps(hidden_sps.get(h)), f(s.get("ms_per_round"), ".1f")])
+        P.table(
+            f"7a. Cost against model size (kernel: {n_rep(runs)}; sync: single run, {sync.get('by_hidden', {}).get(64, {}).get('workers', 2)} workers)",
+            ["model", "parameters", "weights KiB", "numba samples/s (1 core)", "sync ms/round"], rows)
+        rows = [[k, f(v["cpu_share"], "g"), f(v["ms_per_round"], ".1f"), f(v["ms_per_round"] / k, ".2f"),
+                 f(v["new_actors_ready_s"] / max(v["new_actors"], 1), ".2f") if v["new_actors"] else None]
+                for k, v in (sync.get("by_workers") or {}).items()]
+        S["sync_ms"] = {k: v["ms_per_round"] for k, v in (sync.get("by_workers") or {}).items()}
+        if rows:
+            P.table(
+                f"7b. One sync round against worker count, 784-64-10 (single run, {sync.get('rounds')} rounds each)",
+                ["workers", "CPU/worker", "ms/round", "ms/round/worker", "s per new actor"], rows,
+                ["A round: each worker copies the server's start weights, trains 1 sample (its whole 1-sample shard), returns its",
+                 "weights; the server merges all of them in one apply_updates call. Rounds are chained by reference as in",
+                 "run_job, ms/round = elapsed / rounds after 2 warm rounds. Worker count series: one pool of actors with the CPU",
+                 "share of the largest count, the first K used; s per new actor = actor start + kernel load, on 2 shared cores."])
+
+    # summary
+    rows = []
+    sps = S.get("kernel_sps") or {}
+    n_k = len(R["kernels"]["runs"])
+    rows.append(["numba kernel, one core", f"{ksps(sps.get('numba'))} samples/s, {f(S.get('numba_ratio'), '.1f')}x the naive loop",
+                 f"median of {n_k}" if n_k > 1 else "single run"])
+    rows.append(["numpy kernel vs naive loop", f(S.get("numpy_ratio"), ".1f", "x"), f"median of {n_k}" if n_k > 1 else "single run"])
+    n2 = len(by_k.get(2, []))
+    rows.append(["throughput, 2 workers / 1 worker", f(S.get("scaling_2_over_1"), ".2f", "x"),
+                 f"median of {n2}" if n2 > 1 else "single run"])
+    for k in (2, 8):
+        s, l = S["sync_share"].get(k), S["sync_share"].get(f"{k}_long")
+        parts = []
+        if s:
+            parts.append(f"{pct(s['overhead_share'])} ({s['epochs']}-epoch jobs; idle share {pct(s['idle_share'])})")
+        if l:
+            parts.append(f"{pct(l['overhead_share'])} ({l['epochs']}-epoch job; idle share {pct(l['idle_share'])})")
+        if parts:
+            rows.append([f"sync+overhead share of training, {k} workers", "; ".join(parts), "section 3"])
+    if heads:
+        S["headline"] = {"wall_s": med([h["wall_s"] for h in heads]), "accuracy": med([h["test_accuracy"] for h in heads]),
+                         "train_s": med([h["timing"]["train_s"] for h in heads]), "epochs": heads[0]["epochs"]}
+        rows.append([f"default job `dtrain submit {' '.join(heads[0]['options'])}`, end to end",
+                     f"{S['headline']['wall_s']:.1f} s, test accuracy {S['headline']['accuracy'] * 100:.2f}% "
+                     f"({heads[0]['epochs']} epochs, train phase {S['headline']['train_s']:.1f} s)",
+                     f"median of {len(heads)}" if len(heads) > 1 else "single run"])
+    t97 = S["time_to"].get("2_0.97")
+    c97 = S["time_to"].get("2_0.97_command")
+    if t97 or c97:
+        parts = []
+        if t97:
+            parts.append(f"epoch {t97['epoch']}: train {t97['train_s']:.2f} s, run_job e2e {t97['end_to_end_s']:.2f} s")
+        if c97 and c97["epoch"]:
+            parts.append(f"command {c97['to_epoch_end_s']:.2f} s (exit {c97['command_wall_s']:.2f} s)")
+        rows.append(["time to 97%, 2 workers", "; ".join(parts), "single runs"])
+    if "startup_8w_s" in S or "startup_2w_s" in S:
+        parts = []
+        if "startup_8w_s" in S:
+            parts.append(f"{S['startup_8w_s']:.1f} s with 8 workers (formula {S['startup_8w_formula_s']:.1f} s)")
+        if "startup_2w_s" in S:
+            parts.append(f"{S['startup_2w_s']:.1f} s with 2")
+        rows.append(["start-up, command start to first trained sample", "; ".join(parts),
+                     f"8 workers: median of {len(heads)}" if len(heads) > 1 else "single run"])
+    if S.get("memory"):
+        m = S["memory"]
+        rows.append(["peak memory, 8-worker job (PSS, all processes)",
+                     f"{m['peak_mib']:.0f} MiB vs Ray baseline {m['baseline_mib']:.0f} MiB (+{m['peak_mib'] - m['baseline_mib']:.0f} MiB)",
+                     "single run"])
+    P.table(f"Summary ({'QUICK run: fewer configs, 1 repeat, short jobs' if quick else 'full run'}; total "
+            f"{R['total_s']:.0f} s; load average {R['machine']['loadavg_start']} at start, {R['machine']['loadavg_end']} at end)",
+            ["figure", "value", "runs"], rows,
+            ([f"Dropped repeats (time budget): {', '.join(R['dropped_repeats'])}"] if R["dropped_repeats"] else [])
+            + ([f"Errors: {R['errors']}"] if R["errors"] else []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
