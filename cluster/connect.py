@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 
 def connect_local(num_cpus: int | None = None) -> None:
@@ -11,6 +12,10 @@ def connect_local(num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    # Workers ask for fractions of a CPU on purpose; without this the raylet prints
+    # a warning about "worker processes ... the maximum expected startup
+    # concurrency" on the driver's stdout (which --json keeps for its one object).
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "256")
     ray.init(
         address="local",
         num_cpus=num_cpus,

@@ -150,7 +150,8 @@ def run_job(
     x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
     bounds = shard_bounds(len(dataset.y_train), spec.workers)
     shard = max(hi - lo for lo, hi in bounds)
-    schedule = [rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
+    # One worker has nothing to merge with: its rounds would be pure overhead.
+    schedule = [1 if spec.workers == 1 else rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
     momenta = [momentum_for(spec, rounds) for rounds in schedule]
 
     server = (
