@@ -115,6 +115,20 @@ def momentum_for(spec: JobSpec, rounds_in_epoch: int) -> float:
     return default_block_momentum(spec.workers, rounds_in_epoch)
 
 
+@dataclass(frozen=True)
+class RoundPlan:
+    """Rounds and block momentum for each epoch, fixed before the job starts."""
+
+    rounds: list[int]
+    momenta: list[float]
+
+    @classmethod
+    def for_job(cls, spec: JobSpec, shard: int) -> RoundPlan:
+        # One worker has nothing to merge with: its rounds would be pure overhead.
+        rounds = [1 if spec.workers == 1 else rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
+        return cls(rounds, [momentum_for(spec, r) for r in rounds])
+
+
 def run_job(
     spec: JobSpec,
     run_dir: Path,
@@ -130,13 +144,10 @@ def run_job(
     dataset = dataset or load_dataset(spec.data_dir)
     check_fits(spec, dataset)
     kernel = resolve_kernel(spec.kernel)
-    sizes = layer_sizes(dataset.n_features, spec.hidden, 10)
-    theta0 = he_init(sizes, np.random.default_rng(spec.seed))
-
+    sizes = layer_sizes(dataset.n_features, spec.hidden, N_CLASSES)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
 
     # Compile or load the kernel while Ray starts, so the workers find it cached.
     warm = threading.Thread(target=warm_up, args=(kernel, dataset.n_features), daemon=True)
@@ -146,19 +157,12 @@ def run_job(
     emit("connected", {"cpus": total_cpus(), "cpus_per_worker": share})
 
     # The dataset enters the object store once (training images as sparse rows);
-    # every actor gets the reference.
+    # every worker gets the references.
     x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
     bounds = shard_bounds(len(dataset.y_train), spec.workers)
-    shard = max(hi - lo for lo, hi in bounds)
-    # One worker has nothing to merge with: its rounds would be pure overhead.
-    schedule = [1 if spec.workers == 1 else rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
-    momenta = [momentum_for(spec, rounds) for rounds in schedule]
-
-    server = (
-        ray.remote(ParameterServer)
-        .options(num_cpus=0)
-        .remote(theta0, momentum=momenta[0])
-    )
+    plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
+    theta0 = he_init(sizes, np.random.default_rng(spec.seed))
+    server = ray.remote(ParameterServer).options(num_cpus=0).remote(theta0, momentum=plan.momenta[0])
     worker_cls = ray.remote(Worker).options(num_cpus=share)
     workers = [
         worker_cls.remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
@@ -166,75 +170,16 @@ def run_job(
     ]
     try:
         warm.join()
-        ready = [w.ready.remote() for w in workers]
-        _, pending = ray.wait(ready, num_returns=len(ready), timeout=PLACEMENT_TIMEOUT_S)
-        if pending:
-            raise JobFailed(
-                f"{len(pending)} of {spec.workers} workers could not be started within {PLACEMENT_TIMEOUT_S:.0f} s "
-                f"(each asks for {share:g} CPU; the cluster has {total_cpus():g})"
-            )
-        ray.get(ready)
+        wait_until_ready(workers, share)
         startup = time.perf_counter() - t_start
-        emit("started", {"startup_s": startup, "workers": spec.workers, "rounds": sum(schedule), "kernel": kernel})
-
-        history: list[dict[str, Any]] = []
-        t_train = time.perf_counter()
-        model_at: dict[int, tuple[np.ndarray, Evaluation]] = {}
-
-        def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
-            """Score an epoch's model while the next epoch trains; True when the job should stop."""
-            figures = ray.get(totals_ref)
-            done = time.perf_counter()
-            check_divergence(figures, epoch)
-            theta = np.array(ray.get(weights_ref))
-            scored = evaluate(theta, sizes, spec.activation, dataset.x_test, dataset.y_test)
-            model_at[epoch] = (theta, scored)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": figures["train_loss"],
-                "train_accuracy": figures["train_accuracy"],
-                "test_loss": scored.loss,
-                "test_accuracy": scored.accuracy,
-                "samples": figures["samples"],
-                "rounds": schedule[epoch],
-                "samples_per_s": figures["samples"] / (done - t_epoch),
-                "train_time_s": done - t_train,
-                "wall_time_s": done - t_start,
-            }
-            history.append(record)
-            append_jsonl(metrics_path, record)
-            emit("epoch", record)
-            return spec.until_accuracy is not None and scored.accuracy >= spec.until_accuracy
-
-        # Epoch e+1 is submitted before epoch e is scored, so the workers never
-        # wait for an evaluation; scoring happens here, in the otherwise idle driver.
-        threadpool_limits(1)  # the driver scores epochs while workers use the cores
-        start = server.get_weights.remote()
-        previous = None
-        t_epoch = t_train
-        for epoch in range(spec.epochs):
-            rounds = schedule[epoch]
-            if epoch and momenta[epoch] != momenta[epoch - 1]:
-                server.set_momentum.remote(momenta[epoch])
-            for r in range(rounds):
-                results = [w.train_block.remote(start, epoch, r, rounds) for w in workers]
-                start = server.apply_updates.remote(*results)
-            current = (epoch, server.end_epoch.remote(), server.get_global_weights.remote())
-            if previous is not None:
-                if finish_epoch(*previous, t_epoch):
-                    break
-                t_epoch = history[-1]["train_time_s"] + t_train
-            previous = current
-        else:
-            finish_epoch(*previous, t_epoch)
-        train_time = history[-1]["train_time_s"]
-        theta, final = model_at[len(history) - 1]
+        emit("started", {"startup_s": startup, "workers": spec.workers, "rounds": sum(plan.rounds), "kernel": kernel})
+        with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
+            history, theta, final = train_epochs(spec, plan, server, workers, dataset, sizes, run_dir, emit, t_start)
         worker_stats = ray.get([w.stats.remote() for w in workers])
     finally:
         for actor in [*workers, server]:
             ray.kill(actor)
 
-    reached = next((h for h in history if spec.until_accuracy and h["test_accuracy"] >= spec.until_accuracy), None)
     save_weights(
         run_dir / "model.npz",
         theta,
@@ -253,25 +198,124 @@ def run_job(
         "state": "SUCCEEDED",
         "dtrain_version": __version__,
         "spec": spec.model_dump(mode="json"),
-        "dataset": {"name": dataset.name, "train": len(dataset.y_train), "test": len(dataset.y_test),
-                    "image_shape": list(dataset.image_shape)},
+        "dataset": {
+            "name": dataset.name,
+            "train": len(dataset.y_train),
+            "test": len(dataset.y_test),
+            "image_shape": list(dataset.image_shape),
+        },
         "layer_sizes": list(sizes),
         "kernel": kernel,
-        "block_momentum": momenta[: len(history)],
-        "rounds_per_epoch": schedule[: len(history)],
+        "block_momentum": plan.momenta[: len(history)],
+        "rounds_per_epoch": plan.rounds[: len(history)],
         "cpus_per_worker": share,
         "epochs_run": len(history),
         "workers": worker_stats,
         "test": final.summary(),
-        "timing": {"startup_s": startup, "train_s": train_time, "total_s": time.perf_counter() - t_start},
-        "until_accuracy": None if spec.until_accuracy is None else {
-            "target": spec.until_accuracy,
-            "reached": reached is not None,
-            "epoch": reached and reached["epoch"],
-            "train_time_s": reached and reached["train_time_s"],
-            "wall_time_s": reached and reached["wall_time_s"],
+        "timing": {
+            "startup_s": startup,
+            "train_s": history[-1]["train_time_s"],
+            "total_s": time.perf_counter() - t_start,
         },
+        "until_accuracy": until_accuracy_summary(spec, history),
         **interesting_examples(final, dataset.y_test),
     }
     write_json(run_dir / "report.json", report)
     return JobResult(job_id, "SUCCEEDED", run_dir, spec, history, final, dataset, report)
+
+
+def wait_until_ready(workers: list, share: float) -> None:
+    """Wait for every worker to be up with its kernel loaded; fail rather than hang."""
+    import ray
+
+    ready = [w.ready.remote() for w in workers]
+    _, pending = ray.wait(ready, num_returns=len(ready), timeout=PLACEMENT_TIMEOUT_S)
+    if pending:
+        raise JobFailed(
+            f"{len(pending)} of {len(workers)} workers could not be started within {PLACEMENT_TIMEOUT_S:.0f} s "
+            f"(each asks for {share:g} CPU; the cluster has {total_cpus():g})"
+        )
+    ray.get(ready)
+
+
+def train_epochs(
+    spec: JobSpec,
+    plan: RoundPlan,
+    server: Any,
+    workers: list,
+    dataset: Dataset,
+    sizes: tuple[int, ...],
+    run_dir: Path,
+    emit: OnEvent,
+    t_start: float,
+) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
+    """Run the rounds, scoring each epoch's model in the driver while the next epoch trains.
+
+    Returns the per-epoch history, and the last scored model with its evaluation
+    (with --until-accuracy, the first that reached the target; the epoch already
+    submitted after it is dropped with the actors).
+    """
+    import ray
+
+    history: list[dict[str, Any]] = []
+    last: tuple[np.ndarray, Evaluation] | None = None
+    t_train = time.perf_counter()
+
+    def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
+        """Score one epoch's model; True when the job should stop."""
+        nonlocal last
+        figures = ray.get(totals_ref)
+        done = time.perf_counter()
+        check_divergence(figures, epoch)
+        theta = np.array(ray.get(weights_ref))
+        scored = evaluate(theta, sizes, spec.activation, dataset.x_test, dataset.y_test)
+        last = (theta, scored)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": figures["train_loss"],
+            "train_accuracy": figures["train_accuracy"],
+            "test_loss": scored.loss,
+            "test_accuracy": scored.accuracy,
+            "samples": figures["samples"],
+            "rounds": plan.rounds[epoch],
+            "samples_per_s": figures["samples"] / (done - t_epoch),
+            "train_time_s": done - t_train,
+            "wall_time_s": done - t_start,
+        }
+        history.append(record)
+        append_jsonl(run_dir / "metrics.jsonl", record)
+        emit("epoch", record)
+        return spec.until_accuracy is not None and scored.accuracy >= spec.until_accuracy
+
+    start = server.get_weights.remote()
+    previous = None
+    t_epoch = t_train
+    for epoch, rounds in enumerate(plan.rounds):
+        if epoch and plan.momenta[epoch] != plan.momenta[epoch - 1]:
+            server.set_momentum.remote(plan.momenta[epoch])
+        for r in range(rounds):
+            results = [w.train_block.remote(start, epoch, r, rounds) for w in workers]
+            start = server.apply_updates.remote(*results)
+        submitted = (epoch, server.end_epoch.remote(), server.get_global_weights.remote())
+        if previous is not None:
+            if finish_epoch(*previous, t_epoch):
+                break
+            t_epoch = t_train + history[-1]["train_time_s"]
+        previous = submitted
+    else:
+        finish_epoch(*previous, t_epoch)
+    assert last is not None
+    return history, *last
+
+
+def until_accuracy_summary(spec: JobSpec, history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if spec.until_accuracy is None:
+        return None
+    reached = next((h for h in history if h["test_accuracy"] >= spec.until_accuracy), None)
+    return {
+        "target": spec.until_accuracy,
+        "reached": reached is not None,
+        "epoch": reached and reached["epoch"],
+        "train_time_s": reached and reached["train_time_s"],
+        "wall_time_s": reached and reached["wall_time_s"],
+    }
