@@ -102,6 +102,7 @@ def submit(
 ) -> None:
     """Train the MLP on the data, spread over Ray workers, and report how it did."""
     from dtrain.cli.progress import JobProgress
+    from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.runner import JobFailed, run_job
 
     try:
@@ -120,6 +121,7 @@ def submit(
 
     job_id = new_job_id()
     run_dir = out_dir or Path("runs") / job_id
+    results = reserve_stdout()
     try:
         with JobProgress(err, spec, job_id) as progress:
             result = run_job(spec, run_dir, job_id, on_event=progress.on_event, dataset=dataset)
@@ -127,7 +129,7 @@ def submit(
         raise fail(str(e)) from None
     except JobFailed as e:
         if as_json:
-            print(json.dumps({"job_id": job_id, "state": "FAILED", "error": str(e), "run_dir": str(run_dir)}))
+            print(json.dumps({"job_id": job_id, "state": "FAILED", "error": str(e), "run_dir": str(run_dir)}), file=results)
         raise fail(f"job {job_id} failed: {e}", EXIT_FAILED) from None
     except KeyboardInterrupt:
         raise fail(f"job {job_id} interrupted; partial metrics are in {run_dir}", 130) from None
@@ -150,12 +152,13 @@ def submit(
                         for h in result.history
                     ],
                 }
-            )
+            ),
+            file=results,
         )
     else:
         from dtrain.cli.report import print_report
 
-        print_report(out, report, dataset.x_test, str(run_dir))
+        print_report(Console(file=results), report, dataset.x_test, str(run_dir))
 
 
 def main() -> None:
