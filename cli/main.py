@@ -51,6 +51,18 @@ def build_spec(options: dict[str, Any]) -> JobSpec:
         raise UserError(f"{option_name(field)}: {message} (got {options.get(field)!r})") from None
 
 
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory; refuse one that is a file, cannot be made, or already holds a run."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out: {run_dir} is a file, expected a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"--out: {run_dir} is not empty; choose a new directory (nothing in it was changed)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create {run_dir}: {e.strerror}") from None
+
+
 def new_job_id() -> str:
     return secrets.token_hex(4)
 
@@ -78,14 +90,17 @@ def submit(
     hidden: Annotated[str, typer.Option(help="Hidden layer sizes, e.g. 64 or 256,128.")] = "64",
     activation: Annotated[str, typer.Option(help="Hidden activation: relu or sigmoid.")] = "relu",
     sync_every: Annotated[
-        Optional[int], typer.Option(help="Samples each worker trains between weight syncs in epoch 1. [default: 2000 / workers]")
+        Optional[int],
+        typer.Option(help="Samples each worker trains between weight syncs in epoch 1.", show_default="2000 / workers"),
     ] = None,
     sync_growth: Annotated[
-        Optional[float], typer.Option(help="Factor the sync block grows by each epoch, up to a shard. [default: 2]")
+        Optional[float],
+        typer.Option(help="Factor the sync block grows by each epoch, up to a whole shard.", show_default="2"),
     ] = None,
     combine: Annotated[str, typer.Option(help="Combine rule: bmuf (block momentum) or average.")] = "bmuf",
     block_momentum: Annotated[
-        Optional[float], typer.Option(help="BMUF block momentum. [default: 1 - 1/workers]")
+        Optional[float],
+        typer.Option(help="BMUF block momentum.", show_default="1 - 1/workers, at most 0.5 on whole-shard rounds"),
     ] = None,
     kernel: Annotated[str, typer.Option(help="SGD kernel: auto, numba or numpy.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same weights.")] = 0,
@@ -93,10 +108,11 @@ def submit(
         Optional[float], typer.Option(help="Stop once test accuracy reaches this fraction, e.g. 0.97.")
     ] = None,
     data_dir: Annotated[
-        Optional[Path], typer.Option(help="Directory of the four IDX files. [default: the MNIST shipped with dtrain]")
+        Optional[Path],
+        typer.Option(help="Directory of the four IDX files.", show_default="the MNIST shipped with dtrain"),
     ] = None,
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out", help="Run directory. [default: ./runs/JOB_ID]")
+        Optional[Path], typer.Option("--out", help="Run directory (new or empty).", show_default="runs/JOB_ID")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else on stdout.")] = False,
 ) -> None:
@@ -121,6 +137,10 @@ def submit(
 
     job_id = new_job_id()
     run_dir = out_dir or Path("runs") / job_id
+    try:
+        prepare_run_dir(run_dir)
+    except UserError as e:
+        raise fail(str(e)) from None
     results = reserve_stdout()
     try:
         with JobProgress(err, spec, job_id) as progress:
@@ -162,7 +182,18 @@ def submit(
 
 
 def main() -> None:
+    """Entry point: like ``app()``, but a usage error is one line, not a box."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # click's UsageError family, without importing Typer's private click
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+            raise
+        message = e.format_message()
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `dtrain`: the help is the message
+            err.print(message, markup=False, highlight=False)
+        else:
+            err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    sys.exit(code or 0)

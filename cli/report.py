@@ -17,9 +17,16 @@ def print_report(console: Console, report: dict[str, Any], x_test: np.ndarray, r
     timing = report["timing"]
     console.print(
         f"[bold]Test accuracy {test['accuracy'] * 100:.2f}%[/bold]  (loss {test['loss']:.4f})  "
-        f"after {report['epochs_run']} epochs on {spec['workers']} workers, "
+        f"after {report['epochs_run']} epoch{'s' if report['epochs_run'] != 1 else ''} on {spec['workers']} workers, "
         f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
     )
+    target = report.get("until_accuracy")
+    if target:
+        console.print(
+            f"Target {target['target'] * 100:.2f}%: "
+            + (f"reached at epoch {target['epoch']}, {target['train_time_s']:.2f} s into training"
+               if target["reached"] else "not reached")
+        )
     table = Table(title="Per class (test set)", title_justify="left")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")

@@ -80,6 +80,18 @@ def read_weights(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     path = Path(path)
     where = str(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise WeightsError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise WeightsError(f"{where}: is a directory, expected a .npz weights file") from None
+    except OSError as e:
+        raise WeightsError(f"{where}: cannot read: {e.strerror}") from None
+    if magic != b"PK\x03\x04":
+        kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
+        raise WeightsError(f"{where}: not a dtrain weights file (.npz of arrays): {kind}")
+    try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise WeightsError(f"{where}: no such file") from None

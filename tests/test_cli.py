@@ -41,7 +41,7 @@ def test_submit_prints_the_report_a_human_reads(ray_cluster, tmp_path):
     result = run_cli("submit", "--workers", "3", "--epochs", "1", "--hidden", "32,16", "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     text = result.stdout
-    assert "Test accuracy" in text and "after 1 epochs on 3 workers" in text
+    assert "Test accuracy" in text and "after 1 epoch on 3 workers" in text
     assert "Per class" in text and "precision" in text and "recall" in text
     assert "Examples" in text and "test #0" in text and "true 7" in text  # the first test digit is a 7
     assert "Most confident misclassifications" in text
@@ -120,3 +120,34 @@ def test_real_subprocess_user_error_exit_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing'}: no such directory (expected the four IDX files of a dataset)"]
     assert proc.stdout == ""
+
+
+def test_out_that_is_a_file_or_holds_a_run_is_refused_and_left_alone(tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("keep me")
+    result = run_cli("submit", "--out", str(a_file))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: --out: {a_file} is a file, expected a directory"
+    previous = tmp_path / "previous-run"
+    previous.mkdir()
+    (previous / "model.npz").write_bytes(b"an earlier model")
+    result = run_cli("submit", "--out", str(previous))
+    assert result.exit_code == 2
+    assert "is not empty" in result.stderr and "Traceback" not in result.output
+    assert a_file.read_text() == "keep me" and (previous / "model.npz").read_bytes() == b"an earlier model"
+
+
+def test_more_workers_than_the_cluster_can_hold_is_refused(ray_cluster, tmp_path):
+    result = run_cli("submit", "--workers", "1000", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --workers: 1000 workers on 2 CPUs")
+
+
+def test_usage_errors_are_one_line_too():
+    proc = subprocess.run(
+        [*dtrain_command(), "submit", "--lr", "abc"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: Invalid value for '--lr': Input should be a valid number, unable to parse string as a number"
+    ]
