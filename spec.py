@@ -27,25 +27,25 @@ class JobSpec(BaseModel):
 
     workers: int = Field(8, ge=1, description="Worker actors, one data shard each.")
     epochs: int = Field(32, ge=1, description="Passes over the training set.")
-    lr: float = Field(0.01, gt=0, le=100, description="SGD learning rate.")
+    lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False, description="SGD learning rate.")
     hidden: tuple[int, ...] = Field((64,), description="Hidden layer sizes.")
     activation: Literal["relu", "sigmoid"] = "relu"
     sync_every: int | None = Field(
         None, ge=1, description="Samples per worker between syncs in the first epoch (default: 2000 / workers)."
     )
     sync_growth: float = Field(
-        DEFAULT_SYNC_GROWTH, ge=1, le=16, description="Factor the sync block grows by each epoch."
+        DEFAULT_SYNC_GROWTH, ge=1, le=16, allow_inf_nan=False, description="Factor the sync block grows by each epoch."
     )
     combine: Literal["bmuf", "average"] = Field(
         "bmuf", description="How the parameter server merges the workers' weights."
     )
     block_momentum: float | None = Field(
-        None, ge=0, lt=1, description="BMUF block momentum; default depends on workers."
+        None, ge=0, lt=1, allow_inf_nan=False, description="BMUF block momentum; default depends on workers."
     )
     kernel: Literal["auto", "numba", "numpy"] = "auto"
     seed: int = Field(0, ge=0, description="Seeds init, shuffling: same seed, same weights.")
     until_accuracy: float | None = Field(
-        None, gt=0, le=1, description="Stop once test accuracy reaches this."
+        None, gt=0, le=1, allow_inf_nan=False, description="Stop once test accuracy reaches this."
     )
     data_dir: str | None = Field(None, description="Directory of the four IDX files.")
 

@@ -48,7 +48,9 @@ def build_spec(options: dict[str, Any]) -> JobSpec:
         first = e.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "options"
         message = first["msg"].removeprefix("Value error, ")
-        raise UserError(f"{option_name(field)}: {message} (got {options.get(field)!r})") from None
+        if "got " not in message:
+            message += f" (got {options.get(field)!r})"
+        raise UserError(f"{option_name(field)}: {message}") from None
 
 
 def prepare_run_dir(run_dir: Path) -> None:
@@ -152,7 +154,7 @@ def submit(
             print(json.dumps({"job_id": job_id, "state": "FAILED", "error": str(e), "run_dir": str(run_dir)}), file=results)
         raise fail(f"job {job_id} failed: {e}", EXIT_FAILED) from None
     except KeyboardInterrupt:
-        raise fail(f"job {job_id} interrupted; partial metrics are in {run_dir}", 130) from None
+        raise fail(f"job {job_id} interrupted; what it had written is in {run_dir}", 130) from None
 
     report = result.report
     if as_json:

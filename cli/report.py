@@ -18,7 +18,8 @@ def print_report(console: Console, report: dict[str, Any], x_test: np.ndarray, r
     console.print(
         f"[bold]Test accuracy {test['accuracy'] * 100:.2f}%[/bold]  (loss {test['loss']:.4f})  "
         f"after {report['epochs_run']} epoch{'s' if report['epochs_run'] != 1 else ''} on {spec['workers']} workers, "
-        f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
+        f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)",
+        soft_wrap=True,
     )
     target = report.get("until_accuracy")
     if target:
