@@ -26,7 +26,7 @@ from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.storage import append_jsonl, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
-from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate
+from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate, scale_pixels
 from dtrain.model.kernels import resolve_kernel, warm_up
 from dtrain.model.mlp import he_init, layer_sizes
 from dtrain.model.sparse import SparseRows
@@ -259,6 +259,7 @@ def train_epochs(
 
     history: list[dict[str, Any]] = []
     last: tuple[np.ndarray, Evaluation] | None = None
+    x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
     t_train = time.perf_counter()
 
     def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
@@ -268,7 +269,7 @@ def train_epochs(
         done = time.perf_counter()
         check_divergence(figures, epoch)
         theta = np.array(ray.get(weights_ref))
-        scored = evaluate(theta, sizes, spec.activation, dataset.x_test, dataset.y_test)
+        scored = evaluate(theta, sizes, spec.activation, x_test, dataset.y_test)
         last = (theta, scored)
         record = {
             "epoch": epoch + 1,
