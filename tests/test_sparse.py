@@ -50,3 +50,19 @@ def test_kernels_give_the_same_weights_from_sparse_and_dense_input(mnist, kernel
     r2 = sgd(kernel, sparse, sizes, "relu", SparseRows.from_dense(mnist.x_train[:1000]), mnist.y_train[:1000], order, 0.05)
     assert np.array_equal(dense, sparse)
     assert r1 == r2
+
+
+def test_the_compiled_kernel_is_loaded_from_the_cache_in_a_new_process():
+    """What the workers rely on: after one warm-up anywhere, a new process loads, not compiles."""
+    import subprocess
+    import sys
+
+    script = (
+        "from dtrain.model.kernels import warm_up; warm_up('numba');"
+        "from dtrain.model.sgd_numba import sgd_numba;"
+        "print(sum(sgd_numba.stats.cache_hits.values()), sum(sgd_numba.stats.cache_misses.values()))"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    second = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120)
+    hits, misses = map(int, second.stdout.split())
+    assert hits >= 1 and misses == 0
