@@ -68,6 +68,3 @@ class BlockMomentum:
         self.delta += self.block_lr * G
         self.global_theta += self.delta
         self.start = self.global_theta + self.momentum * self.delta
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"global": self.global_theta, "delta": self.delta, "start": self.start}

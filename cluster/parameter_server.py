@@ -48,7 +48,7 @@ class ParameterServer:
         if self.diverged_at is None and not (math.isfinite(round_loss) and np.isfinite(self.rule.delta).all()):
             self.diverged_at = self.version
         self.samples += sum(counts)
-        self.loss_sum += sum(r[2] for r in results)
+        self.loss_sum += round_loss
         self.correct += sum(r[3] for r in results)
         return self.rule.start
 

@@ -1,0 +1,46 @@
+"""The parameter server's combine rule, by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dtrain.cluster.combine import BlockMomentum, default_block_momentum, weighted_mean
+
+
+def test_weighted_mean_weights_by_samples_seen():
+    a, b = np.array([0.0, 4.0], np.float32), np.array([3.0, 0.0], np.float32)
+    assert np.allclose(weighted_mean([a, b], [1, 2]), [2.0, 4.0 / 3.0])
+    with pytest.raises(ValueError):
+        weighted_mean([a, b], [0, 0])
+
+
+def test_without_momentum_bmuf_is_plain_weighted_averaging():
+    rule = BlockMomentum(np.zeros(2, np.float32), momentum=0.0)
+    rule.combine([np.array([1.0, 1.0], np.float32), np.array([3.0, -1.0], np.float32)], [1, 1])
+    assert np.allclose(rule.global_theta, [2.0, 0.0])
+    assert np.allclose(rule.start, rule.global_theta)
+
+
+def test_block_momentum_and_nesterov_start_point_by_hand():
+    eta = 0.5
+    rule = BlockMomentum(np.array([0.0], np.float32), momentum=eta)
+    # round 1: workers started from 0 and ended (on average) at 1: G = 1
+    rule.combine([np.array([1.0], np.float32)], [10])
+    # Delta = 0.5 * 0 + 1 = 1; global = 0 + 1 = 1; start = 1 + 0.5 * 1 = 1.5
+    assert rule.delta[0] == pytest.approx(1.0)
+    assert rule.global_theta[0] == pytest.approx(1.0)
+    assert rule.start[0] == pytest.approx(1.5)
+    # round 2: workers started from 1.5 and ended at 2: G = 0.5
+    rule.combine([np.array([2.0], np.float32)], [10])
+    # Delta = 0.5 * 1 + 0.5 = 1; global = 1 + 1 = 2; start = 2 + 0.5 = 2.5
+    assert rule.delta[0] == pytest.approx(1.0)
+    assert rule.global_theta[0] == pytest.approx(2.0)
+    assert rule.start[0] == pytest.approx(2.5)
+
+
+def test_default_momentum_is_one_minus_one_over_k_capped_on_whole_shard_rounds():
+    assert default_block_momentum(1, 30) == 0.0
+    assert default_block_momentum(8, 30) == pytest.approx(0.875)
+    assert default_block_momentum(8, 1) == pytest.approx(0.5)
+    assert default_block_momentum(2, 1) == pytest.approx(0.5)
