@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from dtrain.errors import UserError
 from dtrain.spec import JobSpec
 
 
@@ -34,7 +35,9 @@ class JobProgress:
         self.progress.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, UserError):
+            self.progress.live.transient = True  # the one error line says it all
         self.progress.stop()
 
     def on_event(self, kind: str, payload: dict[str, Any]) -> None:
