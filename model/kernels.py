@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from dtrain.model.sgd_numpy import sgd_numpy
 from dtrain.model.sparse import SparseRows
-
-Kernel = Callable[..., tuple[float, int]]
 
 
 def numba_available() -> bool:

@@ -92,15 +92,9 @@ def read_weights(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
         raise WeightsError(f"{where}: not a dtrain weights file (.npz of arrays): {kind}")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise WeightsError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{where}: is a directory, expected a .npz weights file") from None
+        archive = np.load(path, allow_pickle=False)  # a zip, so an NpzFile
     except _READ_ERRORS as e:
         raise WeightsError(f"{where}: not a dtrain weights file (.npz of arrays): {_first_line(e)}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise WeightsError(f"{where}: a single .npy array, expected a .npz weights file")
     with archive:
         try:
             return _check(archive, where)
