@@ -42,6 +42,9 @@ class JobSpec(BaseModel):
     block_momentum: float | None = Field(
         None, ge=0, lt=1, allow_inf_nan=False, description="BMUF block momentum; default depends on workers."
     )
+    cpus_per_worker: float | None = Field(
+        None, gt=0, le=1024, allow_inf_nan=False, description="CPUs each worker reserves (default: fitted to the cluster)."
+    )
     kernel: Literal["auto", "numba", "numpy"] = "auto"
     seed: int = Field(0, ge=0, description="Seeds init, shuffling: same seed, same weights.")
     until_accuracy: float | None = Field(

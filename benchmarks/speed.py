@@ -491,7 +491,7 @@ def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
 def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
     import ray
 
-    from dtrain.cluster.connect import cpus_per_worker, total_cpus
+    from dtrain.cluster.placement import cpus_per_worker, total_cpus
 
     cpus = total_cpus()
     images, form = worker_images(ds.x_train)
@@ -698,7 +698,8 @@ def main() -> int:
             R["headline"].append(h)
 
     # ---- phase B: one embedded Ray session in this process
-    from dtrain.cluster.connect import connect_local, total_cpus
+    from dtrain.cluster.connect import connect_local
+    from dtrain.cluster.placement import total_cpus
 
     log("connecting to an embedded Ray (in-process)")
     import ray

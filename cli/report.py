@@ -11,7 +11,7 @@ from rich.table import Table
 from dtrain.cli.render import ascii_digit, side_by_side
 
 
-def print_report(console: Console, report: dict[str, Any], x_test: np.ndarray, run_dir: str) -> None:
+def print_report(console: Console, report: dict[str, Any], where: str) -> None:
     test = report["test"]
     spec = report["spec"]
     timing = report["timing"]
@@ -42,10 +42,10 @@ def print_report(console: Console, report: dict[str, Any], x_test: np.ndarray, r
         if not items:
             continue
         console.print(f"[bold]{title}[/bold]")
-        blocks = [ascii_digit(x_test[item["index"]], shape) for item in items]
+        blocks = [ascii_digit(np.asarray(item["pixels"], dtype=np.uint8), shape) for item in items]
         captions = [
             [f"test #{item['index']}", f"true {item['label']} -> {item['predicted']}", f"p = {item['confidence'] * 100:.1f}%"]
             for item in items
         ]
         console.print(side_by_side(blocks, captions, max_width=console.width), markup=False, highlight=False)
-    console.print(f"Run directory: {run_dir}  (model.npz, report.json, metrics.jsonl)", markup=False, highlight=False)
+    console.print(where, markup=False, highlight=False)

@@ -1,11 +1,30 @@
-"""Connecting to Ray: an embedded single-node instance for local mode."""
+"""Connecting to Ray: a running cluster, or an embedded single-node instance (local mode).
+
+Without an address dtrain does what `ray.init()` users expect: it joins the
+cluster that `ray start` started on this machine, if that cluster answers, and
+only otherwise starts an embedded one. An address that does not answer fails
+in seconds with one line, instead of Ray's minute of retries.
+"""
 
 from __future__ import annotations
 
-import math
 import os
+import socket
+from dataclasses import dataclass
 
+from dtrain.cluster.probe import probe
 from dtrain.errors import UserError
+
+#: How long an address may take to accept a connection before it counts as unreachable.
+PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to run: mode "local" (an embedded Ray) or "cluster" (join `address`)."""
+
+    mode: str
+    address: str | None = None
 
 
 def connect_local(num_cpus: int | None = None) -> None:
@@ -27,25 +46,58 @@ def connect_local(num_cpus: int | None = None) -> None:
     )
 
 
-def total_cpus() -> float:
+def recorded_address() -> str | None:
+    """The address `ray start` recorded on this machine (Ray's own file, under RAY_TMPDIR or /tmp)."""
+    from ray._common.utils import get_ray_address_file
+
+    try:
+        with open(get_ray_address_file(None)) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def listening(address: str, timeout_s: float = 1.0) -> bool:
+    """True if something accepts TCP connections at host:port."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def resolve(address: str | None, local: bool = False) -> Target:
+    """Decide where to run from --address / RAY_ADDRESS / --local; raise UserError for an address that will not do."""
+    if local:
+        return Target("local")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address == "local":
+        return Target("local")
+    if address is None:
+        # A cluster `ray start` left running here is joined; a stale record of one that is gone is not.
+        recorded = recorded_address()
+        if not recorded or not listening(recorded):
+            return Target("local")
+        address = recorded
+    elif address == "auto":
+        address = recorded_address()
+        if not address:
+            raise UserError("--address auto: no Ray cluster was started on this machine (start one with `ray start --head`)")
+    probe(address, PROBE_TIMEOUT_S)
+    return Target("cluster", address)
+
+
+def connect(target: Target) -> None:
+    """Connect this process to `target` (once)."""
     import ray
 
-    return float(ray.cluster_resources().get("CPU", 0.0))
-
-
-#: Workers per CPU at the most: each is a process of ~130 MiB, and thousands of
-#: them on a laptop would swamp it long before they trained anything.
-MAX_WORKERS_PER_CPU = 32
-
-
-def cpus_per_worker(workers: int, available: float) -> float:
-    """1 CPU per worker where the cluster has enough, otherwise an equal share of what it has."""
-    if available <= 0:
-        raise ValueError("the Ray cluster reports no CPUs")
-    if workers > MAX_WORKERS_PER_CPU * available:
-        raise UserError(
-            f"--workers: {workers} workers on {available:g} CPUs; expected at most "
-            f"{int(MAX_WORKERS_PER_CPU * available)} ({MAX_WORKERS_PER_CPU} per CPU)"
-        )
-    # Rounded down: shares that add up to a hair over the total would leave a worker unplaced.
-    return min(1.0, math.floor(available / workers * 10_000) / 10_000)
+    if target.mode == "local":
+        connect_local()
+        return
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=target.address, logging_level="WARNING", log_to_driver=False)
+    except ConnectionError as e:
+        raise UserError(f"--address: cannot join the Ray cluster at {target.address}: {str(e).splitlines()[0]}") from None

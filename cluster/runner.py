@@ -21,7 +21,8 @@ from threadpoolctl import threadpool_limits
 
 from dtrain import __version__
 from dtrain.cluster.combine import default_block_momentum
-from dtrain.cluster.connect import connect_local, cpus_per_worker, total_cpus
+from dtrain.cluster import placement
+from dtrain.cluster.connect import connect_local
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.storage import append_jsonl, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
@@ -49,6 +50,10 @@ class JobFailed(Exception):
     """The job ran but could not produce a model (e.g. it diverged)."""
 
 
+class JobCancelled(Exception):
+    """The job was asked to stop (`dtrain cancel`, or Ctrl-C in local mode)."""
+
+
 @dataclass
 class JobResult:
     job_id: str
@@ -73,8 +78,13 @@ def check_fits(spec: JobSpec, dataset: Dataset) -> None:
         raise UserError(f"--workers: {spec.workers} workers for {n} training samples; expected at most {n}")
 
 
-def interesting_examples(evaluation: Evaluation, y: np.ndarray, n_examples: int = 3, n_wrong: int = 5) -> dict:
-    """Test-set indices worth drawing: the first few, and the most confident mistakes."""
+def interesting_examples(
+    evaluation: Evaluation, x: np.ndarray, y: np.ndarray, n_examples: int = 3, n_wrong: int = 5
+) -> dict:
+    """Test images worth drawing: the first few, and the most confident mistakes.
+
+    Each carries its pixels, so a report can be drawn where the dataset is not.
+    """
     wrong = np.flatnonzero(evaluation.predictions != y)
     worst = wrong[np.argsort(-evaluation.confidence[wrong], kind="stable")][:n_wrong]
     pick = lambda idx: [  # noqa: E731
@@ -83,6 +93,7 @@ def interesting_examples(evaluation: Evaluation, y: np.ndarray, n_examples: int 
             "label": int(y[i]),
             "predicted": int(evaluation.predictions[i]),
             "confidence": round(float(evaluation.confidence[i]), 4),
+            "pixels": x[i].reshape(-1).tolist(),
         }
         for i in idx
     ]
@@ -135,11 +146,19 @@ def run_job(
     job_id: str,
     on_event: OnEvent | None = None,
     dataset: Dataset | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> JobResult:
-    """Train `spec` on a (local, embedded) Ray cluster; write the run directory; return the result."""
+    """Train `spec` on the connected Ray cluster (an embedded one if none); write the run directory.
+
+    Events for `on_event`: "pending" (waiting for CPUs), "connected", "started",
+    then one "epoch" per epoch. `should_stop` is polled while waiting for CPUs
+    and at each epoch; when it answers True the job ends with JobCancelled.
+    """
     import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     emit = on_event or (lambda kind, payload: None)
+    stop = should_stop or (lambda: False)
     t_start = time.perf_counter()
     dataset = dataset or load_dataset(spec.data_dir)
     check_fits(spec, dataset)
@@ -153,32 +172,52 @@ def run_job(
     warm = threading.Thread(target=warm_up, args=(kernel, dataset.n_features), daemon=True)
     warm.start()
     connect_local()
-    share = cpus_per_worker(spec.workers, total_cpus())
-    emit("connected", {"cpus": total_cpus(), "cpus_per_worker": share})
-
-    # The dataset enters the object store once (training images as sparse rows);
-    # every worker gets the references.
-    x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
-    bounds = shard_bounds(len(dataset.y_train), spec.workers)
-    plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
-    theta0 = he_init(sizes, np.random.default_rng(spec.seed))
-    server = ray.remote(ParameterServer).options(num_cpus=0).remote(theta0, momentum=plan.momenta[0])
-    worker_cls = ray.remote(Worker).options(num_cpus=share)
-    workers = [
-        worker_cls.remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
-        for rank, (lo, hi) in enumerate(bounds)
-    ]
-    try:
-        warm.join()
-        wait_until_ready(workers, share)
-        startup = time.perf_counter() - t_start
-        emit("started", {"startup_s": startup, "workers": spec.workers, "rounds": sum(plan.rounds), "kernel": kernel})
-        with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
-            history, theta, final = train_epochs(spec, plan, server, workers, dataset, sizes, run_dir, emit, t_start)
-        worker_stats = ray.get([w.stats.remote() for w in workers])
-    finally:
-        for actor in [*workers, server]:
-            ray.kill(actor)
+    nodes = placement.node_cpus()
+    share = placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
+    emit("connected", {"cpus": sum(nodes), "nodes": len(nodes), "cpus_per_worker": share})
+    with placement.reserved(spec.workers, share) as group:
+        waiting = f"waiting for {spec.workers} x {share:g} CPU for the workers; other jobs hold them"
+        if not placement.wait_for(group, stop, lambda s: emit("pending", {"message": waiting, "waited_s": s})):
+            raise JobCancelled("cancelled while waiting for CPUs")
+        # The dataset enters the object store once (training images as sparse rows);
+        # every worker gets the references.
+        x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
+        bounds = shard_bounds(len(dataset.y_train), spec.workers)
+        plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
+        theta0 = he_init(sizes, np.random.default_rng(spec.seed))
+        server = ray.remote(ParameterServer).options(num_cpus=0).remote(theta0, momentum=plan.momenta[0])
+        workers = [
+            ray.remote(Worker)
+            .options(
+                num_cpus=share,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
+            )
+            .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
+            for rank, (lo, hi) in enumerate(bounds)
+        ]
+        try:
+            warm.join()
+            placed = wait_until_ready(workers, share)
+            startup = time.perf_counter() - t_start
+            emit(
+                "started",
+                {
+                    "startup_s": startup,
+                    "workers": spec.workers,
+                    "rounds": sum(plan.rounds),
+                    "kernel": kernel,
+                    "cpus_per_worker": share,
+                    "nodes": placed,
+                },
+            )
+            with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
+                history, theta, final = train_epochs(
+                    spec, plan, server, workers, dataset, sizes, run_dir, emit, stop, t_start
+                )
+            worker_stats = ray.get([w.stats.remote() for w in workers])
+        finally:
+            for actor in [*workers, server]:
+                ray.kill(actor)
 
     save_weights(
         run_dir / "model.npz",
@@ -218,14 +257,17 @@ def run_job(
             "total_s": time.perf_counter() - t_start,
         },
         "until_accuracy": until_accuracy_summary(spec, history),
-        **interesting_examples(final, dataset.y_test),
+        **interesting_examples(final, dataset.x_test, dataset.y_test),
     }
     write_json(run_dir / "report.json", report)
     return JobResult(job_id, "SUCCEEDED", run_dir, spec, history, final, dataset, report)
 
 
-def wait_until_ready(workers: list, share: float) -> None:
-    """Wait for every worker to be up with its kernel loaded; fail rather than hang."""
+def wait_until_ready(workers: list, share: float) -> dict[str, int]:
+    """Wait for every worker to be up with its kernel loaded; fail rather than hang.
+
+    Returns how many workers run on each node (by node id).
+    """
     import ray
 
     ready = [w.ready.remote() for w in workers]
@@ -233,9 +275,12 @@ def wait_until_ready(workers: list, share: float) -> None:
     if pending:
         raise JobFailed(
             f"{len(pending)} of {len(workers)} workers could not be started within {PLACEMENT_TIMEOUT_S:.0f} s "
-            f"(each asks for {share:g} CPU; the cluster has {total_cpus():g})"
+            f"(each asks for {share:g} CPU; the cluster has {placement.total_cpus():g})"
         )
-    ray.get(ready)
+    nodes: dict[str, int] = {}
+    for answer in ray.get(ready):
+        nodes[answer["node"]] = nodes.get(answer["node"], 0) + 1
+    return nodes
 
 
 def train_epochs(
@@ -247,6 +292,7 @@ def train_epochs(
     sizes: tuple[int, ...],
     run_dir: Path,
     emit: OnEvent,
+    stop: Callable[[], bool],
     t_start: float,
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
     """Run the rounds, scoring each epoch's model in the driver while the next epoch trains.
@@ -292,6 +338,8 @@ def train_epochs(
     previous = None
     t_epoch = t_train
     for epoch, rounds in enumerate(plan.rounds):
+        if stop():
+            raise JobCancelled(f"cancelled after {len(history)} of {spec.epochs} epochs")
         if epoch and plan.momenta[epoch] != plan.momenta[epoch - 1]:
             server.set_momentum.remote(plan.momenta[epoch])
         for r in range(rounds):

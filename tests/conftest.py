@@ -9,6 +9,19 @@ import pytest
 from dtrain.data.mnist import Dataset, load_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def job_storage(tmp_path_factory: pytest.TempPathFactory):
+    """Jobs the tests run are kept in a temporary storage directory, never in the user's ~/.dtrain.
+
+    Set in the environment, so CLI subprocesses inherit it too.
+    """
+    root = tmp_path_factory.mktemp("storage")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DTRAIN_STORAGE", str(root))
+    yield root
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def mnist() -> Dataset:
     return load_dataset()

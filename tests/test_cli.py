@@ -21,18 +21,22 @@ def run_cli(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def test_submit_json_prints_one_object_and_writes_the_run(ray_cluster, tmp_path, mnist):
+def test_submit_json_prints_one_object_and_writes_the_run(ray_cluster, tmp_path, mnist, job_storage):
     out = tmp_path / "run"
     result = run_cli("submit", "--workers", "2", "--epochs", "1", "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # stdout holds exactly one JSON object
-    assert {"job_id", "state", "test_accuracy", "epochs", "workers", "run_dir"} <= set(payload)
-    assert payload["state"] == "SUCCEEDED"
+    assert {"job_id", "state", "test_accuracy", "epochs", "workers", "job_dir", "out", "mode"} <= set(payload)
+    assert payload["state"] == "SUCCEEDED" and payload["mode"] == "local"
     assert payload["workers"] == 2 and payload["epochs"] == 1
     assert payload["test_accuracy"] > 0.9
-    assert Path(payload["run_dir"]) == out
+    assert Path(payload["out"]) == out
+    job_dir = job_storage / "jobs" / payload["job_id"]
+    assert Path(payload["job_dir"]) == job_dir
     for name in ("model.npz", "metrics.jsonl", "report.json", "spec.json"):
         assert (out / name).is_file(), name
+        assert (out / name).read_bytes() == (job_dir / name).read_bytes(), name
+    assert json.loads((job_dir / "job.json").read_text())["state"] == "SUCCEEDED"
     model = load_model(out / "model.npz")
     assert (model.predict(mnist.x_test) == mnist.y_test).mean() == pytest.approx(payload["test_accuracy"])
 

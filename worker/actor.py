@@ -51,10 +51,12 @@ class Worker:
         self.samples_trained = 0
         self.busy_s = 0.0
 
-    def ready(self) -> int:
-        """Answers once the actor is up (and its kernel loaded): the shard size."""
+    def ready(self) -> dict:
+        """Answers once the actor is up (and its kernel loaded): its shard size and node."""
+        import ray
+
         self.trainer.warm_up()
-        return len(self.trainer.y)
+        return {"shard": len(self.trainer.y), "node": ray.get_runtime_context().get_node_id()}
 
     def train_block(
         self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int

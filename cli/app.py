@@ -1,0 +1,76 @@
+"""The Typer application, its consoles and what every command shares (options, errors, exit codes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from dtrain import __version__
+from dtrain.errors import UserError
+
+app = typer.Typer(
+    name="dtrain",
+    help="Distributed per-sample SGD for a NumPy MLP on MNIST, over a Ray cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FAILED = 1  # a followed job failed or was cancelled
+EXIT_USER_ERROR = 2  # bad option, unknown job id, no cluster, bad file
+EXIT_INTERRUPTED = 130
+
+# Options shared by the commands that talk to jobs.
+Address = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Ray cluster to use: host:port, 'auto' (the one `ray start` started here) or 'local'.",
+        show_default="RAY_ADDRESS, else the cluster running on this machine, else local mode",
+    ),
+]
+Local = Annotated[bool, typer.Option("--local", help="Local mode: an embedded Ray in this process, even if a cluster runs.")]
+Storage = Annotated[
+    Optional[str],
+    typer.Option(help="Where jobs are kept (on the head node for a cluster).", show_default="DTRAIN_STORAGE, else ~/.dtrain"),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
+JobId = Annotated[str, typer.Argument(help="The job id, as `dtrain submit` or `dtrain list` shows it.", show_default=False)]
+OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write into (new or empty).")]
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    """Print one error line (no traceback) and return the Exit to raise."""
+    err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"dtrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    """Distributed per-sample SGD for a NumPy MLP on MNIST, over a Ray cluster."""
+
+
+def prepare_out_dir(path: Path, option: str = "--out") -> None:
+    """Create a directory for artifacts; refuse one that is a file, cannot be made, or already holds files."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option}: {path} is a file, expected a directory")
+    if path.is_dir() and any(path.iterdir()):
+        raise UserError(f"{option}: {path} is not empty; choose a new directory (nothing in it was changed)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{option}: cannot create {path}: {e.strerror}") from None

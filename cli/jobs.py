@@ -1,0 +1,207 @@
+"""`dtrain list | status | logs | cancel | pull | report`: the jobs of a cluster, or of local storage."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dtrain.cli.app import EXIT_INTERRUPTED, Address, JobId, Json, Local, OutDir, Storage, app, fail, out, prepare_out_dir
+from dtrain.errors import UserError
+
+
+def jobs_or_fail(address: str | None, local: bool, storage: str | None) -> Any:
+    from dtrain.cluster.client import open_jobs
+
+    try:
+        return open_jobs(address, local, storage)
+    except UserError as e:
+        raise fail(str(e)) from None
+
+
+def age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RUNNING": "cyan", "PENDING": "magenta"}
+
+
+@app.command("list")
+def list_jobs(address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
+    """All jobs, oldest first: id, state, progress, accuracy, workers, age."""
+    jobs = jobs_or_fail(address, local, storage)
+    try:
+        records = jobs.jobs()
+    except UserError as e:
+        raise fail(str(e)) from None
+    if as_json:
+        print(json.dumps([r.summary() for r in records]))
+        return
+    if not records:
+        out.print(f"no jobs yet in {jobs.where}", highlight=False)
+        return
+    table = Table(title=f"Jobs in {jobs.where}", title_justify="left")
+    for column in ("id", "state", "epoch", "test acc", "workers", "age"):
+        table.add_column(column, justify="left" if column in ("id", "state") else "right")
+    now = time.time()
+    for r in records:
+        table.add_row(
+            r.id,
+            f"[{STATE_STYLE[r.state]}]{r.state}[/]",
+            f"{r.epoch}/{r.spec.epochs}",
+            percent(r.test_accuracy),
+            str(r.spec.workers),
+            age(now - r.created_at),
+        )
+    out.print(table)
+
+
+@app.command()
+def status(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
+    """One job: state, epoch, accuracy, samples/s, workers alive and where they run."""
+    jobs = jobs_or_fail(address, local, storage)
+    try:
+        r = jobs.job(job_id)
+    except UserError as e:
+        raise fail(str(e)) from None
+    if as_json:
+        print(json.dumps(r.summary()))
+        return
+    ended = r.ended_at or time.time()
+    rows = [
+        ("state", f"[{STATE_STYLE[r.state]}]{r.state}[/]" + (f"  {r.message}" if r.message else "")),
+        ("epoch", f"{r.epoch} of {r.spec.epochs}"),
+        ("test accuracy", percent(r.test_accuracy)),
+        ("test loss", "-" if r.test_loss is None else f"{r.test_loss:.4f}"),
+        ("samples/s", "-" if r.samples_per_s is None else f"{r.samples_per_s:,.0f}"),
+        ("workers", f"{r.workers_alive} alive of {r.spec.workers}"
+         + (f", {r.cpus_per_worker:g} CPU each" if r.cpus_per_worker else "")),
+        ("nodes", ", ".join(f"{node[:8]}: {n}" for node, n in r.nodes.items()) or "-"),
+        ("running for" if not r.ended_at else "ran for", age(ended - (r.started_at or r.created_at))),
+        ("submitted", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))),
+    ]
+    table = Table(title=f"Job {r.id}", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+
+
+def epoch_line(line: dict[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {line['epoch']:>3}/{epochs}  test acc {line['test_accuracy'] * 100:6.2f}%  "
+        f"loss {line['test_loss']:.4f}  train loss {line['train_loss']:.4f}  "
+        f"{line['samples_per_s'] / 1000:6.0f}k samples/s  {line['wall_time_s']:7.1f} s"
+    )
+
+
+@app.command()
+def logs(
+    job_id: JobId,
+    follow_: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+    address: Address = None,
+    local: Local = False,
+    storage: Storage = None,
+    as_json: Json = False,
+) -> None:
+    """A job's progress, one line per epoch, then how it ended (with --json: JSON lines)."""
+    from dtrain.cluster.client import follow
+
+    jobs = jobs_or_fail(address, local, storage)
+
+    def emit(text: str, data: dict[str, Any]) -> None:
+        print(json.dumps(data) if as_json else text, flush=True)
+
+    try:
+        record = jobs.job(job_id)
+        epochs = record.spec.epochs
+        if follow_:
+
+            def on_event(kind: str, payload: dict[str, Any]) -> None:
+                if kind == "epoch":
+                    emit(epoch_line(payload, epochs), {"event": "epoch", **payload})
+                elif kind == "pending":
+                    emit(f"pending: {payload['message']}", {"event": "pending", **payload})
+                elif kind == "started":
+                    emit(f"started {payload['workers']} workers in {payload['startup_s']:.1f} s",
+                         {"event": "started", **payload})
+
+            record = follow(jobs, job_id, on_event)
+        else:
+            for line in jobs.metrics(job_id):
+                emit(epoch_line(line, epochs), {"event": "epoch", **line})
+    except UserError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    emit(f"{record.state}" + (f": {record.message}" if record.message else ""), {"event": "state", **record.summary()})
+
+
+@app.command()
+def cancel(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
+    """Stop a job (at its next epoch) and wait until it has stopped; its metrics so far are kept."""
+    jobs = jobs_or_fail(address, local, storage)
+    try:
+        record = jobs.cancel(job_id)
+    except UserError as e:
+        raise fail(str(e)) from None
+    if as_json:
+        print(json.dumps(record.summary()))
+    else:
+        out.print(f"job {record.id}: {record.state}" + (f" ({record.message})" if record.message else ""), highlight=False)
+
+
+@app.command()
+def pull(
+    job_id: JobId,
+    out_dir: OutDir = None,
+    address: Address = None,
+    local: Local = False,
+    storage: Storage = None,
+    as_json: Json = False,
+) -> None:
+    """Copy a job's artifacts (spec.json, metrics.jsonl, report.json, model.npz) here, through Ray on a cluster."""
+    from dtrain.cluster.client import pull as pull_artifacts
+
+    dest = out_dir or Path(job_id)
+    jobs = jobs_or_fail(address, local, storage)
+    try:
+        jobs.job(job_id)  # an unknown id fails before anything is created
+        prepare_out_dir(dest, "--out")
+        written = pull_artifacts(jobs, job_id, dest)
+    except UserError as e:
+        raise fail(str(e)) from None
+    if as_json:
+        print(json.dumps({"job_id": job_id, "dir": str(dest), "files": [p.name for p in written]}))
+    else:
+        out.print(f"{len(written)} files of job {job_id} in {dest}: {', '.join(p.name for p in written)}", highlight=False)
+
+
+@app.command()
+def report(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
+    """A succeeded job's evaluation: accuracy, per-class table, example digits, misclassifications."""
+    from dtrain.cli.report import print_report
+
+    jobs = jobs_or_fail(address, local, storage)
+    try:
+        data = jobs.report(job_id)
+    except UserError as e:
+        raise fail(str(e)) from None
+    if as_json:
+        print(json.dumps(data))
+    else:
+        print_report(Console(file=sys.stdout), data, f"Job {job_id}: `dtrain pull {job_id}` copies its artifacts here")

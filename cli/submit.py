@@ -1,0 +1,221 @@
+"""`dtrain submit`: validate the options into a JobSpec, run or submit the job, follow it, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from dtrain.cli.app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    Address,
+    Json,
+    Local,
+    OutDir,
+    Storage,
+    app,
+    err,
+    fail,
+    out,
+    prepare_out_dir,
+)
+from dtrain.errors import UserError
+from dtrain.spec import JobSpec
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def build_spec(options: dict[str, Any]) -> JobSpec:
+    """Validate the options into a JobSpec; a bad one raises UserError naming the option."""
+    try:
+        return JobSpec(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "options"
+        message = first["msg"].removeprefix("Value error, ")
+        if "got " not in message:
+            message += f" (got {options.get(field)!r})"
+        raise UserError(f"{option_name(field)}: {message}") from None
+
+
+@app.command()
+def submit(
+    workers: Annotated[int, typer.Option(help="Worker actors, each owning one shard of the training set.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = 32,
+    lr: Annotated[float, typer.Option(help="Per-sample SGD learning rate.")] = 0.01,
+    hidden: Annotated[str, typer.Option(help="Hidden layer sizes, e.g. 64 or 256,128.")] = "64",
+    activation: Annotated[str, typer.Option(help="Hidden activation: relu or sigmoid.")] = "relu",
+    sync_every: Annotated[
+        Optional[int],
+        typer.Option(help="Samples each worker trains between weight syncs in epoch 1.", show_default="2000 / workers"),
+    ] = None,
+    sync_growth: Annotated[
+        Optional[float],
+        typer.Option(help="Factor the sync block grows by each epoch, up to a whole shard.", show_default="2"),
+    ] = None,
+    combine: Annotated[str, typer.Option(help="Combine rule: bmuf (block momentum) or average.")] = "bmuf",
+    block_momentum: Annotated[
+        Optional[float],
+        typer.Option(help="BMUF block momentum.", show_default="1 - 1/workers, at most 0.5 on whole-shard rounds"),
+    ] = None,
+    cpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            help="CPUs each worker reserves; refused at once if the cluster cannot hold them.",
+            show_default="1 where the cluster has enough CPUs, else an equal share",
+        ),
+    ] = None,
+    kernel: Annotated[str, typer.Option(help="SGD kernel: auto, numba or numpy.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same weights.")] = 0,
+    until_accuracy: Annotated[
+        Optional[float], typer.Option(help="Stop once test accuracy reaches this fraction, e.g. 0.97.")
+    ] = None,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Directory of the four IDX files (on the head node, for a cluster).",
+            show_default="the MNIST shipped with dtrain",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Also copy the artifacts into this directory (new or empty).")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Print the job id and return; the job runs on in the cluster.")
+    ] = False,
+    address: Address = None,
+    local: Local = False,
+    storage: Storage = None,
+    as_json: Json = False,
+) -> None:
+    """Train the MLP on the data, spread over Ray workers, and report how it did.
+
+    Follows the job with a progress display until it ends (Ctrl-C on a cluster
+    detaches and leaves the job running). Exit code 0: the job succeeded;
+    1: it failed or was cancelled; 2: a bad option, file or address.
+    """
+    from dtrain.cli.progress import JobProgress
+    from dtrain.cli.stdout import reserve_stdout
+    from dtrain.cluster.client import open_jobs
+
+    try:
+        spec = build_spec(
+            dict(
+                workers=workers, epochs=epochs, lr=lr, hidden=hidden, activation=activation, sync_every=sync_every,
+                sync_growth=sync_growth, combine=combine, block_momentum=block_momentum,
+                cpus_per_worker=cpus_per_worker, kernel=kernel, seed=seed, until_accuracy=until_accuracy,
+                data_dir=str(data_dir.absolute()) if data_dir else None,
+            )
+        )
+        if out_dir:
+            prepare_out_dir(out_dir)
+        jobs = open_jobs(address, local, storage)
+        if detach and jobs.mode == "local":
+            raise UserError(
+                "--detach: no Ray cluster to leave the job in; local-mode jobs end with this command "
+                "(start one with `ray start --head`, or pass --address)"
+            )
+        dataset = None
+        if jobs.mode == "local":  # the data is read here: check it before Ray starts
+            from dtrain.data.mnist import load_dataset
+
+            dataset = load_dataset(spec.data_dir)
+    except UserError as e:
+        raise fail(str(e)) from None
+
+    if jobs.mode == "cluster":
+        try:
+            record = jobs.submit(spec)
+        except UserError as e:
+            raise fail(str(e)) from None
+        if detach:
+            if as_json:
+                out.print_json(json.dumps(record.summary()))
+            else:
+                out.print(f"{record.id}", highlight=False)
+                err.print(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow", highlight=False)
+            return
+
+    results = reserve_stdout()
+    from dtrain.cluster.client import follow
+    from dtrain.cluster.runner import JobCancelled, JobFailed
+
+    job_id = None
+    try:
+        with JobProgress(err, spec) as progress:
+            if jobs.mode == "cluster":
+                job_id = record.id
+                progress.on_created(record)
+                record = follow(jobs, record.id, progress.on_event)
+            else:
+
+                def created(r: Any) -> None:
+                    nonlocal job_id
+                    job_id = r.id
+                    progress.on_created(r)
+
+                try:
+                    record = jobs.run(spec, on_created=created, on_event=progress.on_event, dataset=dataset)
+                except (JobFailed, JobCancelled):
+                    record = jobs.job(job_id)
+    except UserError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        if jobs.mode == "cluster":
+            raise fail(
+                f"detached from job {job_id}; it keeps running. Follow it with `dtrain logs {job_id} --follow`, "
+                f"stop it with `dtrain cancel {job_id}`",
+                EXIT_INTERRUPTED,
+            ) from None
+        raise fail(f"job {job_id} interrupted and cancelled", EXIT_INTERRUPTED) from None
+
+    if record.state != "SUCCEEDED":
+        if as_json:
+            print(json.dumps({"job_id": record.id, "state": record.state, "error": record.message}), file=results)
+        raise fail(f"job {record.id} {record.state.lower()}: {record.message}", EXIT_FAILED)
+
+    from dtrain.cluster.client import pull
+
+    try:
+        if out_dir:
+            pull(jobs, record.id, out_dir)
+        report = jobs.report(record.id)
+    except UserError as e:
+        raise fail(str(e)) from None
+    job_dir = f"{jobs.root}/jobs/{record.id}"
+    if as_json:
+        history = jobs.metrics(record.id)
+        print(
+            json.dumps(
+                {
+                    "job_id": record.id,
+                    "state": record.state,
+                    "test_accuracy": report["test"]["accuracy"],
+                    "test_loss": report["test"]["loss"],
+                    "epochs": report["epochs_run"],
+                    "workers": spec.workers,
+                    "mode": jobs.mode,
+                    "job_dir": job_dir,
+                    "out": str(out_dir) if out_dir else None,
+                    "timing": report["timing"],
+                    "history": [
+                        {k: h[k] for k in ("epoch", "test_accuracy", "test_loss", "samples_per_s", "wall_time_s")}
+                        for h in history
+                    ],
+                }
+            ),
+            file=results,
+        )
+    else:
+        from dtrain.cli.report import print_report
+
+        where = f"Job {record.id}: artifacts in {job_dir}" + ("" if jobs.mode == "local" else " on the head node")
+        where += f", copied to {out_dir}" if out_dir else ("" if jobs.mode == "local" else f"; `dtrain pull {record.id}` copies them here")
+        print_report(Console(file=results), report, where)

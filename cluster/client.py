@@ -1,0 +1,210 @@
+"""The client side of jobs: what `dtrain` commands call, whether a cluster is up or not.
+
+`open_jobs` picks one of two views of the same storage:
+- ClusterJobs: a Ray cluster answers; jobs run in it, through its registry.
+- LocalJobs: no cluster; jobs run in this process on an embedded Ray, and
+  list/status/logs/pull/cancel read and write the storage directory directly
+  (no Ray started just to list jobs).
+Both return plain data (JobRecord, dicts, bytes) and raise UserError for a bad request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dtrain.cluster.connect import Target, connect, resolve
+from dtrain.cluster.jobstore import (
+    ARTIFACTS,
+    JobRecord,
+    JobStore,
+    effective,
+    local_owner,
+    resolve_root,
+    wait_for_local_cancel,
+)
+from dtrain.cluster.storage import write_atomic
+from dtrain.errors import UserError
+from dtrain.spec import JobSpec
+
+#: How often a follower asks for news of a running job.
+POLL_S = 0.25
+
+#: A local job's own cancel request is honoured within this long.
+LOCAL_CANCEL_TIMEOUT_S = 30.0
+
+
+class LocalJobs:
+    """Jobs in a storage directory on this machine; new ones run in this process."""
+
+    mode = "local"
+
+    def __init__(self, root: Path):
+        self.store = JobStore(root)
+        self.root = str(root)
+        self.where = self.root
+
+    def run(
+        self,
+        spec: JobSpec,
+        on_created: Callable[[JobRecord], None],
+        on_event: Callable[[str, dict[str, Any]], None],
+        dataset: Any = None,
+    ) -> JobRecord:
+        """Run a job to its end in this process (embedded Ray); returns the final record.
+
+        Raises UserError when the job is refused, JobFailed / JobCancelled when it ends early.
+        """
+        from dtrain.cluster.execute import execute
+
+        record = self.store.create(spec, local_owner())
+        on_created(record)
+        connect(Target("local"))
+        execute(self.store, record, on_event=on_event, dataset=dataset)
+        return self.store.load(record.id)
+
+    def jobs(self) -> list[JobRecord]:
+        return [effective(r) for r in self.store.records()]
+
+    def job(self, job_id: str) -> JobRecord:
+        return effective(self.store.load(job_id))
+
+    def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
+        self.store.load(job_id)
+        return self.store.metrics(job_id)[since:]
+
+    def artifact(self, job_id: str, name: str) -> bytes | None:
+        self.store.load(job_id)
+        return self.store.read_artifact(job_id, name)
+
+    def report(self, job_id: str) -> dict[str, Any]:
+        return self.store.report(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        record = self.job(job_id)
+        if record.done:
+            raise UserError(f"job {job_id} has already ended: {record.state}")
+        return wait_for_local_cancel(self.store, job_id, LOCAL_CANCEL_TIMEOUT_S)
+
+
+class ClusterJobs:
+    """Jobs of a running Ray cluster, through its registry actor."""
+
+    mode = "cluster"
+
+    def __init__(self, address: str, storage: str | None):
+        from dtrain.cluster.registry import get_or_create_registry
+
+        self.address = address
+        connect(Target("cluster", address))
+        self.registry = get_or_create_registry(storage)
+        self.root = self._call(self.registry.storage)
+        self.where = f"{self.root} on the head node of {address}"
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        """Call a registry method; its UserError comes back as itself, with no remote traceback."""
+        import ray
+        from ray.exceptions import RayTaskError
+
+        try:
+            return ray.get(method.remote(*args))
+        except RayTaskError as e:
+            if isinstance(e.cause, UserError):
+                raise UserError(str(e.cause)) from None
+            raise
+
+    def submit(self, spec: JobSpec) -> JobRecord:
+        answer = self._call(self.registry.submit, spec)
+        if "error" in answer:
+            raise UserError(answer["error"])
+        return JobRecord.model_validate(answer)
+
+    def jobs(self) -> list[JobRecord]:
+        return [JobRecord.model_validate(r) for r in self._call(self.registry.jobs)]
+
+    def job(self, job_id: str) -> JobRecord:
+        return JobRecord.model_validate(self._call(self.registry.job, job_id))
+
+    def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
+        return self._call(self.registry.metrics, job_id, since)
+
+    def artifact(self, job_id: str, name: str) -> bytes | None:
+        return self._call(self.registry.artifact, job_id, name)
+
+    def report(self, job_id: str) -> dict[str, Any]:
+        return self._call(self.registry.report, job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        return JobRecord.model_validate(self._call(self.registry.cancel, job_id))
+
+
+Jobs = LocalJobs | ClusterJobs
+
+
+def requested_storage(storage: str | None) -> str | None:
+    """--storage, else DTRAIN_STORAGE; relative paths made absolute here (~ is expanded where the jobs are kept)."""
+    raw = storage or os.environ.get("DTRAIN_STORAGE") or None
+    if raw and not raw.startswith("~"):
+        raw = str(Path(raw).absolute())
+    return raw
+
+
+def open_jobs(address: str | None = None, local: bool = False, storage: str | None = None) -> Jobs:
+    """The jobs of the cluster at `address` (or the one running on this machine), else of the local storage."""
+    target = resolve(address, local)
+    requested = requested_storage(storage)
+    if target.mode == "local":
+        return LocalJobs(resolve_root(requested))
+    return ClusterJobs(target.address, requested)
+
+
+def follow(
+    jobs: Jobs,
+    job_id: str,
+    on_event: Callable[[str, dict[str, Any]], None],
+    poll_s: float = POLL_S,
+) -> JobRecord:
+    """Replay a job's progress as runner events ("pending", "started", "epoch") until it ends."""
+    seen_epochs = 0
+    started = False
+    message = None
+    while True:
+        record = jobs.job(job_id)
+        if record.state == "PENDING" and record.message != message:
+            message = record.message
+            on_event("pending", {"message": message})
+        if record.started_at and not started:
+            started = True
+            on_event(
+                "started",
+                {
+                    "startup_s": record.started_at - record.created_at,
+                    "workers": record.spec.workers,
+                    "cpus_per_worker": record.cpus_per_worker,
+                    "nodes": record.nodes,
+                },
+            )
+        for line in jobs.metrics(job_id, seen_epochs):
+            seen_epochs += 1
+            on_event("epoch", line)
+        if record.done:
+            return record
+        time.sleep(poll_s)
+
+
+def pull(jobs: Jobs, job_id: str, dest: Path) -> list[Path]:
+    """Copy a job's artifacts into `dest` (through Ray when the jobs are on a cluster); returns the files written."""
+    record = jobs.job(job_id)
+    written = []
+    for name in ARTIFACTS:
+        data = jobs.artifact(job_id, name)
+        if data is None:
+            continue
+        write_atomic(dest / name, data)
+        written.append(dest / name)
+    if not written:
+        raise UserError(f"job {job_id} ({record.state}) has no artifacts yet")
+    return written

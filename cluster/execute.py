@@ -1,0 +1,92 @@
+"""Running a recorded job: `run_job`, with the job's record in the store kept current.
+
+The process that executes a job is its record's only writer: the client itself
+in local mode, the job's runner actor on a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dtrain.cluster.jobstore import JobRecord, JobStore
+from dtrain.cluster.runner import JobCancelled, JobFailed, JobResult, OnEvent, run_job
+from dtrain.data.mnist import Dataset
+from dtrain.errors import UserError
+
+
+def record_fields(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What an event of the runner changes in the job's record."""
+    if kind == "pending":
+        return {"message": payload["message"]}
+    if kind == "started":
+        return {
+            "state": "RUNNING",
+            "started_at": time.time(),
+            "message": "",
+            "workers_alive": payload["workers"],
+            "cpus_per_worker": payload["cpus_per_worker"],
+            "nodes": payload["nodes"],
+        }
+    if kind == "epoch":
+        return {
+            "epoch": payload["epoch"],
+            "test_accuracy": payload["test_accuracy"],
+            "test_loss": payload["test_loss"],
+            "samples_per_s": payload["samples_per_s"],
+        }
+    return {}
+
+
+def execute(
+    store: JobStore,
+    record: JobRecord,
+    *,
+    on_event: OnEvent | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    dataset: Dataset | None = None,
+) -> JobResult:
+    """Run the job and leave its record in a final state; re-raise what ended it early.
+
+    A UserError before the job started (bad data, a request the cluster cannot
+    hold) means it was refused: its directory is removed, as if never submitted.
+    A cancel request in the store stops it like `should_stop` does.
+    """
+    job_id = record.id
+
+    def emit(kind: str, payload: dict[str, Any]) -> None:
+        fields = record_fields(kind, payload)
+        if fields:
+            store.update(job_id, **fields)
+        if on_event:
+            on_event(kind, payload)
+
+    def stop() -> bool:
+        return (should_stop is not None and should_stop()) or store.cancel_requested(job_id)
+
+    def end(state: str, message: str = "") -> None:
+        store.update(job_id, state=state, message=message, ended_at=time.time(), workers_alive=0)
+
+    try:
+        result = run_job(record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop)
+    except JobCancelled as e:
+        end("CANCELLED", str(e))
+        raise
+    except JobFailed as e:
+        end("FAILED", str(e))
+        raise
+    except UserError as e:
+        if store.load(job_id).state == "PENDING":
+            store.forget(job_id)
+        else:
+            end("FAILED", str(e))
+        raise
+    except KeyboardInterrupt:
+        end("CANCELLED", "interrupted (Ctrl-C)")
+        raise
+    except BaseException as e:
+        end("FAILED", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        raise
+    end("SUCCEEDED")
+    return result

@@ -1,0 +1,229 @@
+"""Where jobs are kept: one directory per job under the storage root.
+
+    <root>/jobs/<id>/job.json        the job's record (state, progress, owner)
+    <root>/jobs/<id>/spec.json       what was asked
+    <root>/jobs/<id>/metrics.jsonl   one line per epoch
+    <root>/jobs/<id>/model.npz       the trained weights      (SUCCEEDED only)
+    <root>/jobs/<id>/report.json     the evaluation report    (SUCCEEDED only)
+    <root>/jobs/<id>/cancel          a cancel request, for a job run by a local process
+
+Every file is written atomically (write, then rename), so a reader in another
+process, or after a crash, sees each file whole or not at all. The store is
+plain files on purpose: `list`, `report` and `pull` work after the job's actors
+are gone, after the cluster is restarted, and with no cluster at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dtrain.cluster.storage import read_jsonl, write_json
+from dtrain.errors import UserError
+from dtrain.spec import JobSpec
+
+State = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+TERMINAL: frozenset[str] = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+#: What `pull` copies, in this order; model.npz and report.json exist only for SUCCEEDED jobs.
+ARTIFACTS = ("spec.json", "metrics.jsonl", "report.json", "model.npz")
+
+DEFAULT_STORAGE = "~/.dtrain"
+
+
+class Owner(BaseModel):
+    """Who runs the job, so a reader can tell a live job from one whose runner is gone.
+
+    kind "local": the dtrain process `pid` on `host` runs it in an embedded Ray.
+    kind "cluster": the job registry `registry` (one per cluster lifetime) runs it.
+    """
+
+    kind: Literal["local", "cluster"]
+    host: str
+    pid: int = 0
+    registry: str = ""
+
+
+class JobRecord(BaseModel):
+    """The state of one job as `list` and `status` show it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    state: State = "PENDING"
+    spec: JobSpec
+    owner: Owner
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    ended_at: float | None = None
+    message: str = ""  # why it is PENDING, why it FAILED
+    epoch: int = 0
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    samples_per_s: float | None = None
+    workers_alive: int = 0
+    cpus_per_worker: float | None = None
+    nodes: dict[str, int] = Field(default_factory=dict)  # node id -> workers on it
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    def summary(self) -> dict[str, Any]:
+        """The record as plain JSON data, for --json output."""
+        return self.model_dump(mode="json")
+
+
+def local_owner() -> Owner:
+    return Owner(kind="local", host=socket.gethostname(), pid=os.getpid())
+
+
+def resolve_root(storage: str | os.PathLike | None) -> Path:
+    """--storage / DTRAIN_STORAGE / ~/.dtrain, with ~ expanded here."""
+    raw = storage or os.environ.get("DTRAIN_STORAGE") or DEFAULT_STORAGE
+    return Path(raw).expanduser().absolute()
+
+
+def valid_job_id(job_id: str) -> bool:
+    return 1 <= len(job_id) <= 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
+class JobStore:
+    """Job records and artifacts under one storage root."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.jobs = root / "jobs"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs / job_id
+
+    def create(self, spec: JobSpec, owner: Owner) -> JobRecord:
+        """A new PENDING job with a short id that no other job in this store has."""
+        try:
+            self.jobs.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--storage: cannot create {self.jobs}: {e.strerror}") from None
+        for _ in range(100):
+            job_id = secrets.token_hex(4)
+            try:
+                self.job_dir(job_id).mkdir()  # exclusive: two clients never get one id
+            except FileExistsError:
+                continue
+            record = JobRecord(id=job_id, spec=spec, owner=owner)
+            write_json(self.job_dir(job_id) / "spec.json", spec.model_dump(mode="json"))
+            self.save(record)
+            return record
+        raise RuntimeError(f"could not find a free job id in {self.jobs}")
+
+    def save(self, record: JobRecord) -> None:
+        write_json(self.job_dir(record.id) / "job.json", record.model_dump(mode="json"))
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord:
+        """Change some fields of a record (the caller is the job's only writer)."""
+        record = self.load(job_id).model_copy(update=fields)
+        self.save(record)
+        return record
+
+    def load(self, job_id: str) -> JobRecord:
+        path = self.job_dir(job_id) / "job.json"
+        if not valid_job_id(job_id) or not path.is_file():
+            raise UserError(f"no job {job_id!r} in {self.root} (`dtrain list` shows the jobs)")
+        return JobRecord.model_validate_json(path.read_bytes())
+
+    def records(self) -> list[JobRecord]:
+        """Every job in the store, oldest first; unreadable records are skipped."""
+        found = []
+        if not self.jobs.is_dir():
+            return found
+        for path in self.jobs.glob("*/job.json"):
+            try:
+                found.append(JobRecord.model_validate_json(path.read_bytes()))
+            except (OSError, ValueError):
+                continue  # a job dir being created, or damaged by hand: not a job to list
+        return sorted(found, key=lambda r: r.created_at)
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        return read_jsonl(self.job_dir(job_id) / "metrics.jsonl")
+
+    def read_artifact(self, job_id: str, name: str) -> bytes | None:
+        if name not in ARTIFACTS:
+            raise UserError(f"{name!r} is not a job artifact; expected one of {', '.join(ARTIFACTS)}")
+        path = self.job_dir(job_id) / name
+        return path.read_bytes() if path.is_file() else None
+
+    def report(self, job_id: str) -> dict[str, Any]:
+        data = self.read_artifact(job_id, "report.json")
+        if data is None:
+            state = self.load(job_id).state
+            raise UserError(f"job {job_id} has no report: it is {state} (a report is written when a job succeeds)")
+        return json.loads(data)
+
+    # Cancel requests, for jobs run by a local dtrain process that no registry can reach.
+    def request_cancel(self, job_id: str) -> None:
+        (self.job_dir(job_id) / "cancel").touch()
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return (self.job_dir(job_id) / "cancel").exists()
+
+    def forget(self, job_id: str) -> None:
+        """Remove a job that was refused before it started (nothing of it is worth keeping)."""
+        job_dir = self.job_dir(job_id)
+        for path in job_dir.iterdir():
+            path.unlink()
+        job_dir.rmdir()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective(record: JobRecord, live_registry: str | None = None) -> JobRecord:
+    """The record as it really is: a job still marked running whose runner is gone has failed.
+
+    `live_registry` is the id of the registry asking (None: no cluster is up).
+    Jobs of a cluster registry other than the live one were running when their
+    cluster stopped; local jobs are alive while their dtrain process is (a
+    process on another host cannot be checked, and is taken as alive).
+    """
+    if record.done:
+        return record
+    owner = record.owner
+    if owner.kind == "local":
+        gone = owner.host == socket.gethostname() and not pid_alive(owner.pid)
+        why = f"interrupted: the dtrain process that ran it (pid {owner.pid}) is gone"
+    else:
+        gone = owner.registry != live_registry
+        why = "interrupted: the Ray cluster it ran on stopped"
+    if not gone:
+        return record
+    return record.model_copy(update={"state": "FAILED", "message": why})
+
+
+def wait_for_local_cancel(store: JobStore, job_id: str, timeout_s: float, poll_s: float = 0.1) -> JobRecord:
+    """Ask the local dtrain process running a job to stop it, and wait until its record says it has.
+
+    The process checks for the request at each epoch; a job it does not stop in
+    time (or whose process is gone) is marked CANCELLED here.
+    """
+    store.request_cancel(job_id)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = effective(store.load(job_id))
+        if record.done:
+            return record
+        time.sleep(poll_s)
+    return store.update(job_id, state="CANCELLED", message="cancelled (its process did not answer)", ended_at=time.time())

@@ -1,0 +1,102 @@
+"""Where a job's workers run: CPUs per worker, and reserving them all at once.
+
+A job's workers are reserved together in one placement group (all or nothing),
+so two jobs never each hold half of what they need and wait on each other
+forever; its bundles are spread over the nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dtrain.errors import UserError
+
+#: Workers per CPU at the most: each is a process of ~130 MiB, and thousands of
+#: them on a laptop would swamp it long before they trained anything.
+MAX_WORKERS_PER_CPU = 32
+
+
+def node_cpus() -> list[float]:
+    """CPUs of each alive node of the connected cluster."""
+    import ray
+
+    return [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n["Alive"]]
+
+
+def total_cpus() -> float:
+    return sum(node_cpus())
+
+
+def cpus_per_worker(workers: int, available: float) -> float:
+    """1 CPU per worker where the cluster has enough, otherwise an equal share of what it has."""
+    if available <= 0:
+        raise UserError("the Ray cluster has no CPUs to run workers on")
+    if workers > MAX_WORKERS_PER_CPU * available:
+        raise UserError(
+            f"--workers: {workers} workers on {available:g} CPUs; expected at most "
+            f"{int(MAX_WORKERS_PER_CPU * available)} ({MAX_WORKERS_PER_CPU} per CPU)"
+        )
+    # Rounded down: shares that add up to a hair over the total would leave a worker unplaced.
+    return min(1.0, math.floor(available / workers * 10_000) / 10_000)
+
+
+def workers_that_fit(share: float, nodes: list[float]) -> int:
+    """How many workers of `share` CPUs the nodes hold, each node filled separately."""
+    return sum(math.floor(cpus / share + 1e-9) for cpus in nodes)
+
+
+def worker_cpus(workers: int, requested: float | None, nodes: list[float]) -> float:
+    """The CPUs each worker asks for: `requested` if the cluster can ever hold it, else fitted.
+
+    Raises UserError, naming what was asked and what the cluster has, for a
+    request no placement could satisfy (so the job is refused at submit
+    instead of waiting for ever).
+    """
+    if requested is None:
+        return cpus_per_worker(workers, sum(nodes))
+    if workers_that_fit(requested, nodes) < workers:
+        shape = " + ".join(f"{c:g}" for c in nodes) or "none"
+        raise UserError(
+            f"--cpus-per-worker: {workers} workers x {requested:g} CPU cannot be placed: the cluster has "
+            f"{sum(nodes):g} CPUs on {len(nodes)} node{'s' if len(nodes) != 1 else ''} ({shape})"
+        )
+    return requested
+
+
+@contextmanager
+def reserved(workers: int, share: float) -> Iterator[Any]:
+    """A placement group of one `share`-CPU bundle per worker, spread over the nodes; removed at exit."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group([{"CPU": share}] * workers, strategy="SPREAD")
+    try:
+        yield group
+    finally:
+        remove_placement_group(group)
+
+
+def wait_for(
+    group: Any,
+    should_stop: Callable[[], bool],
+    on_wait: Callable[[float], None],
+    poll_s: float = 0.5,
+    patience_s: float = 2.0,
+) -> bool:
+    """Wait until the group is placed; False if the job was stopped first.
+
+    Once it has waited `patience_s` (placing a group normally takes well under
+    a second), `on_wait(seconds waited)` is called at each poll, so the job can
+    say why it is still PENDING.
+    """
+    t0 = time.monotonic()
+    while not group.wait(timeout_seconds=poll_s):
+        if should_stop():
+            return False
+        waited = time.monotonic() - t0
+        if waited >= patience_s:
+            on_wait(waited)
+    return True

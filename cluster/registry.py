@@ -1,0 +1,211 @@
+"""Jobs that live in the cluster: a job registry actor, and one runner actor per job.
+
+Both are detached (they outlive the client that submitted the job) and stay on
+the head node, next to the storage directory. The registry is found by name
+in the "dtrain" namespace from any node; it creates a runner per job and
+answers list/status/cancel/pull. The runner drives the job (data, parameter
+server, workers) and is its record's only writer. Both are threaded actors, so
+the registry answers while jobs start, run and stop.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dtrain.cluster import placement
+from dtrain.cluster.execute import execute
+from dtrain.cluster.jobstore import DEFAULT_STORAGE, JobStore, Owner, effective, wait_for_local_cancel
+from dtrain.cluster.runner import JobCancelled, JobFailed, check_fits
+from dtrain.errors import UserError
+from dtrain.spec import JobSpec
+
+NAMESPACE = "dtrain"
+REGISTRY_NAME = "registry"
+
+#: Pins an actor to the head node (the storage lives there).
+ON_HEAD = {"node:__internal_head__": 0.001}
+
+#: How long a cancelled job may take to stop by itself before its runner is killed.
+CANCEL_GRACE_S = 15.0
+
+#: How long a runner may take to start and check its job before the submit is refused.
+PREPARE_TIMEOUT_S = 120.0
+
+
+class JobRunner:
+    """Runs one job: checks it can run, trains it, stops it when asked."""
+
+    def __init__(self, root: str, job_id: str):
+        self.store = JobStore(Path(root))
+        self.record = self.store.load(job_id)
+        self.stop_requested = threading.Event()
+        self.dataset = None
+
+    def prepare(self) -> str | None:
+        """Check that the job can run here (its data, the workers it asks for): None, or why not."""
+        from dtrain.data.mnist import load_dataset
+
+        spec = self.record.spec
+        try:
+            self.dataset = load_dataset(spec.data_dir)
+            check_fits(spec, self.dataset)
+            placement.worker_cpus(spec.workers, spec.cpus_per_worker, placement.node_cpus())
+        except UserError as e:
+            return str(e)
+        return None
+
+    def run(self) -> str:
+        """Train the job to the end; returns its final state (the record holds the details)."""
+        try:
+            execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset)
+        except (JobCancelled, JobFailed, UserError):
+            pass  # the record says how it ended
+        return self.store.load(self.record.id).state
+
+    def cancel(self) -> None:
+        self.stop_requested.set()
+
+
+@dataclass
+class _Running:
+    runner: Any
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+class JobRegistry:
+    """The cluster's jobs: submit, list, status, cancel, artifacts."""
+
+    def __init__(self, storage: str | None):
+        self.id = secrets.token_hex(8)  # new for each cluster lifetime: older running records are stale
+        self.root = Path(storage or DEFAULT_STORAGE).expanduser()
+        self.store = JobStore(self.root)
+        self.running: dict[str, _Running] = {}
+        self.lock = threading.Lock()
+
+    def storage(self) -> str:
+        return str(self.root)
+
+    def check_storage(self, storage: str) -> str | None:
+        """None if `storage` (as the head node reads it) is where this registry keeps jobs, else why not."""
+        if Path(storage).expanduser() == self.root:
+            return None
+        return (
+            f"--storage: this cluster's dtrain registry keeps its jobs in {self.root} (on the head node), "
+            f"not {storage}; omit --storage, or restart the cluster to change it"
+        )
+
+    def submit(self, spec: JobSpec) -> dict[str, Any]:
+        """Start a job: its record (PENDING) and its runner. Returns the record, or {"error": why it was refused}."""
+        import ray
+
+        try:
+            record = self.store.create(spec, Owner(kind="cluster", host=ray.util.get_node_ip_address(), registry=self.id))
+        except UserError as e:
+            return {"error": str(e)}
+        runner = (
+            ray.remote(JobRunner)
+            .options(
+                name=f"runner-{record.id}",
+                namespace=NAMESPACE,
+                lifetime="detached",
+                num_cpus=0,
+                resources=ON_HEAD,
+                max_concurrency=4,  # cancel() must get through while run() trains
+            )
+            .remote(str(self.root), record.id)
+        )
+        try:
+            problem = ray.get(runner.prepare.remote(), timeout=PREPARE_TIMEOUT_S)
+        except Exception as e:  # the runner could not even start
+            problem = f"the job's runner did not start: {type(e).__name__}"
+        if problem:
+            ray.kill(runner)
+            self.store.forget(record.id)
+            return {"error": problem}
+        running = _Running(runner)
+        with self.lock:
+            self.running[record.id] = running
+        threading.Thread(target=self._watch, args=(record.id, running), daemon=True).start()
+        return self.store.load(record.id).summary()
+
+    def _watch(self, job_id: str, running: _Running) -> None:
+        """Wait for a job's runner to finish, record a runner that died, and remove it."""
+        import ray
+
+        try:
+            ray.get(running.runner.run.remote())
+        except Exception as e:
+            if not self.store.load(job_id).done:
+                self.store.update(
+                    job_id, state="FAILED", message=f"the job's runner died ({type(e).__name__})", ended_at=time.time()
+                )
+        finally:
+            ray.kill(running.runner)
+            with self.lock:
+                self.running.pop(job_id, None)
+            running.ended.set()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [effective(r, self.id).summary() for r in self.store.records()]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return effective(self.store.load(job_id), self.id).summary()
+
+    def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
+        self.store.load(job_id)  # an unknown id is an error, not an empty list
+        return self.store.metrics(job_id)[since:]
+
+    def artifact(self, job_id: str, name: str) -> bytes | None:
+        self.store.load(job_id)
+        return self.store.read_artifact(job_id, name)
+
+    def report(self, job_id: str) -> dict[str, Any]:
+        return self.store.report(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop a job and wait until it has stopped; returns its final record."""
+        import ray
+
+        record = effective(self.store.load(job_id), self.id)
+        if record.done:
+            raise UserError(f"job {job_id} has already ended: {record.state}")
+        with self.lock:
+            running = self.running.get(job_id)
+        if running is None:  # a local-mode job whose record shares this storage
+            return wait_for_local_cancel(self.store, job_id, CANCEL_GRACE_S).summary()
+        running.runner.cancel.remote()
+        if not running.ended.wait(CANCEL_GRACE_S):
+            self.store.update(job_id, state="CANCELLED", message="cancelled (the runner was stopped)", ended_at=time.time())
+            ray.kill(running.runner)
+        return self.store.load(job_id).summary()
+
+
+def get_or_create_registry(storage: str | None) -> Any:
+    """The cluster's registry (created on first use, on the head node, with `storage` as its root).
+
+    Raises UserError when the registry already keeps its jobs somewhere other than an explicitly asked `storage`.
+    """
+    import ray
+
+    registry = (
+        ray.remote(JobRegistry)
+        .options(
+            name=REGISTRY_NAME,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            resources=ON_HEAD,
+            max_concurrency=64,  # status and list answer while submits and cancels wait
+        )
+        .remote(storage)
+    )
+    problem = storage and ray.get(registry.check_storage.remote(storage))
+    if problem:
+        raise UserError(problem)
+    return registry
