@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -155,3 +156,70 @@ def test_usage_errors_are_one_line_too():
     assert proc.stderr.strip().splitlines() == [
         "error: Invalid value for '--lr': Input should be a valid number, unable to parse string as a number"
     ]
+
+
+def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster, tmp_path, mnist):
+    storage = str(tmp_path / "storage")
+    submitted = run_cli("submit", "--workers", "2", "--epochs", "1", "--storage", storage, "--json")
+    assert submitted.exit_code == 0, submitted.output
+    job_id = json.loads(submitted.stdout)["job_id"]
+
+    listed = json.loads(run_cli("list", "--storage", storage, "--json").stdout)
+    assert [(j["id"], j["state"], j["epoch"], j["owner"]["kind"]) for j in listed] == [(job_id, "SUCCEEDED", 1, "local")]
+    table = run_cli("list", "--storage", storage).stdout
+    assert job_id in table and "SUCCEEDED" in table and "1/1" in table
+
+    status = json.loads(run_cli("status", job_id, "--storage", storage, "--json").stdout)
+    assert status["state"] == "SUCCEEDED" and status["test_accuracy"] > 0.9
+
+    report = json.loads(run_cli("report", job_id, "--storage", storage, "--json").stdout)
+    assert report["test"]["accuracy"] == status["test_accuracy"]
+    assert len(report["examples"][0]["pixels"]) == 784  # a report draws its digits without the dataset
+    human = run_cli("report", job_id, "--storage", storage).stdout
+    assert "Test accuracy" in human and "true 7" in human
+
+    logs = run_cli("logs", job_id, "--storage", storage).stdout.splitlines()
+    assert logs[0].startswith("epoch   1/1  test acc") and logs[-1] == "SUCCEEDED"
+
+    pulled = run_cli("pull", job_id, "-o", str(tmp_path / "pulled"), "--storage", storage, "--json")
+    assert sorted(json.loads(pulled.stdout)["files"]) == ["metrics.jsonl", "model.npz", "report.json", "spec.json"]
+    model = load_model(tmp_path / "pulled" / "model.npz")
+    assert (model.predict(mnist.x_test) == mnist.y_test).mean() == pytest.approx(status["test_accuracy"])
+    again = run_cli("pull", job_id, "-o", str(tmp_path / "pulled"), "--storage", storage)
+    assert again.exit_code == 2 and "is not empty" in again.stderr  # nothing pulled over earlier files
+
+
+def test_local_job_is_cancelled_from_another_process(tmp_path):
+    from dtrain.cluster.client import LocalJobs
+
+    storage = tmp_path / "storage"
+    proc = subprocess.Popen(
+        [*dtrain_command(), "submit", "--local", "--workers", "2", "--epochs", "1000", "--storage", str(storage)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    jobs = LocalJobs(storage)
+    deadline = time.monotonic() + 180
+    while not any(j.state == "RUNNING" and j.epoch >= 1 for j in jobs.jobs()):
+        assert time.monotonic() < deadline and proc.poll() is None, "the job never ran"
+        time.sleep(0.2)
+    job_id = jobs.jobs()[0].id
+
+    cancelled = run_cli("cancel", job_id, "--storage", str(storage), "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout)["state"] == "CANCELLED"
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"job {job_id} cancelled: cancelled after" in err and "Traceback" not in err
+    assert jobs.metrics(job_id)  # the epochs it trained are kept
+
+
+def test_detach_needs_a_cluster_and_unknown_jobs_are_one_line(tmp_path):
+    storage = str(tmp_path / "storage")
+    detached = run_cli("submit", "--local", "--detach", "--storage", storage)
+    assert detached.exit_code == 2
+    assert detached.stderr.startswith("error: --detach: no Ray cluster to leave the job in")
+    for command in ("status", "logs", "cancel", "report", "pull"):
+        result = run_cli(command, "0123abcd", "--storage", storage)
+        assert result.exit_code == 2
+        assert result.stderr.strip() == f"error: no job '0123abcd' in {storage} (`dtrain list` shows the jobs)"
+    assert run_cli("list", "--storage", storage).stdout.startswith("no jobs yet in")
