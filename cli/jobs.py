@@ -90,7 +90,10 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
         ("workers", f"{r.workers_alive} alive of {r.spec.workers}"
          + (f", {r.cpus_per_worker:g} CPU each" if r.cpus_per_worker else "")),
         ("nodes", ", ".join(f"{node[:8]}: {n}" for node, n in r.nodes.items()) or "-"),
-        ("running for" if not r.ended_at else "ran for", age(ended - (r.started_at or r.created_at))),
+        (
+            "pending for" if r.state == "PENDING" else "ran for" if r.ended_at else "running for",
+            age(ended - (r.started_at or r.created_at)),
+        ),
         ("submitted", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))),
     ]
     table = Table(title=f"Job {r.id}", title_justify="left", show_header=False)
