@@ -88,7 +88,8 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
         ("test loss", "-" if r.test_loss is None else f"{r.test_loss:.4f}"),
         ("samples/s", "-" if r.samples_per_s is None else f"{r.samples_per_s:,.0f}"),
         ("workers", f"{r.workers_alive} alive of {r.spec.workers}"
-         + (f", {r.cpus_per_worker:g} CPU each" if r.cpus_per_worker else "")),
+         + (f", {r.cpus_per_worker:g} CPU each" if r.cpus_per_worker else "")
+         + f", {r.worker_restarts} restart{'s' if r.worker_restarts != 1 else ''}"),
         ("nodes", ", ".join(f"{node[:8]}: {n}" for node, n in r.nodes.items()) or "-"),
         (
             "pending for" if r.state == "PENDING" else "ran for" if r.ended_at else "running for",

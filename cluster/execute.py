@@ -16,7 +16,7 @@ from dtrain.data.mnist import Dataset
 from dtrain.errors import UserError
 
 
-def record_fields(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """What an event of the runner changes in the job's record."""
     if kind == "pending":
         return {"message": payload["message"]}
@@ -35,6 +35,7 @@ def record_fields(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
             "test_accuracy": payload["test_accuracy"],
             "test_loss": payload["test_loss"],
             "samples_per_s": payload["samples_per_s"],
+            "worker_restarts": record.worker_restarts + payload["worker_restarts"],
         }
     return {}
 
@@ -56,7 +57,7 @@ def execute(
     job_id = record.id
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
-        fields = record_fields(kind, payload)
+        fields = record_fields(store.load(job_id), kind, payload)
         if fields:
             store.update(job_id, **fields)
         if on_event:

@@ -69,6 +69,7 @@ class JobRecord(BaseModel):
     test_loss: float | None = None
     samples_per_s: float | None = None
     workers_alive: int = 0
+    worker_restarts: int = 0  # workers Ray restarted (each took its shard back and redid its round)
     cpus_per_worker: float | None = None
     nodes: dict[str, int] = Field(default_factory=dict)  # node id -> workers on it
 

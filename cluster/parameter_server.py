@@ -24,7 +24,7 @@ class ParameterServer:
         self._reset_epoch_totals()
 
     def _reset_epoch_totals(self) -> None:
-        self.samples, self.loss_sum, self.correct = 0, 0.0, 0
+        self.samples, self.loss_sum, self.correct, self.restarts = 0, 0.0, 0, 0
 
     def set_momentum(self, momentum: float) -> None:
         """Block momentum from the next round on (the runner's schedule changes it by epoch)."""
@@ -38,8 +38,8 @@ class ParameterServer:
         """The global model itself: what is evaluated and saved."""
         return self.rule.global_theta
 
-    def apply_updates(self, *results: tuple[np.ndarray, int, float, int]) -> np.ndarray:
-        """Merge one round of (weights, samples, loss sum, correct); return the next start point."""
+    def apply_updates(self, *results: tuple[np.ndarray, int, float, int, int]) -> np.ndarray:
+        """Merge one round of (weights, samples, loss sum, correct, restarted); return the next start point."""
         thetas = [r[0] for r in results]
         counts = [r[1] for r in results]
         self.rule.combine(thetas, counts)
@@ -50,6 +50,7 @@ class ParameterServer:
         self.samples += sum(counts)
         self.loss_sum += round_loss
         self.correct += sum(r[3] for r in results)
+        self.restarts += sum(r[4] for r in results)
         return self.rule.start
 
     def end_epoch(self) -> dict:
@@ -62,6 +63,7 @@ class ParameterServer:
             "train_accuracy": self.correct / max(self.samples, 1),
             "finite": self.diverged_at is None and math.isfinite(train_loss),
             "diverged_at_round": self.diverged_at,
+            "worker_restarts": self.restarts,
         }
         self._reset_epoch_totals()
         return figures

@@ -39,6 +39,9 @@ from dtrain.worker.shard import rounds_for
 #: An epoch whose training loss exceeds this many times ln(10) has diverged.
 DIVERGENCE_FACTOR = 1.5
 
+#: Times Ray restarts a killed worker (in its place, with its shard) before the job gives up on it.
+WORKER_RESTARTS = 10
+
 #: How long workers may take to start before the job fails instead of hanging.
 PLACEMENT_TIMEOUT_S = 120.0
 
@@ -191,6 +194,11 @@ def run_job(
             .options(
                 num_cpus=share,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
+                # A killed worker is restarted with its arguments, so it takes its shard back,
+                # and its pending round runs again: train_block depends on its arguments
+                # alone, so the redone round gives exactly the result the lost one would have.
+                max_restarts=WORKER_RESTARTS,
+                max_task_retries=-1,
             )
             .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
             for rank, (lo, hi) in enumerate(bounds)
@@ -207,7 +215,8 @@ def run_job(
                     "rounds": sum(plan.rounds),
                     "kernel": kernel,
                     "cpus_per_worker": share,
-                    "nodes": placed,
+                    "nodes": placed["nodes"],
+                    "pids": placed["pids"],
                 },
             )
             with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
@@ -250,6 +259,7 @@ def run_job(
         "cpus_per_worker": share,
         "epochs_run": len(history),
         "workers": worker_stats,
+        "worker_restarts": sum(h["worker_restarts"] for h in history),
         "test": final.summary(),
         "timing": {
             "startup_s": startup,
@@ -263,10 +273,10 @@ def run_job(
     return JobResult(job_id, "SUCCEEDED", run_dir, spec, history, final, dataset, report)
 
 
-def wait_until_ready(workers: list, share: float) -> dict[str, int]:
+def wait_until_ready(workers: list, share: float) -> dict[str, Any]:
     """Wait for every worker to be up with its kernel loaded; fail rather than hang.
 
-    Returns how many workers run on each node (by node id).
+    Returns {"nodes": workers on each node (by node id), "pids": each worker's process id}.
     """
     import ray
 
@@ -277,10 +287,11 @@ def wait_until_ready(workers: list, share: float) -> dict[str, int]:
             f"{len(pending)} of {len(workers)} workers could not be started within {PLACEMENT_TIMEOUT_S:.0f} s "
             f"(each asks for {share:g} CPU; the cluster has {placement.total_cpus():g})"
         )
+    answers = ray.get(ready)
     nodes: dict[str, int] = {}
-    for answer in ray.get(ready):
+    for answer in answers:
         nodes[answer["node"]] = nodes.get(answer["node"], 0) + 1
-    return nodes
+    return {"nodes": nodes, "pids": [a["pid"] for a in answers]}
 
 
 def train_epochs(
@@ -325,6 +336,7 @@ def train_epochs(
             "test_accuracy": scored.accuracy,
             "samples": figures["samples"],
             "rounds": plan.rounds[epoch],
+            "worker_restarts": figures["worker_restarts"],
             "samples_per_s": figures["samples"] / (done - t_epoch),
             "train_time_s": done - t_train,
             "wall_time_s": done - t_start,

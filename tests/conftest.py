@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import replace
 
 import pytest
@@ -11,15 +13,21 @@ from dtrain.data.mnist import Dataset, load_dataset
 
 @pytest.fixture(scope="session", autouse=True)
 def job_storage(tmp_path_factory: pytest.TempPathFactory):
-    """Jobs the tests run are kept in a temporary storage directory, never in the user's ~/.dtrain.
+    """The tests keep to themselves: jobs in a temporary storage directory (never the user's
+    ~/.dtrain), and a private Ray temp dir, so a cluster that `ray start` left running on
+    this machine is never joined by a test that means local mode.
 
-    Set in the environment, so CLI subprocesses inherit it too.
+    Set in the environment, so CLI subprocesses inherit them too.
     """
     root = tmp_path_factory.mktemp("storage")
+    ray_tmp = tempfile.mkdtemp(prefix="dtr", dir="/tmp")  # short: Ray's socket paths live under it
     patch = pytest.MonkeyPatch()
     patch.setenv("DTRAIN_STORAGE", str(root))
+    patch.setenv("RAY_TMPDIR", ray_tmp)
+    patch.delenv("RAY_ADDRESS", raising=False)
     yield root
     patch.undo()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -99,3 +101,34 @@ def test_both_kernels_train_through_ray(ray_cluster, small_mnist, tmp_path, kern
     result = run_job(spec, tmp_path / kernel, kernel, dataset=small_mnist)
     assert result.report["kernel"] == kernel
     assert result.evaluation.accuracy > 0.8
+
+
+def test_a_killed_worker_takes_its_shard_back_and_the_job_ends_as_if_nothing_happened(ray_cluster, small_mnist, tmp_path):
+    """SIGKILL a worker process mid-job: Ray restarts it with its shard and redoes its round.
+
+    train_block depends on its arguments alone, so the final weights are exactly
+    those of an undisturbed run: no sample lost or counted twice.
+    """
+    spec = JobSpec(workers=3, epochs=4, sync_every=300, seed=5)
+    undisturbed = run_job(spec, tmp_path / "a", "a", dataset=small_mnist)
+
+    pids: list[int] = []
+    killed: list[int] = []
+
+    def kill_a_worker(kind, payload):
+        if kind == "started":
+            pids.extend(payload["pids"])
+        if kind == "epoch" and payload["epoch"] == 1:
+            os.kill(pids[1], signal.SIGKILL)
+            killed.append(pids[1])
+
+    disturbed = run_job(spec, tmp_path / "b", "b", on_event=kill_a_worker, dataset=small_mnist)
+    assert killed and disturbed.state == "SUCCEEDED"
+    assert disturbed.report["worker_restarts"] == 1
+    restarted = [w for w in disturbed.report["workers"] if w["restarted"]]
+    assert [w["rank"] for w in restarted] == [1]
+    assert [h["samples"] for h in disturbed.history] == [4000] * 4  # every sample once per epoch
+    a, _ = read_weights(tmp_path / "a" / "model.npz")
+    b, _ = read_weights(tmp_path / "b" / "model.npz")
+    np.testing.assert_array_equal(a, b)
+    assert disturbed.evaluation.accuracy == undisturbed.evaluation.accuracy

@@ -50,26 +50,38 @@ class Worker:
         )
         self.samples_trained = 0
         self.busy_s = 0.0
+        # Ray restarts a killed worker with the same arguments (so it takes its shard
+        # back) and runs its pending call again; the first result after that says so.
+        import ray
+
+        self.was_restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self._restart_unreported = self.was_restarted
 
     def ready(self) -> dict:
-        """Answers once the actor is up (and its kernel loaded): its shard size and node."""
+        """Answers once the actor is up (and its kernel loaded): its shard size, node and process id."""
+        import os
+
         import ray
 
         self.trainer.warm_up()
-        return {"shard": len(self.trainer.y), "node": ray.get_runtime_context().get_node_id()}
+        return {"shard": len(self.trainer.y), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     def train_block(
         self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int
-    ) -> tuple[np.ndarray, int, float, int]:
+    ) -> tuple[np.ndarray, int, float, int, int]:
         """Train from the global `start` weights on this round's block of the shard.
 
-        Returns (weights, samples, sum of per-sample losses, correct predictions).
+        Returns (weights, samples, sum of per-sample losses, correct predictions,
+        1 if this is the first result since the worker was restarted else 0).
+        The result depends on the arguments and the shard alone, so a call that
+        Ray runs again after a restart returns exactly what the first would have.
         """
         t0 = time.perf_counter()
-        result = self.trainer.train_block(start, epoch, round_in_epoch, rounds_in_epoch)
+        theta, samples, loss, correct = self.trainer.train_block(start, epoch, round_in_epoch, rounds_in_epoch)
         self.busy_s += time.perf_counter() - t0
-        self.samples_trained += result[1]
-        return result
+        self.samples_trained += samples
+        restarted, self._restart_unreported = int(self._restart_unreported), False
+        return theta, samples, loss, correct, restarted
 
     def stats(self) -> dict:
         """Samples trained and time spent training, for the job report."""
@@ -79,4 +91,5 @@ class Worker:
             "samples": self.samples_trained,
             "busy_s": round(self.busy_s, 4),
             "samples_per_s": self.samples_trained / self.busy_s if self.busy_s else 0.0,
+            "restarted": self.was_restarted,
         }
