@@ -90,6 +90,7 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
         ("workers", f"{r.workers_alive} alive of {r.spec.workers}"
          + (f", {r.cpus_per_worker:g} CPU each" if r.cpus_per_worker else "")
          + f", {r.worker_restarts} restart{'s' if r.worker_restarts != 1 else ''}"),
+        ("recoveries", f"{r.recoveries} (went back to the last checkpoint)" if r.recoveries else "0"),
         ("nodes", ", ".join(f"{node[:8]}: {n}" for node, n in r.nodes.items()) or "-"),
         (
             "pending for" if r.state == "PENDING" else "ran for" if r.ended_at else "running for",

@@ -31,12 +31,15 @@ def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict
         }
     if kind == "epoch":
         return {
+            "message": "",
             "epoch": payload["epoch"],
             "test_accuracy": payload["test_accuracy"],
             "test_loss": payload["test_loss"],
             "samples_per_s": payload["samples_per_s"],
             "worker_restarts": record.worker_restarts + payload["worker_restarts"],
         }
+    if kind == "recovering":
+        return {"recoveries": record.recoveries + 1, "message": f"recovering from epoch {payload['epochs_done']}: {payload['reason']}"}
     return {}
 
 

@@ -70,6 +70,7 @@ class JobRecord(BaseModel):
     samples_per_s: float | None = None
     workers_alive: int = 0
     worker_restarts: int = 0  # workers Ray restarted (each took its shard back and redid its round)
+    recoveries: int = 0  # times the job went back to its last checkpoint (lost server or runner, resume)
     cpus_per_worker: float | None = None
     nodes: dict[str, int] = Field(default_factory=dict)  # node id -> workers on it
 

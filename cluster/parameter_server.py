@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
+from dtrain.cluster import checkpoint
 from dtrain.cluster.combine import BlockMomentum
 
 
@@ -15,13 +17,44 @@ class ParameterServer:
     Workers' results are handed to ``apply_updates`` as object references, all
     of a round's in one call, so the round's weights never pass through the
     driver.
+
+    With a `checkpoints` directory it writes its state there at the end of
+    every epoch; `rewind` goes back to one of them, which is how a job carries
+    on after this server, a worker or the job's runner was lost, or resumes.
     """
 
-    def __init__(self, theta: np.ndarray, *, momentum: float):
-        self.rule = BlockMomentum(theta, momentum)
+    def __init__(self, theta: np.ndarray, *, momentum: float, checkpoints: str | None = None):
+        self.theta0, self.momentum0 = theta, momentum
+        self.checkpoints = Path(checkpoints) if checkpoints else None
+        self._start_over()
+
+    def _start_over(self) -> None:
+        self.rule = BlockMomentum(self.theta0, self.momentum0)
         self.version = 0
+        self.epochs_done = 0
         self.diverged_at: int | None = None  # first round whose loss or weights were not finite
         self._reset_epoch_totals()
+
+    def ready(self) -> int:
+        """Answers once the server is up: its process id."""
+        import os
+
+        return os.getpid()
+
+    def rewind(self, epochs_done: int) -> int:
+        """Go back to the state after `epochs_done` epochs (or the newest checkpoint before it).
+
+        Returns the epochs done in the state now held: training resumes with the next one.
+        """
+        self._start_over()
+        found = checkpoint.load(self.checkpoints, epochs_done) if self.checkpoints and epochs_done else None
+        if found is None:
+            return 0
+        arrays, info = found
+        self.rule.global_theta, self.rule.delta, self.rule.start = arrays["global_theta"], arrays["delta"], arrays["start"]
+        self.rule.momentum = float(info["momentum"])
+        self.version, self.epochs_done = info["version"], info["epochs_done"]
+        return self.epochs_done
 
     def _reset_epoch_totals(self) -> None:
         self.samples, self.loss_sum, self.correct, self.restarts = 0, 0.0, 0, 0
@@ -53,8 +86,13 @@ class ParameterServer:
         self.restarts += sum(r[4] for r in results)
         return self.rule.start
 
-    def end_epoch(self) -> dict:
-        """This epoch's training totals and divergence state; resets the totals."""
+    def end_epoch(self, last_round: object = None) -> dict:
+        """This epoch's training totals and divergence state; resets the totals, writes a checkpoint.
+
+        The runner passes the epoch's last merge result as `last_round`: if any
+        merge of the epoch failed, Ray then fails this call without running it,
+        so no checkpoint is ever written for an epoch that did not happen.
+        """
         train_loss = self.loss_sum / max(self.samples, 1)
         figures = {
             "version": self.version,
@@ -66,4 +104,12 @@ class ParameterServer:
             "worker_restarts": self.restarts,
         }
         self._reset_epoch_totals()
+        self.epochs_done += 1
+        if self.checkpoints and figures["finite"]:  # a diverged model is nothing to resume from
+            checkpoint.save(
+                self.checkpoints,
+                self.epochs_done,
+                {"global_theta": self.rule.global_theta, "delta": self.rule.delta, "start": self.rule.start},
+                {"version": self.version, "momentum": self.rule.momentum, "figures": figures},
+            )
         return figures

@@ -15,6 +15,9 @@ from typing import Any
 
 from dtrain.errors import UserError
 
+#: Pins an actor to the head node, next to the storage directory (it exists in local mode too).
+ON_HEAD = {"node:__internal_head__": 0.001}
+
 #: Workers per CPU at the most: each is a process of ~130 MiB, and thousands of
 #: them on a laptop would swamp it long before they trained anything.
 MAX_WORKERS_PER_CPU = 32

@@ -27,9 +27,6 @@ from dtrain.spec import JobSpec
 NAMESPACE = "dtrain"
 REGISTRY_NAME = "registry"
 
-#: Pins an actor to the head node (the storage lives there).
-ON_HEAD = {"node:__internal_head__": 0.001}
-
 #: How long a cancelled job may take to stop by itself before its runner is killed.
 CANCEL_GRACE_S = 15.0
 
@@ -114,7 +111,7 @@ class JobRegistry:
                 namespace=NAMESPACE,
                 lifetime="detached",
                 num_cpus=0,
-                resources=ON_HEAD,
+                resources=placement.ON_HEAD,
                 max_concurrency=4,  # cancel() must get through while run() trains
             )
             .remote(str(self.root), record.id)
@@ -200,7 +197,7 @@ def get_or_create_registry(storage: str | None) -> Any:
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
-            resources=ON_HEAD,
+            resources=placement.ON_HEAD,
             max_concurrency=64,  # status and list answer while submits and cancels wait
         )
         .remote(storage)

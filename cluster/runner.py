@@ -8,7 +8,9 @@ the previous round's merge result), so weights never travel through it.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from dtrain.cluster.combine import default_block_momentum
 from dtrain.cluster import placement
 from dtrain.cluster.connect import connect_local
 from dtrain.cluster.parameter_server import ParameterServer
-from dtrain.cluster.storage import append_jsonl, write_json
+from dtrain.cluster.storage import append_jsonl, read_jsonl, write_atomic, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate, scale_pixels
@@ -41,6 +43,15 @@ DIVERGENCE_FACTOR = 1.5
 
 #: Times Ray restarts a killed worker (in its place, with its shard) before the job gives up on it.
 WORKER_RESTARTS = 10
+
+#: Times Ray restarts a lost parameter server before the job gives up on it.
+SERVER_RESTARTS = 5
+
+#: Times a job goes back to its last checkpoint (after losing its server, or a worker for good) before it fails.
+MAX_RECOVERIES = 5
+
+#: How long a restarted parameter server may take to answer again.
+RECOVERY_TIMEOUT_S = 120.0
 
 #: How long workers may take to start before the job fails instead of hanging.
 PLACEMENT_TIMEOUT_S = 120.0
@@ -167,9 +178,7 @@ def run_job(
     check_fits(spec, dataset)
     kernel = resolve_kernel(spec.kernel)
     sizes = layer_sizes(dataset.n_features, spec.hidden, N_CLASSES)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "spec.json", spec.model_dump(mode="json"))
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    start_or_resume(run_dir, spec)
 
     # Compile or load the kernel while Ray starts, so the workers find it cached.
     warm = threading.Thread(target=warm_up, args=(kernel, dataset.n_features), daemon=True)
@@ -187,8 +196,19 @@ def run_job(
         x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
         bounds = shard_bounds(len(dataset.y_train), spec.workers)
         plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
-        theta0 = he_init(sizes, np.random.default_rng(spec.seed))
-        server = ray.remote(ParameterServer).options(num_cpus=0).remote(theta0, momentum=plan.momenta[0])
+        theta0_ref = ray.put(he_init(sizes, np.random.default_rng(spec.seed)))
+        server = (
+            ray.remote(ParameterServer)
+            .options(
+                num_cpus=0,
+                resources=placement.ON_HEAD,  # it writes the checkpoints, next to the job's other files
+                max_restarts=SERVER_RESTARTS,
+                max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
+            )
+            # By reference, kept by this function until the job ends: a restart needs the
+            # constructor's arguments again.
+            .remote(theta0_ref, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
+        )
         workers = [
             ray.remote(Worker)
             .options(
@@ -206,6 +226,7 @@ def run_job(
         try:
             warm.join()
             placed = wait_until_ready(workers, share)
+            server_pid = ray.get(server.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
             startup = time.perf_counter() - t_start
             emit(
                 "started",
@@ -217,11 +238,19 @@ def run_job(
                     "cpus_per_worker": share,
                     "nodes": placed["nodes"],
                     "pids": placed["pids"],
+                    "server_pid": server_pid,
                 },
             )
+            recoveries: list[dict[str, Any]] = []
+
+            def emit_counting(kind: str, payload: dict[str, Any]) -> None:
+                if kind == "recovering":
+                    recoveries.append(payload)
+                emit(kind, payload)
+
             with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
                 history, theta, final = train_epochs(
-                    spec, plan, server, workers, dataset, sizes, run_dir, emit, stop, t_start
+                    spec, plan, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start
                 )
             worker_stats = ray.get([w.stats.remote() for w in workers])
         finally:
@@ -260,6 +289,7 @@ def run_job(
         "epochs_run": len(history),
         "workers": worker_stats,
         "worker_restarts": sum(h["worker_restarts"] for h in history),
+        "recoveries": [r["reason"] for r in recoveries],
         "test": final.summary(),
         "timing": {
             "startup_s": startup,
@@ -271,6 +301,18 @@ def run_job(
     }
     write_json(run_dir / "report.json", report)
     return JobResult(job_id, "SUCCEEDED", run_dir, spec, history, final, dataset, report)
+
+
+def start_or_resume(run_dir: Path, spec: JobSpec) -> None:
+    """Prepare the run directory: kept as it is if it holds this job already (it resumes from
+    its checkpoints), else cleared of another job's metrics and checkpoints."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = run_dir / "spec.json"
+    if spec_file.is_file() and json.loads(spec_file.read_text()) == spec.model_dump(mode="json"):
+        return
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    write_json(spec_file, spec.model_dump(mode="json"))
 
 
 def wait_until_ready(workers: list, share: float) -> dict[str, Any]:
@@ -306,27 +348,75 @@ def train_epochs(
     stop: Callable[[], bool],
     t_start: float,
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
-    """Run the rounds, scoring each epoch's model in the driver while the next epoch trains.
+    """Run the epochs from the job's last scored one, going back to it if the server or a worker is lost.
 
     Returns the per-epoch history, and the last scored model with its evaluation
-    (with --until-accuracy, the first that reached the target; the epoch already
-    submitted after it is dropped with the actors).
+    (with --until-accuracy, the first that reached the target).
     """
+    from ray.exceptions import RayActorError, RayTaskError
+
+    x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
+    history = read_jsonl(run_dir / "metrics.jsonl")  # a resumed job's epochs so far
+    recoveries = 0
+    for attempt in range(MAX_RECOVERIES + 1):
+        try:
+            return _train_from_checkpoint(
+                spec, plan, server, workers, x_test, dataset.y_test, sizes, run_dir, emit, stop, t_start, history
+            )
+        except (RayActorError, RayTaskError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if attempt == MAX_RECOVERIES:
+                raise JobFailed(f"lost its parameter server or a worker {MAX_RECOVERIES + 1} times; last: {reason}") from None
+            recoveries += 1
+            emit("recovering", {"epochs_done": len(history), "reason": reason, "recoveries": recoveries})
+    raise AssertionError("unreachable")
+
+
+def _train_from_checkpoint(
+    spec: JobSpec,
+    plan: RoundPlan,
+    server: Any,
+    workers: list,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    sizes: tuple[int, ...],
+    run_dir: Path,
+    emit: OnEvent,
+    stop: Callable[[], bool],
+    t_start: float,
+    history: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
+    """Rewind the server to the last scored epoch, then train the rest, scoring each epoch's
+    model in the driver while the next epoch trains. `history` is updated in place."""
     import ray
 
-    history: list[dict[str, Any]] = []
+    # Every scored epoch has a checkpoint (the server writes it before the epoch is
+    # scored); if it is gone, go back further and redo the epochs after it.
+    done = ray.get(server.rewind.remote(len(history)), timeout=RECOVERY_TIMEOUT_S)
+    if done < len(history):
+        del history[done:]
+        write_atomic(run_dir / "metrics.jsonl", b"".join((json.dumps(h, sort_keys=True) + "\n").encode() for h in history))
     last: tuple[np.ndarray, Evaluation] | None = None
-    x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
-    t_train = time.perf_counter()
+    if done:
+        theta = np.array(ray.get(server.get_global_weights.remote()))
+        last = (theta, evaluate(theta, sizes, spec.activation, x_test, y_test))
+    reached = spec.until_accuracy is not None and any(h["test_accuracy"] >= spec.until_accuracy for h in history)
+    if done >= spec.epochs or reached:
+        assert last is not None
+        return history, *last
+    # Times go on from the last scored epoch, leaving out any time the job was down.
+    now = time.perf_counter()
+    t_train = now - (history[-1]["train_time_s"] if history else 0.0)
+    t_wall = now - history[-1]["wall_time_s"] if history else t_start
 
     def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
         """Score one epoch's model; True when the job should stop."""
         nonlocal last
         figures = ray.get(totals_ref)
-        done = time.perf_counter()
+        finished = time.perf_counter()
         check_divergence(figures, epoch)
         theta = np.array(ray.get(weights_ref))
-        scored = evaluate(theta, sizes, spec.activation, x_test, dataset.y_test)
+        scored = evaluate(theta, sizes, spec.activation, x_test, y_test)
         last = (theta, scored)
         record = {
             "epoch": epoch + 1,
@@ -337,27 +427,30 @@ def train_epochs(
             "samples": figures["samples"],
             "rounds": plan.rounds[epoch],
             "worker_restarts": figures["worker_restarts"],
-            "samples_per_s": figures["samples"] / (done - t_epoch),
-            "train_time_s": done - t_train,
-            "wall_time_s": done - t_start,
+            "samples_per_s": figures["samples"] / (finished - t_epoch),
+            "train_time_s": finished - t_train,
+            "wall_time_s": finished - t_wall,
         }
         history.append(record)
         append_jsonl(run_dir / "metrics.jsonl", record)
         emit("epoch", record)
         return spec.until_accuracy is not None and scored.accuracy >= spec.until_accuracy
 
+    server.set_momentum.remote(plan.momenta[done])
     start = server.get_weights.remote()
     previous = None
-    t_epoch = t_train
-    for epoch, rounds in enumerate(plan.rounds):
+    t_epoch = now
+    for epoch in range(done, spec.epochs):
         if stop():
             raise JobCancelled(f"cancelled after {len(history)} of {spec.epochs} epochs")
-        if epoch and plan.momenta[epoch] != plan.momenta[epoch - 1]:
+        if epoch > done and plan.momenta[epoch] != plan.momenta[epoch - 1]:
             server.set_momentum.remote(plan.momenta[epoch])
+        rounds = plan.rounds[epoch]
         for r in range(rounds):
             results = [w.train_block.remote(start, epoch, r, rounds) for w in workers]
             start = server.apply_updates.remote(*results)
-        submitted = (epoch, server.end_epoch.remote(), server.get_global_weights.remote())
+        # end_epoch waits on the epoch's last merge: if a merge failed, it never runs.
+        submitted = (epoch, server.end_epoch.remote(start), server.get_global_weights.remote())
         if previous is not None:
             if finish_epoch(*previous, t_epoch):
                 break

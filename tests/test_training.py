@@ -132,3 +132,51 @@ def test_a_killed_worker_takes_its_shard_back_and_the_job_ends_as_if_nothing_hap
     b, _ = read_weights(tmp_path / "b" / "model.npz")
     np.testing.assert_array_equal(a, b)
     assert disturbed.evaluation.accuracy == undisturbed.evaluation.accuracy
+
+
+def test_a_killed_parameter_server_is_restarted_and_rewound_to_its_last_checkpoint(ray_cluster, small_mnist, tmp_path):
+    """SIGKILL the parameter server mid-job: Ray restarts it, the runner rewinds it to the
+    checkpoint of the last scored epoch and redoes the epochs after it, exactly."""
+    spec = JobSpec(workers=2, epochs=5, sync_every=250, seed=6)
+    undisturbed = run_job(spec, tmp_path / "a", "a", dataset=small_mnist)
+
+    server: list[int] = []
+
+    def kill_the_server(kind, payload):
+        if kind == "started":
+            server.append(payload["server_pid"])
+        if kind == "epoch" and payload["epoch"] == 2:
+            os.kill(server[0], signal.SIGKILL)
+
+    disturbed = run_job(spec, tmp_path / "b", "b", on_event=kill_the_server, dataset=small_mnist)
+    assert disturbed.state == "SUCCEEDED"
+    assert len(disturbed.report["recoveries"]) == 1
+    assert [h["epoch"] for h in disturbed.history] == [1, 2, 3, 4, 5]
+    lines = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4, 5]  # no epoch recorded twice
+    a, _ = read_weights(tmp_path / "a" / "model.npz")
+    b, _ = read_weights(tmp_path / "b" / "model.npz")
+    np.testing.assert_array_equal(a, b)
+    assert disturbed.evaluation.accuracy == undisturbed.evaluation.accuracy
+    checkpoints = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert checkpoints == ["epoch-00003.npz", "epoch-00004.npz", "epoch-00005.npz"]  # the last three, no temp files
+
+
+def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, small_mnist, tmp_path):
+    """The runner resumes from the run directory's checkpoints (as after a lost runner or `dtrain resume`)."""
+    spec = JobSpec(workers=2, epochs=4, sync_every=250, seed=7)
+    whole = run_job(spec, tmp_path / "whole", "w", dataset=small_mnist)
+
+    def stop_after_two(kind, payload):
+        if kind == "epoch" and payload["epoch"] == 2:
+            raise KeyboardInterrupt  # the driver dies mid-job
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(spec, tmp_path / "r", "r", on_event=stop_after_two, dataset=small_mnist)
+    assert not (tmp_path / "r" / "model.npz").exists()
+    resumed = run_job(spec, tmp_path / "r", "r", dataset=small_mnist)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    a, _ = read_weights(tmp_path / "whole" / "model.npz")
+    b, _ = read_weights(tmp_path / "r" / "model.npz")
+    np.testing.assert_array_equal(a, b)
+    assert resumed.evaluation.accuracy == whole.evaluation.accuracy

@@ -1,0 +1,54 @@
+"""Checkpoints of the parameter server's state, one per epoch, so a job can resume.
+
+A checkpoint is an .npz of plain arrays (the global model, BMUF's momentum
+buffer and start point) plus a JSON string of the figures that go with them
+(epochs done, merge count, the epoch's training totals). It is written
+atomically and read with allow_pickle=False; the last few are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtrain.cluster.storage import write_atomic
+
+#: Checkpoints kept per job; older ones are removed once a newer one is on disk.
+KEEP = 3
+
+ARRAYS = ("global_theta", "delta", "start")
+
+
+def path_for(directory: Path, epochs_done: int) -> Path:
+    return directory / f"epoch-{epochs_done:05d}.npz"
+
+
+def save(directory: Path, epochs_done: int, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
+    """Write the checkpoint after `epochs_done` epochs; remove all but the last KEEP."""
+    buffer = io.BytesIO()
+    np.savez(buffer, info=np.array(json.dumps({**info, "epochs_done": epochs_done})), **{k: arrays[k] for k in ARRAYS})
+    path = path_for(directory, epochs_done)
+    write_atomic(path, buffer.getvalue())
+    for old in sorted(directory.glob("epoch-*.npz"))[:-KEEP]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load(directory: Path, at_most: int) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """The newest readable checkpoint of at most `at_most` epochs as (arrays, info), or None."""
+    for path in sorted(directory.glob("epoch-*.npz"), reverse=True):
+        if int(path.stem.removeprefix("epoch-")) > at_most:
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {k: np.array(archive[k], dtype=np.float32) for k in ARRAYS}
+                info = json.loads(str(archive["info"]))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            continue  # damaged by hand or by the disk: an older one will do
+        return arrays, info
+    return None
