@@ -27,7 +27,6 @@ JSON. Writes only the --out JSON (and temporary run directories, deleted).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -465,13 +464,10 @@ def make_workers(ray: Any, images_ref: Any, y_ref: Any, spec: JobSpec, sizes: tu
 
 
 def make_server(ray: Any, theta0: np.ndarray, sizes: tuple[int, ...], test_refs: tuple) -> Any:
-    """The parameter server as runner.py makes it (its constructor's keywords vary by version)."""
+    """The parameter server as runner.py makes it (seeded He init of `sizes`; theta0 is the same model)."""
     from dtrain.cluster.parameter_server import ParameterServer
 
-    accepted = inspect.signature(ParameterServer.__init__).parameters
-    offered = {"momentum": 0.875, "sizes": sizes, "activation": "relu", "x_test": test_refs[0], "y_test": test_refs[1]}
-    kwargs = {k: v for k, v in offered.items() if k in accepted}
-    return ray.remote(ParameterServer).options(num_cpus=0).remote(theta0, **kwargs)
+    return ray.remote(ParameterServer).options(num_cpus=0).remote(sizes, seed=0, momentum=0.875)
 
 
 def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:

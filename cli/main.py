@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dtrain.cli import jobs, submit  # noqa: F401  (registers the commands)
+from dtrain.cli import submit, jobs  # noqa: F401, I001  (registers the commands, in --help order)
 from dtrain.cli.app import app, err
 
 __all__ = ["app", "main"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -14,6 +15,7 @@ from dtrain.cli.app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     Address,
+    JobId,
     Json,
     Local,
     OutDir,
@@ -101,8 +103,6 @@ def submit(
     detaches and leaves the job running). Exit code 0: the job succeeded;
     1: it failed or was cancelled; 2: a bad option, file or address.
     """
-    from dtrain.cli.progress import JobProgress
-    from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.client import open_jobs
 
     try:
@@ -131,8 +131,83 @@ def submit(
         raise fail(str(e)) from None
 
     if jobs.mode == "cluster":
+        start_on_cluster = lambda: jobs.submit(spec)  # noqa: E731
+    else:
+        start_on_cluster = None
+    drive(
+        jobs,
+        spec,
+        start_on_cluster=start_on_cluster,
+        run_here=lambda created, on_event: jobs.run(spec, on_created=created, on_event=on_event, dataset=dataset),
+        out_dir=out_dir,
+        detach=detach,
+        as_json=as_json,
+    )
+
+
+@app.command()
+def resume(
+    job_id: JobId,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Also copy the artifacts into this directory (new or empty).")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Print the job id and return; the job runs on in the cluster.")
+    ] = False,
+    address: Address = None,
+    local: Local = False,
+    storage: Storage = None,
+    as_json: Json = False,
+) -> None:
+    """Continue a FAILED or CANCELLED job from its last checkpoint (e.g. after the cluster was restarted).
+
+    The epochs it had finished are kept; training goes on from the last one,
+    and ends with the same weights the job would have had without the break.
+    """
+    from dtrain.cluster.client import open_jobs
+
+    try:
+        if out_dir:
+            prepare_out_dir(out_dir)
+        jobs = open_jobs(address, local, storage)
+        if detach and jobs.mode == "local":
+            raise UserError("--detach: no Ray cluster to leave the job in; local-mode jobs end with this command")
+        spec = jobs.job(job_id).spec
+    except UserError as e:
+        raise fail(str(e)) from None
+    drive(
+        jobs,
+        spec,
+        start_on_cluster=(lambda: jobs.resume(job_id)) if jobs.mode == "cluster" else None,
+        run_here=lambda created, on_event: jobs.resume(job_id, on_created=created, on_event=on_event),
+        out_dir=out_dir,
+        detach=detach,
+        as_json=as_json,
+    )
+
+
+def drive(
+    jobs: Any,
+    spec: JobSpec,
+    *,
+    start_on_cluster: Callable[[], Any] | None,
+    run_here: Callable[[Callable[[Any], None], Callable[[str, dict[str, Any]], None]], Any],
+    out_dir: Path | None,
+    detach: bool,
+    as_json: bool,
+) -> None:
+    """Start a job (on the cluster, or here in local mode), follow it with a progress display, report.
+
+    Exit code 0: the job succeeded; 1: it failed or was cancelled; 2: a user error; 130: Ctrl-C.
+    """
+    from dtrain.cli.progress import JobProgress
+    from dtrain.cli.stdout import reserve_stdout
+    from dtrain.cluster.client import follow, pull
+    from dtrain.cluster.runner import JobCancelled, JobFailed
+
+    if start_on_cluster is not None:
         try:
-            record = jobs.submit(spec)
+            record = start_on_cluster()
         except UserError as e:
             raise fail(str(e)) from None
         if detach:
@@ -144,31 +219,27 @@ def submit(
             return
 
     results = reserve_stdout()
-    from dtrain.cluster.client import follow
-    from dtrain.cluster.runner import JobCancelled, JobFailed
-
     job_id = None
+
+    def created(r: Any) -> None:
+        nonlocal job_id
+        job_id = r.id
+        progress.on_created(r)
+
     try:
         with JobProgress(err, spec) as progress:
-            if jobs.mode == "cluster":
-                job_id = record.id
-                progress.on_created(record)
+            if start_on_cluster is not None:
+                created(record)
                 record = follow(jobs, record.id, progress.on_event)
             else:
-
-                def created(r: Any) -> None:
-                    nonlocal job_id
-                    job_id = r.id
-                    progress.on_created(r)
-
                 try:
-                    record = jobs.run(spec, on_created=created, on_event=progress.on_event, dataset=dataset)
+                    record = run_here(created, progress.on_event)
                 except (JobFailed, JobCancelled):
                     record = jobs.job(job_id)
     except UserError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        if jobs.mode == "cluster":
+        if start_on_cluster is not None:
             raise fail(
                 f"detached from job {job_id}; it keeps running. Follow it with `dtrain logs {job_id} --follow`, "
                 f"stop it with `dtrain cancel {job_id}`",
@@ -180,8 +251,6 @@ def submit(
         if as_json:
             print(json.dumps({"job_id": record.id, "state": record.state, "error": record.message}), file=results)
         raise fail(f"job {record.id} {record.state.lower()}: {record.message}", EXIT_FAILED)
-
-    from dtrain.cluster.client import pull
 
     try:
         if out_dir:

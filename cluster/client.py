@@ -21,6 +21,7 @@ from dtrain.cluster.jobstore import (
     ARTIFACTS,
     JobRecord,
     JobStore,
+    check_resumable,
     effective,
     local_owner,
     resolve_root,
@@ -58,10 +59,25 @@ class LocalJobs:
 
         Raises UserError when the job is refused, JobFailed / JobCancelled when it ends early.
         """
-        from dtrain.cluster.execute import execute
-
         record = self.store.create(spec, local_owner())
         on_created(record)
+        return self._execute(record, on_event, dataset)
+
+    def resume(
+        self, job_id: str, on_created: Callable[[JobRecord], None], on_event: Callable[[str, dict[str, Any]], None]
+    ) -> JobRecord:
+        """Run a FAILED or CANCELLED job again in this process, from its last checkpoint."""
+        record = self.job(job_id)
+        check_resumable(record)
+        record = self.store.update(
+            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, owner=local_owner()
+        )
+        on_created(record)
+        return self._execute(record, on_event, None)
+
+    def _execute(self, record: JobRecord, on_event: Callable[[str, dict[str, Any]], None], dataset: Any) -> JobRecord:
+        from dtrain.cluster.execute import execute
+
         connect(Target("local"))
         execute(self.store, record, on_event=on_event, dataset=dataset)
         return self.store.load(record.id)
@@ -118,6 +134,12 @@ class ClusterJobs:
 
     def submit(self, spec: JobSpec) -> JobRecord:
         answer = self._call(self.registry.submit, spec)
+        if "error" in answer:
+            raise UserError(answer["error"])
+        return JobRecord.model_validate(answer)
+
+    def resume(self, job_id: str) -> JobRecord:
+        answer = self._call(self.registry.resume, job_id)
         if "error" in answer:
             raise UserError(answer["error"])
         return JobRecord.model_validate(answer)

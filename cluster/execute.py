@@ -53,8 +53,9 @@ def execute(
 ) -> JobResult:
     """Run the job and leave its record in a final state; re-raise what ended it early.
 
-    A UserError before the job started (bad data, a request the cluster cannot
-    hold) means it was refused: its directory is removed, as if never submitted.
+    A UserError before the job ever started (bad data, a request the cluster
+    cannot hold) means it was refused: its directory is removed, as if never
+    submitted. A job whose run directory holds checkpoints resumes from them.
     A cancel request in the store stops it like `should_stop` does.
     """
     job_id = record.id
@@ -81,7 +82,7 @@ def execute(
         end("FAILED", str(e))
         raise
     except UserError as e:
-        if store.load(job_id).state == "PENDING":
+        if store.load(job_id).started_at is None:  # refused before it ever ran: not a job
             store.forget(job_id)
         else:
             end("FAILED", str(e))

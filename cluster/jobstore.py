@@ -229,3 +229,11 @@ def wait_for_local_cancel(store: JobStore, job_id: str, timeout_s: float, poll_s
             return record
         time.sleep(poll_s)
     return store.update(job_id, state="CANCELLED", message="cancelled (its process did not answer)", ended_at=time.time())
+
+
+def check_resumable(record: JobRecord) -> None:
+    """Raise UserError unless the job ended without succeeding (it then resumes from its last checkpoint)."""
+    if record.state == "SUCCEEDED":
+        raise UserError(f"job {record.id} has already SUCCEEDED; there is nothing to resume")
+    if not record.done:
+        raise UserError(f"job {record.id} is {record.state}; only a FAILED or CANCELLED job can be resumed")

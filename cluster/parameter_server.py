@@ -9,6 +9,8 @@ import numpy as np
 
 from dtrain.cluster import checkpoint
 from dtrain.cluster.combine import BlockMomentum
+from dtrain.cluster.divergence import divergence
+from dtrain.model.mlp import he_init
 
 
 class ParameterServer:
@@ -23,8 +25,12 @@ class ParameterServer:
     on after this server, a worker or the job's runner was lost, or resumes.
     """
 
-    def __init__(self, theta: np.ndarray, *, momentum: float, checkpoints: str | None = None):
-        self.theta0, self.momentum0 = theta, momentum
+    def __init__(self, sizes: tuple[int, ...], *, seed: int, momentum: float, checkpoints: str | None = None):
+        # The initial model is made here from its seed rather than sent: a restart reruns
+        # this constructor, and small arguments are all Ray must keep for that.
+        self.theta0 = he_init(sizes, np.random.default_rng(seed))
+        self.n_classes = sizes[-1]
+        self.momentum0 = momentum
         self.checkpoints = Path(checkpoints) if checkpoints else None
         self._start_over()
 
@@ -105,7 +111,8 @@ class ParameterServer:
         }
         self._reset_epoch_totals()
         self.epochs_done += 1
-        if self.checkpoints and figures["finite"]:  # a diverged model is nothing to resume from
+        # A diverged model is nothing to resume from.
+        if self.checkpoints and not divergence(figures, self.epochs_done - 1, self.n_classes):
             checkpoint.save(
                 self.checkpoints,
                 self.epochs_done,

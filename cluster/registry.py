@@ -13,13 +13,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dtrain.cluster import placement
 from dtrain.cluster.execute import execute
-from dtrain.cluster.jobstore import DEFAULT_STORAGE, JobStore, Owner, effective, wait_for_local_cancel
+from dtrain.cluster.jobstore import DEFAULT_STORAGE, JobStore, Owner, check_resumable, effective, wait_for_local_cancel
 from dtrain.cluster.runner import JobCancelled, JobFailed, check_fits
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
@@ -29,6 +30,9 @@ REGISTRY_NAME = "registry"
 
 #: How long a cancelled job may take to stop by itself before its runner is killed.
 CANCEL_GRACE_S = 15.0
+
+#: Times Ray restarts a lost job runner (which then resumes the job from its last checkpoint).
+RUNNER_RESTARTS = 3
 
 #: How long a runner may take to start and check its job before the submit is refused.
 PREPARE_TIMEOUT_S = 120.0
@@ -98,23 +102,44 @@ class JobRegistry:
 
     def submit(self, spec: JobSpec) -> dict[str, Any]:
         """Start a job: its record (PENDING) and its runner. Returns the record, or {"error": why it was refused}."""
-        import ray
-
         try:
-            record = self.store.create(spec, Owner(kind="cluster", host=ray.util.get_node_ip_address(), registry=self.id))
+            record = self.store.create(spec, self._owner())
         except UserError as e:
             return {"error": str(e)}
+        return self._launch(record.id, refused=lambda: self.store.forget(record.id))
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """Start a FAILED or CANCELLED job again from its last checkpoint (e.g. after a cluster restart)."""
+        record = effective(self.store.load(job_id), self.id)
+        check_resumable(record)
+        self.store.update(
+            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, owner=self._owner()
+        )
+        return self._launch(job_id, refused=lambda: self.store.save(record))
+
+    def _owner(self) -> Owner:
+        import ray
+
+        return Owner(kind="cluster", host=ray.util.get_node_ip_address(), registry=self.id)
+
+    def _launch(self, job_id: str, refused: Callable[[], None]) -> dict[str, Any]:
+        """Start the job's runner; once it has checked the job can run, let it run and watch it."""
+        import ray
+
         runner = (
             ray.remote(JobRunner)
             .options(
-                name=f"runner-{record.id}",
                 namespace=NAMESPACE,
                 lifetime="detached",
                 num_cpus=0,
                 resources=placement.ON_HEAD,
                 max_concurrency=4,  # cancel() must get through while run() trains
+                # A lost runner is restarted and runs the job again, which resumes it from
+                # its last checkpoint; its parameter server and workers die with it.
+                max_restarts=RUNNER_RESTARTS,
+                max_task_retries=-1,
             )
-            .remote(str(self.root), record.id)
+            .remote(str(self.root), job_id)
         )
         try:
             problem = ray.get(runner.prepare.remote(), timeout=PREPARE_TIMEOUT_S)
@@ -122,13 +147,13 @@ class JobRegistry:
             problem = f"the job's runner did not start: {type(e).__name__}"
         if problem:
             ray.kill(runner)
-            self.store.forget(record.id)
+            refused()
             return {"error": problem}
         running = _Running(runner)
         with self.lock:
-            self.running[record.id] = running
-        threading.Thread(target=self._watch, args=(record.id, running), daemon=True).start()
-        return self.store.load(record.id).summary()
+            self.running[job_id] = running
+        threading.Thread(target=self._watch, args=(job_id, running), daemon=True).start()
+        return self.store.load(job_id).summary()
 
     def _watch(self, job_id: str, running: _Running) -> None:
         """Wait for a job's runner to finish, record a runner that died, and remove it."""

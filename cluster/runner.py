@@ -9,7 +9,6 @@ the previous round's merge result), so weights never travel through it.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import threading
 import time
@@ -25,21 +24,19 @@ from dtrain import __version__
 from dtrain.cluster.combine import default_block_momentum
 from dtrain.cluster import placement
 from dtrain.cluster.connect import connect_local
+from dtrain.cluster.divergence import divergence
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.storage import append_jsonl, read_jsonl, write_atomic, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate, scale_pixels
 from dtrain.model.kernels import resolve_kernel, warm_up
-from dtrain.model.mlp import he_init, layer_sizes
+from dtrain.model.mlp import layer_sizes
 from dtrain.model.sparse import SparseRows
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
 from dtrain.worker.actor import Worker
 from dtrain.worker.shard import rounds_for
-
-#: An epoch whose training loss exceeds this many times ln(10) has diverged.
-DIVERGENCE_FACTOR = 1.5
 
 #: Times Ray restarts a killed worker (in its place, with its shard) before the job gives up on it.
 WORKER_RESTARTS = 10
@@ -115,21 +112,10 @@ def interesting_examples(
 
 
 def check_divergence(figures: dict[str, Any], epoch: int) -> None:
-    """Fail the job when training has blown up, rather than save garbage as a model.
-
-    Blown up means a NaN or infinite loss or weight, or an epoch's training loss far
-    above that of guessing uniformly (ln 10): per-sample SGD with too large a step
-    drives the softmax to confident wrong answers without ever producing a NaN.
-    """
-    chance = math.log(N_CLASSES)
-    if not figures["finite"]:
-        where = f"epoch {epoch + 1}, round {figures['diverged_at_round']}" if figures["diverged_at_round"] else f"epoch {epoch + 1}"
-        raise JobFailed(f"diverged at {where}: the loss or the weights are NaN or infinite; lower --lr")
-    if figures["train_loss"] > DIVERGENCE_FACTOR * chance:
-        raise JobFailed(
-            f"diverged at epoch {epoch + 1}: training loss {figures['train_loss']:.2f} is far above "
-            f"guessing ({chance:.2f}); lower --lr"
-        )
+    """Fail the job when training has blown up, rather than save garbage as a model."""
+    why = divergence(figures, epoch, N_CLASSES)
+    if why:
+        raise JobFailed(why)
 
 
 def momentum_for(spec: JobSpec, rounds_in_epoch: int) -> float:
@@ -196,7 +182,6 @@ def run_job(
         x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
         bounds = shard_bounds(len(dataset.y_train), spec.workers)
         plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
-        theta0_ref = ray.put(he_init(sizes, np.random.default_rng(spec.seed)))
         server = (
             ray.remote(ParameterServer)
             .options(
@@ -205,9 +190,7 @@ def run_job(
                 max_restarts=SERVER_RESTARTS,
                 max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
             )
-            # By reference, kept by this function until the job ends: a restart needs the
-            # constructor's arguments again.
-            .remote(theta0_ref, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
+            .remote(sizes, seed=spec.seed, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
         )
         workers = [
             ray.remote(Worker)
@@ -358,6 +341,9 @@ def train_epochs(
     x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
     history = read_jsonl(run_dir / "metrics.jsonl")  # a resumed job's epochs so far
     recoveries = 0
+    if history:
+        recoveries += 1
+        emit("recovering", {"epochs_done": len(history), "reason": "resumed from its last checkpoint", "recoveries": 1})
     for attempt in range(MAX_RECOVERIES + 1):
         try:
             return _train_from_checkpoint(

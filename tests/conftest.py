@@ -51,3 +51,13 @@ def ray_cluster():
     connect_local()
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def two_node_cluster(tmp_path_factory):
+    """A real two-node Ray cluster (two raylets on this machine), started once (~8 s), stopped at the end."""
+    from clusters import TwoNodes
+
+    nodes = TwoNodes(tmp_path_factory.mktemp("cluster-storage"))
+    yield nodes
+    nodes.stop()

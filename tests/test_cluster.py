@@ -7,102 +7,22 @@ the cluster between them.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dtrain.model import load_model
-
-TESTS = Path(__file__).parent
-DTRAIN = [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-
-
-class TwoNodes:
-    """A two-node cluster in its own process (tests/two_nodes.py), and how clients reach it."""
-
-    def __init__(self, storage: Path):
-        # A short private temp dir: Ray's sockets live under it, and its record of the
-        # cluster (for auto-join) must not touch the machine's /tmp/ray.
-        self.tmpdir = tempfile.mkdtemp(prefix="dtr", dir="/tmp")
-        self.token = secrets.token_hex(16)
-        self.storage = storage
-        self.env = {
-            **os.environ,
-            "RAY_TMPDIR": self.tmpdir,
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": self.token,
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "DTRAIN_STORAGE": str(storage),
-        }
-        self.env.pop("RAY_ADDRESS", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, str(TESTS / "two_nodes.py")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=self.env,
-            text=True,
-        )
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(120)
-        if not line or not line[0]:
-            self.stop()
-            pytest.fail("the two-node Ray cluster did not start within 120 s")
-        info = json.loads(line[0])
-        self.address = info["address"]
-        self.second_node = info["second_node"]
-
-    def stop(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def run(self, *args: str, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
-        """`dtrain ARGS` in a new process that joins this cluster."""
-        return subprocess.run(
-            [*DTRAIN, *args], capture_output=True, text=True, timeout=timeout, env=env or self.env
-        )
-
-    def json(self, *args: str, timeout: float = 180):
-        proc = self.run(*args, "--json", timeout=timeout)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
-
-    def job(self, job_id: str) -> dict:
-        return self.json("status", job_id)
+from clusters import DTRAIN, wait_until
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    nodes = TwoNodes(tmp_path_factory.mktemp("cluster-storage"))
-    yield nodes
-    nodes.stop()
+def cluster(two_node_cluster):
+    return two_node_cluster
 
 
 def test_detached_job_outlives_its_client_and_new_processes_find_it(cluster, tmp_path, mnist):

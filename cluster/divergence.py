@@ -1,0 +1,29 @@
+"""When training has blown up: the one rule the parameter server and the runner share."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: An epoch whose training loss exceeds this many times that of guessing (ln of the classes) has diverged.
+DIVERGENCE_FACTOR = 1.5
+
+
+def divergence(figures: dict[str, Any], epoch: int, n_classes: int) -> str | None:
+    """Why an epoch's training totals show a blown-up model (one line ending in the fix), or None.
+
+    Blown up means a NaN or infinite loss or weight, or a training loss far above
+    that of guessing uniformly: per-sample SGD with too large a step drives the
+    softmax to confident wrong answers without ever producing a NaN. `epoch` is 0-based.
+    """
+    chance = math.log(n_classes)
+    if not figures["finite"]:
+        at = figures["diverged_at_round"]
+        where = f"epoch {epoch + 1}, round {at}" if at else f"epoch {epoch + 1}"
+        return f"diverged at {where}: the loss or the weights are NaN or infinite; lower --lr"
+    if figures["train_loss"] > DIVERGENCE_FACTOR * chance:
+        return (
+            f"diverged at epoch {epoch + 1}: training loss {figures['train_loss']:.2f} is far above "
+            f"guessing ({chance:.2f}); lower --lr"
+        )
+    return None

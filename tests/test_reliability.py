@@ -1,0 +1,126 @@
+"""Jobs that lose part of the cluster under them: a node, the job's runner, the whole cluster.
+
+Each disturbed job is compared with an undisturbed run of the same spec. Every
+step of a job is deterministic (a worker's round depends on its arguments
+alone; the server rewinds to a checkpoint and redoes the epochs after it), so
+the disturbed job must end with the same test accuracy, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import pytest
+
+from clusters import TwoNodes
+
+#: Two workers of half a CPU: one on each node (the placement spreads them), with room
+#: on the head node for the one a lost node takes with it. A hidden layer of 1024 makes
+#: an epoch slow enough (~1 s) to disturb the job in the middle.
+EPOCHS = 8
+SPEC = ["--workers", "2", "--cpus-per-worker", "0.5", "--epochs", str(EPOCHS), "--hidden", "1024", "--seed", "11"]
+
+
+@pytest.fixture(scope="module")
+def baseline(two_node_cluster) -> dict:
+    """The undisturbed job: its final record."""
+    job = two_node_cluster.json("submit", *SPEC, "--detach")
+    return two_node_cluster.follow(job["id"])
+
+
+def no_partial_files(job_dir) -> None:
+    leftovers = [p.name for p in job_dir.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert not leftovers, leftovers
+
+
+def longest_epoch_gap(job_dir) -> float:
+    times = [json.loads(line)["wall_time_s"] for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
+def epochs_recorded(job_dir) -> list[int]:
+    return [json.loads(line)["epoch"] for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_lost_node_takes_its_worker_which_restarts_on_another_node(two_node_cluster, baseline):
+    cluster = two_node_cluster
+    job_id = cluster.json("submit", *SPEC, "--detach")["id"]
+    running = cluster.wait_for_epoch(job_id, 2)
+    assert running["epoch"] < EPOCHS - 1, "too late to disturb the job"
+    assert cluster.second_node in running["nodes"]  # one of its workers is on the node we remove
+
+    removed = cluster.command("remove-node")
+    try:
+        final = cluster.follow(job_id)
+        assert final["state"] == "SUCCEEDED", final["message"]
+        assert final["test_accuracy"] == baseline["test_accuracy"]
+        assert final["worker_restarts"] >= 1
+        assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
+        no_partial_files(cluster.storage / "jobs" / job_id)
+        # The delay the loss cost: the longest gap between two epochs, against the undisturbed run's.
+        stall = longest_epoch_gap(cluster.storage / "jobs" / job_id) - longest_epoch_gap(cluster.storage / "jobs" / baseline["id"])
+        print(f"node loss: the job stalled {stall:.1f} s (ended {final['ended_at'] - removed['at']:.1f} s after the loss)")
+        assert stall < 30
+    finally:
+        cluster.second_node = cluster.command("add-node")["added"]
+
+
+def test_a_lost_runner_is_restarted_and_resumes_the_job_from_its_checkpoint(two_node_cluster, baseline):
+    cluster = two_node_cluster
+    job_id = cluster.json("submit", *SPEC, "--detach")["id"]
+    assert cluster.wait_for_epoch(job_id, 2)["epoch"] < EPOCHS - 1, "too late to disturb the job"
+    runners = subprocess.run(["pgrep", "-f", "ray::JobRunner"], capture_output=True, text=True).stdout.split()
+    assert runners, "no job runner process found"
+    for pid in runners:  # this job's runner is the only one running
+        os.kill(int(pid), signal.SIGKILL)
+
+    final = cluster.follow(job_id)
+    assert final["state"] == "SUCCEEDED", final["message"]
+    assert final["recoveries"] >= 1
+    assert final["test_accuracy"] == baseline["test_accuracy"]
+    assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
+    no_partial_files(cluster.storage / "jobs" / job_id)
+
+
+def test_a_job_interrupted_by_a_cluster_restart_is_resumed(tmp_path_factory, baseline):
+    """Stop the whole cluster mid-job; on a new cluster with the same storage the job reads
+    FAILED (interrupted), `dtrain resume` continues it, and it ends as the undisturbed run."""
+    storage = tmp_path_factory.mktemp("restart-storage")
+    first = TwoNodes(storage)
+    try:
+        job_id = first.json("submit", *SPEC, "--detach")["id"]
+        assert first.wait_for_epoch(job_id, 2)["epoch"] < EPOCHS - 1, "too late to disturb the job"
+    finally:
+        first.stop()
+
+    second = TwoNodes(storage)
+    try:
+        interrupted = second.job(job_id)
+        assert interrupted["state"] == "FAILED" and "interrupted" in interrupted["message"]
+        resumed = second.json("resume", job_id)
+        assert resumed["state"] == "SUCCEEDED" and resumed["epochs"] == EPOCHS
+        assert resumed["test_accuracy"] == baseline["test_accuracy"]
+        final = second.job(job_id)
+        assert final["recoveries"] >= 1
+        assert epochs_recorded(storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
+        no_partial_files(storage / "jobs" / job_id)
+        again = second.run("resume", job_id)
+        assert again.returncode == 2
+        assert again.stderr.strip() == f"error: job {job_id} has already SUCCEEDED; there is nothing to resume"
+    finally:
+        second.stop()
+
+
+def test_divergence_ends_the_job_failed_with_the_reason_and_no_model(two_node_cluster):
+    cluster = two_node_cluster
+    proc = cluster.run("submit", "--workers", "2", "--epochs", "3", "--lr", "50", "--json")
+    assert proc.returncode == 1
+    payload = json.loads(proc.stdout)
+    assert payload["state"] == "FAILED"
+    assert payload["error"].startswith("diverged at epoch 1") and payload["error"].endswith("lower --lr")
+    job_dir = cluster.storage / "jobs" / payload["job_id"]
+    assert not (job_dir / "model.npz").exists() and not (job_dir / "report.json").exists()
+    assert not list((job_dir / "checkpoints").glob("*.npz"))  # a diverged model is nothing to resume from
+    no_partial_files(job_dir)
