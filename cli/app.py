@@ -40,7 +40,11 @@ Storage = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
 JobId = Annotated[str, typer.Argument(help="The job id, as `dtrain submit` or `dtrain list` shows it.", show_default=False)]
-OutDir = Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory to write into (new or empty).")]
+
+
+def note(message: str) -> None:
+    """One line for the user on stderr that is not an error."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:

@@ -6,13 +6,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dtrain.cli.app import EXIT_INTERRUPTED, Address, JobId, Json, Local, OutDir, Storage, app, fail, out, prepare_out_dir
+from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, Address, JobId, Json, Local, Storage, app, fail, out, prepare_out_dir
 from dtrain.errors import UserError
 
 
@@ -80,7 +80,7 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     if as_json:
         print(json.dumps(r.summary()))
         return
-    ended = r.ended_at or time.time()
+    ended = r.ended_at or time.time()  # an interrupted job has no end time
     rows = [
         ("state", f"[{STATE_STYLE[r.state]}]{r.state}[/]" + (f"  {r.message}" if r.message else "")),
         ("epoch", f"{r.epoch} of {r.spec.epochs}"),
@@ -93,8 +93,8 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
         ("recoveries", f"{r.recoveries} (went back to the last checkpoint)" if r.recoveries else "0"),
         ("nodes", ", ".join(f"{node[:8]}: {n}" for node, n in r.nodes.items()) or "-"),
         (
-            "pending for" if r.state == "PENDING" else "ran for" if r.ended_at else "running for",
-            age(ended - (r.started_at or r.created_at)),
+            "pending for" if r.state == "PENDING" else "ran for" if r.done else "running for",
+            "-" if r.done and not r.ended_at else age(ended - (r.started_at or r.created_at)),
         ),
         ("submitted", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))),
     ]
@@ -123,7 +123,10 @@ def logs(
     storage: Storage = None,
     as_json: Json = False,
 ) -> None:
-    """A job's progress, one line per epoch, then how it ended (with --json: JSON lines)."""
+    """A job's progress, one line per epoch, then its state (with --json: JSON lines).
+
+    With --follow, it waits for the job's end and exits 1 if the job failed or was cancelled.
+    """
     from dtrain.cluster.client import follow
 
     jobs = jobs_or_fail(address, local, storage)
@@ -139,10 +142,10 @@ def logs(
             def on_event(kind: str, payload: dict[str, Any]) -> None:
                 if kind == "epoch":
                     emit(epoch_line(payload, epochs), {"event": "epoch", **payload})
-                elif kind == "pending":
+                elif kind == "pending" and payload["message"]:
                     emit(f"pending: {payload['message']}", {"event": "pending", **payload})
                 elif kind == "started":
-                    emit(f"started {payload['workers']} workers in {payload['startup_s']:.1f} s",
+                    emit(f"training on {payload['workers']} workers, {payload['startup_s']:.1f} s after submission",
                          {"event": "started", **payload})
 
             record = follow(jobs, job_id, on_event)
@@ -154,6 +157,8 @@ def logs(
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     emit(f"{record.state}" + (f": {record.message}" if record.message else ""), {"event": "state", **record.summary()})
+    if follow_ and record.state in ("FAILED", "CANCELLED"):
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -167,33 +172,38 @@ def cancel(job_id: JobId, address: Address = None, local: Local = False, storage
     if as_json:
         print(json.dumps(record.summary()))
     else:
-        out.print(f"job {record.id}: {record.state}" + (f" ({record.message})" if record.message else ""), highlight=False)
+        out.print(f"job {record.id}: {record.state}" + (f" ({record.message})" if record.message else ""), highlight=False, soft_wrap=True)
 
 
 @app.command()
 def pull(
     job_id: JobId,
-    out_dir: OutDir = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Directory to write into (new or empty).", show_default="./JOB_ID")
+    ] = None,
     address: Address = None,
     local: Local = False,
     storage: Storage = None,
     as_json: Json = False,
 ) -> None:
-    """Copy a job's artifacts (spec.json, metrics.jsonl, report.json, model.npz) here, through Ray on a cluster."""
+    """Copy a job's artifacts (spec.json, metrics.jsonl, report.json, model.npz) into a new directory.
+
+    On a cluster the bytes come through Ray, so this works on a node that does not share the head's disk.
+    """
     from dtrain.cluster.client import pull as pull_artifacts
 
     dest = out_dir or Path(job_id)
     jobs = jobs_or_fail(address, local, storage)
     try:
         jobs.job(job_id)  # an unknown id fails before anything is created
-        prepare_out_dir(dest, "--out")
+        prepare_out_dir(dest, "--out" if out_dir else "--out (default ./JOB_ID)")
         written = pull_artifacts(jobs, job_id, dest)
     except UserError as e:
         raise fail(str(e)) from None
     if as_json:
         print(json.dumps({"job_id": job_id, "dir": str(dest), "files": [p.name for p in written]}))
     else:
-        out.print(f"{len(written)} files of job {job_id} in {dest}: {', '.join(p.name for p in written)}", highlight=False)
+        out.print(f"{len(written)} files of job {job_id} in {dest}: {', '.join(p.name for p in written)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -1,4 +1,8 @@
-"""The live progress display of a running job (on stderr, so stdout stays for results)."""
+"""The live progress of a running job, on stderr (stdout stays for results).
+
+On a terminal: a rich progress bar (epoch, accuracy, loss, samples/s). Elsewhere
+(a log file, a pipe, CI): one plain line per event, nothing cut or redrawn.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,37 @@ from dtrain.errors import UserError
 from dtrain.spec import JobSpec
 
 
+def placed_on(nodes: dict[str, int]) -> str:
+    return f" on {len(nodes)} nodes" if len(nodes) > 1 else ""
+
+
+def describe(kind: str, payload: dict[str, Any], spec: JobSpec) -> tuple[str, str] | None:
+    """(what the job is doing, its latest figures) after an event of the runner, or None to show nothing."""
+    if kind == "pending":
+        return ("pending", payload["message"]) if payload.get("message") else None
+    if kind == "connected":
+        shared = "" if payload["cpus_per_worker"] >= 1 else f", sharing {payload['cpus']:g} CPUs"
+        return f"starting {spec.workers} workers{shared}", ""
+    if kind == "started":
+        return "training", f"started in {payload['startup_s']:.1f} s" + placed_on(payload.get("nodes") or {})
+    if kind == "recovering":
+        return "recovering", f"back to epoch {payload['epochs_done']}: {payload['reason']}"
+    if kind == "epoch":
+        return "training", (
+            f"test acc {payload['test_accuracy'] * 100:.2f}%  loss {payload['test_loss']:.4f}  "
+            f"{payload['samples_per_s'] / 1000:.0f}k samples/s"
+        )
+    return None
+
+
 class JobProgress:
-    """Turns the runner's events into a rich progress bar: epoch, samples/s, accuracy, loss."""
+    """Turns the runner's events into progress for a human: a bar on a terminal, lines elsewhere."""
 
     def __init__(self, console: Console, spec: JobSpec):
+        self.console = console
         self.spec = spec
         self.job_id = "?"
+        self.live = console.is_terminal
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -30,40 +59,32 @@ class JobProgress:
         self.task = self.progress.add_task("connecting to Ray", total=spec.epochs, figures="")
 
     def __enter__(self) -> JobProgress:
-        self.progress.start()
+        if self.live:
+            self.progress.start()
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, UserError):
-            self.progress.live.transient = True  # the one error line says it all
-        self.progress.stop()
+        if self.live:
+            if isinstance(exc, UserError):
+                self.progress.live.transient = True  # the one error line says it all
+            self.progress.stop()
 
     def on_created(self, record: Any) -> None:
         self.job_id = record.id
-        self.progress.update(self.task, description=f"job {record.id}: starting {self.spec.workers} workers")
+        self._show(f"starting {self.spec.workers} workers", "")
 
     def on_event(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "pending":
-            self.progress.update(self.task, description=f"job {self.job_id}: pending", figures=payload["message"])
-        elif kind == "connected":
-            note = "" if payload["cpus_per_worker"] >= 1 else f", sharing {payload['cpus']:g} CPUs"
-            self.progress.update(self.task, description=f"job {self.job_id}: starting {self.spec.workers} workers{note}")
-        elif kind == "started":
-            self.progress.update(
-                self.task,
-                description=f"job {self.job_id}: training",
-                figures=f"started in {payload['startup_s']:.1f} s" + placed_on(payload.get("nodes") or {}),
-            )
-        elif kind == "epoch":
-            self.progress.update(
-                self.task,
-                completed=payload["epoch"],
-                figures=(
-                    f"test acc {payload['test_accuracy'] * 100:.2f}%  loss {payload['test_loss']:.4f}  "
-                    f"{payload['samples_per_s'] / 1000:.0f}k samples/s"
-                ),
-            )
+        shown = describe(kind, payload, self.spec)
+        if shown:
+            self._show(*shown, epoch=payload["epoch"] if kind == "epoch" else None)
 
-
-def placed_on(nodes: dict[str, int]) -> str:
-    return f" on {len(nodes)} nodes" if len(nodes) > 1 else ""
+    def _show(self, doing: str, figures: str, epoch: int | None = None) -> None:
+        if self.live:
+            update: dict[str, Any] = {"description": f"job {self.job_id}: {doing}", "figures": figures}
+            if epoch is not None:
+                update["completed"] = epoch
+            self.progress.update(self.task, **update)
+            return
+        where = f"epoch {epoch}/{self.spec.epochs}" if epoch is not None else doing
+        self.console.print(f"job {self.job_id}: {where}" + (f"  {figures}" if figures else ""), markup=False,
+                           highlight=False, soft_wrap=True)

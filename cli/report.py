@@ -48,4 +48,4 @@ def print_report(console: Console, report: dict[str, Any], where: str) -> None:
             for item in items
         ]
         console.print(side_by_side(blocks, captions, max_width=console.width), markup=False, highlight=False)
-    console.print(where, markup=False, highlight=False)
+    console.print(where, markup=False, highlight=False, soft_wrap=True)

@@ -18,12 +18,11 @@ from dtrain.cli.app import (
     JobId,
     Json,
     Local,
-    OutDir,
     Storage,
     app,
     err,
     fail,
-    out,
+    note,
     prepare_out_dir,
 )
 from dtrain.errors import UserError
@@ -119,14 +118,18 @@ def submit(
         jobs = open_jobs(address, local, storage)
         if detach and jobs.mode == "local":
             raise UserError(
-                "--detach: no Ray cluster to leave the job in; local-mode jobs end with this command "
+                "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
                 "(start one with `ray start --head`, or pass --address)"
             )
         dataset = None
-        if jobs.mode == "local":  # the data is read here: check it before Ray starts
+        if jobs.mode == "local":  # the job runs here: check it all before Ray starts
+            from dtrain.cluster import placement
+            from dtrain.cluster.runner import check_fits
             from dtrain.data.mnist import load_dataset
 
             dataset = load_dataset(spec.data_dir)
+            check_fits(spec, dataset)
+            placement.worker_cpus(spec.workers, spec.cpus_per_worker, [placement.local_cpus()])
     except UserError as e:
         raise fail(str(e)) from None
 
@@ -171,7 +174,10 @@ def resume(
             prepare_out_dir(out_dir)
         jobs = open_jobs(address, local, storage)
         if detach and jobs.mode == "local":
-            raise UserError("--detach: no Ray cluster to leave the job in; local-mode jobs end with this command")
+            raise UserError(
+                "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
+                "(start one with `ray start --head`, or pass --address)"
+            )
         spec = jobs.job(job_id).spec
     except UserError as e:
         raise fail(str(e)) from None
@@ -212,10 +218,10 @@ def drive(
             raise fail(str(e)) from None
         if detach:
             if as_json:
-                out.print_json(json.dumps(record.summary()))
+                print(json.dumps(record.summary()))
             else:
-                out.print(f"{record.id}", highlight=False)
-                err.print(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow", highlight=False)
+                print(record.id)
+                note(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow")
             return
 
     results = reserve_stdout()
@@ -239,12 +245,12 @@ def drive(
     except UserError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        if start_on_cluster is not None:
-            raise fail(
+        if start_on_cluster is not None:  # detaching is what Ctrl-C does here, not an error
+            note(
                 f"detached from job {job_id}; it keeps running. Follow it with `dtrain logs {job_id} --follow`, "
-                f"stop it with `dtrain cancel {job_id}`",
-                EXIT_INTERRUPTED,
-            ) from None
+                f"stop it with `dtrain cancel {job_id}`"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         raise fail(f"job {job_id} interrupted and cancelled", EXIT_INTERRUPTED) from None
 
     if record.state != "SUCCEEDED":
@@ -286,5 +292,5 @@ def drive(
         from dtrain.cli.report import print_report
 
         where = f"Job {record.id}: artifacts in {job_dir}" + ("" if jobs.mode == "local" else " on the head node")
-        where += f", copied to {out_dir}" if out_dir else ("" if jobs.mode == "local" else f"; `dtrain pull {record.id}` copies them here")
+        where += f", copied to {out_dir}" if out_dir else ("" if jobs.mode == "local" else f"; `dtrain pull {record.id}` copies them to ./{record.id}")
         print_report(Console(file=results), report, where)

@@ -70,7 +70,7 @@ class LocalJobs:
         record = self.job(job_id)
         check_resumable(record)
         record = self.store.update(
-            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, owner=local_owner()
+            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=local_owner()
         )
         on_created(record)
         return self._execute(record, on_event, None)

@@ -69,22 +69,26 @@ def listening(address: str, timeout_s: float = 1.0) -> bool:
 
 def resolve(address: str | None, local: bool = False) -> Target:
     """Decide where to run from --address / RAY_ADDRESS / --local; raise UserError for an address that will not do."""
+    if local and address:
+        raise UserError("--local and --address: choose one (--local runs an embedded Ray in this process)")
     if local:
         return Target("local")
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    source = "--address"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address == "local":
         return Target("local")
-    if address is None:
+    if not address:
         # A cluster `ray start` left running here is joined; a stale record of one that is gone is not.
         recorded = recorded_address()
         if not recorded or not listening(recorded):
             return Target("local")
-        address = recorded
+        address, source = recorded, "the Ray cluster started on this machine"
     elif address == "auto":
         address = recorded_address()
         if not address:
-            raise UserError("--address auto: no Ray cluster was started on this machine (start one with `ray start --head`)")
-    probe(address, PROBE_TIMEOUT_S)
+            raise UserError(f"{source} auto: no Ray cluster was started on this machine (start one with `ray start --head`)")
+    probe(address, PROBE_TIMEOUT_S, source)
     return Target("cluster", address)
 
 

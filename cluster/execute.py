@@ -20,6 +20,8 @@ def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict
     """What an event of the runner changes in the job's record."""
     if kind == "pending":
         return {"message": payload["message"]}
+    if kind == "placed":
+        return {"placed_at": time.time()}
     if kind == "started":
         return {
             "state": "RUNNING",
@@ -41,6 +43,18 @@ def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict
     if kind == "recovering":
         return {"recoveries": record.recoveries + 1, "message": f"recovering from epoch {payload['epochs_done']}: {payload['reason']}"}
     return {}
+
+
+def first_in_line(store: JobStore, record: JobRecord) -> bool:
+    """True if no older job of the same cluster registry still waits for its CPUs."""
+    return not any(
+        r.state == "PENDING"
+        and r.placed_at is None
+        and r.created_at < record.created_at
+        and r.owner.registry == record.owner.registry
+        for r in store.records()
+        if r.id != record.id
+    )
 
 
 def execute(
@@ -74,7 +88,10 @@ def execute(
         store.update(job_id, state=state, message=message, ended_at=time.time(), workers_alive=0)
 
     try:
-        result = run_job(record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop)
+        result = run_job(
+            record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop,
+            may_start=(lambda: first_in_line(store, record)) if record.owner.kind == "cluster" else None,
+        )
     except JobCancelled as e:
         end("CANCELLED", str(e))
         raise

@@ -61,6 +61,7 @@ class JobRecord(BaseModel):
     spec: JobSpec
     owner: Owner
     created_at: float = Field(default_factory=time.time)
+    placed_at: float | None = None  # when its workers' CPUs were reserved
     started_at: float | None = None
     ended_at: float | None = None
     message: str = ""  # why it is PENDING, why it FAILED
@@ -79,8 +80,9 @@ class JobRecord(BaseModel):
         return self.state in TERMINAL
 
     def summary(self) -> dict[str, Any]:
-        """The record as plain JSON data, for --json output."""
-        return self.model_dump(mode="json")
+        """The record as --json prints it: plain JSON data, the id as "job_id" as in every other output."""
+        data = self.model_dump(mode="json")
+        return {"job_id": data.pop("id"), **data}
 
 
 def local_owner() -> Owner:
@@ -212,7 +214,7 @@ def effective(record: JobRecord, live_registry: str | None = None) -> JobRecord:
         why = "interrupted: the Ray cluster it ran on stopped"
     if not gone:
         return record
-    return record.model_copy(update={"state": "FAILED", "message": why})
+    return record.model_copy(update={"state": "FAILED", "message": why, "workers_alive": 0})
 
 
 def wait_for_local_cancel(store: JobStore, job_id: str, timeout_s: float, poll_s: float = 0.1) -> JobRecord:

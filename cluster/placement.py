@@ -8,6 +8,7 @@ forever; its bundles are spread over the nodes.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,11 @@ def node_cpus() -> list[float]:
     import ray
 
     return [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n["Alive"]]
+
+
+def local_cpus() -> float:
+    """CPUs an embedded Ray on this machine will have (those this process may run on)."""
+    return float(len(os.sched_getaffinity(0)))
 
 
 def total_cpus() -> float:

@@ -29,17 +29,21 @@ TOKEN_HINT = (
 )
 
 
-def split_address(address: str) -> tuple[str, int]:
+def split_address(address: str, source: str = "--address") -> tuple[str, int]:
+    if "://" in address:
+        raise UserError(f"{source}: expected the cluster's host:port (e.g. 10.0.0.5:6379), not a URL: {address!r}")
     host, sep, port = address.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit():
-        raise UserError(f"--address: expected host:port, 'auto' or 'local', got {address!r}")
+        raise UserError(f"{source}: expected host:port, 'auto' or 'local', got {address!r}")
+    if not 0 < int(port) < 65536:
+        raise UserError(f"{source}: port {port} is out of range (1-65535)")
     return host, int(port)
 
 
-def _greet(address: str, host: str, port: int, deadline: float) -> None:
+def _greet(address: str, host: str, port: int, deadline: float, source: str) -> None:
     """TCP connect and an HTTP/2 SETTINGS exchange, within the deadline."""
-    unreachable = f"--address: cannot reach a Ray cluster at {address}"
+    unreachable = f"{source}: cannot reach a Ray cluster at {address}"
     try:
         sock = socket.create_connection((host, port), timeout=max(0.05, deadline - time.monotonic()))
     except socket.timeout:
@@ -76,18 +80,24 @@ def _token_settings() -> tuple[bool, bool]:
     return token_mode, has_token
 
 
-def probe(address: str, timeout_s: float = 3.0) -> None:
-    """Return if `address` (a GCS host:port) takes this client; else raise UserError, within ~timeout_s."""
+def probe(address: str, timeout_s: float = 3.0, source: str = "--address") -> None:
+    """Return if `address` (a GCS host:port) takes this client; else raise UserError, within ~timeout_s.
+
+    `source` names where the address came from (--address, RAY_ADDRESS, the cluster `ray start` recorded).
+    """
     deadline = time.monotonic() + timeout_s
-    host, port = split_address(address)
-    _greet(address, host, port, deadline)
+    host, port = split_address(address, source)
+    _greet(address, host, port, deadline, source)
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token_path and not os.path.isfile(os.path.expanduser(token_path)):
+        raise UserError(f"RAY_AUTH_TOKEN_PATH: {token_path}: no such file (expected the cluster's token)")
 
     import ray._raylet as raylet
     from ray.exceptions import AuthenticationError
 
     token_mode, has_token = _token_settings()
     if token_mode and not has_token:
-        raise UserError(f"--address: the cluster at {address} needs an authentication token and none is set: {TOKEN_HINT}")
+        raise UserError(f"{source}: the cluster at {address} needs an authentication token and none is set: {TOKEN_HINT}")
 
     outcome: dict[str, BaseException | bool] = {}
 
@@ -116,10 +126,10 @@ def probe(address: str, timeout_s: float = 3.0) -> None:
         return
     error = outcome.get("error")
     if thread.is_alive() or error is None:
-        raise UserError(f"--address: the Ray cluster at {address} did not answer within {timeout_s:g} s")
+        raise UserError(f"{source}: the Ray cluster at {address} did not answer within {timeout_s:g} s")
     if isinstance(error, AuthenticationError):
         if token_mode and has_token:
-            raise UserError(f"--address: the cluster at {address} refused this client's authentication token: {TOKEN_HINT}")
-        raise UserError(f"--address: the cluster at {address} needs an authentication token: {TOKEN_HINT}")
+            raise UserError(f"{source}: the cluster at {address} refused this client's authentication token: {TOKEN_HINT}")
+        raise UserError(f"{source}: the cluster at {address} needs an authentication token: {TOKEN_HINT}")
     first = str(error).splitlines()[0] if str(error) else type(error).__name__
-    raise UserError(f"--address: {address} answers, but not as a usable Ray cluster: {first}")
+    raise UserError(f"{source}: {address} answers, but not as a usable Ray cluster: {first}")

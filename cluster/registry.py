@@ -93,7 +93,7 @@ class JobRegistry:
 
     def check_storage(self, storage: str) -> str | None:
         """None if `storage` (as the head node reads it) is where this registry keeps jobs, else why not."""
-        if Path(storage).expanduser() == self.root:
+        if Path(storage).expanduser().resolve() == self.root.resolve():
             return None
         return (
             f"--storage: this cluster's dtrain registry keeps its jobs in {self.root} (on the head node), "
@@ -113,7 +113,7 @@ class JobRegistry:
         record = effective(self.store.load(job_id), self.id)
         check_resumable(record)
         self.store.update(
-            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, owner=self._owner()
+            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=self._owner()
         )
         return self._launch(job_id, refused=lambda: self.store.save(record))
 
@@ -153,7 +153,7 @@ class JobRegistry:
         with self.lock:
             self.running[job_id] = running
         threading.Thread(target=self._watch, args=(job_id, running), daemon=True).start()
-        return self.store.load(job_id).summary()
+        return self.store.load(job_id).model_dump(mode="json")
 
     def _watch(self, job_id: str, running: _Running) -> None:
         """Wait for a job's runner to finish, record a runner that died, and remove it."""
@@ -173,10 +173,10 @@ class JobRegistry:
             running.ended.set()
 
     def jobs(self) -> list[dict[str, Any]]:
-        return [effective(r, self.id).summary() for r in self.store.records()]
+        return [effective(r, self.id).model_dump(mode="json") for r in self.store.records()]
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return effective(self.store.load(job_id), self.id).summary()
+        return effective(self.store.load(job_id), self.id).model_dump(mode="json")
 
     def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
         self.store.load(job_id)  # an unknown id is an error, not an empty list
@@ -199,12 +199,12 @@ class JobRegistry:
         with self.lock:
             running = self.running.get(job_id)
         if running is None:  # a local-mode job whose record shares this storage
-            return wait_for_local_cancel(self.store, job_id, CANCEL_GRACE_S).summary()
+            return wait_for_local_cancel(self.store, job_id, CANCEL_GRACE_S).model_dump(mode="json")
         running.runner.cancel.remote()
         if not running.ended.wait(CANCEL_GRACE_S):
             self.store.update(job_id, state="CANCELLED", message="cancelled (the runner was stopped)", ended_at=time.time())
             ray.kill(running.runner)
-        return self.store.load(job_id).summary()
+        return self.store.load(job_id).model_dump(mode="json")
 
 
 def get_or_create_registry(storage: str | None) -> Any:

@@ -147,12 +147,15 @@ def run_job(
     on_event: OnEvent | None = None,
     dataset: Dataset | None = None,
     should_stop: Callable[[], bool] | None = None,
+    may_start: Callable[[], bool] | None = None,
 ) -> JobResult:
     """Train `spec` on the connected Ray cluster (an embedded one if none); write the run directory.
 
-    Events for `on_event`: "pending" (waiting for CPUs), "connected", "started",
+    Events for `on_event`: "connected", "pending" (waiting for CPUs), "placed", "started",
     then one "epoch" per epoch. `should_stop` is polled while waiting for CPUs
     and at each epoch; when it answers True the job ends with JobCancelled.
+    `may_start` says whether the job may reserve its CPUs yet (jobs queue in
+    submission order on a cluster); it is polled until it does.
     """
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -173,10 +176,14 @@ def run_job(
     nodes = placement.node_cpus()
     share = placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
     emit("connected", {"cpus": sum(nodes), "nodes": len(nodes), "cpus_per_worker": share})
+    # Jobs start in the order they were submitted: Ray places waiting groups in no set order.
+    if not wait_for_turn(may_start, stop, emit):
+        raise JobCancelled("stopped while waiting for older jobs to start")
     with placement.reserved(spec.workers, share) as group:
         waiting = f"waiting for {spec.workers} x {share:g} CPU for the workers; other jobs hold them"
         if not placement.wait_for(group, stop, lambda s: emit("pending", {"message": waiting, "waited_s": s})):
-            raise JobCancelled("cancelled while waiting for CPUs")
+            raise JobCancelled("stopped while waiting for CPUs")
+        emit("placed", {"cpus_per_worker": share})
         # The dataset enters the object store once (training images as sparse rows);
         # every worker gets the references.
         x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
@@ -284,6 +291,19 @@ def run_job(
     }
     write_json(run_dir / "report.json", report)
     return JobResult(job_id, "SUCCEEDED", run_dir, spec, history, final, dataset, report)
+
+
+def wait_for_turn(may_start: Callable[[], bool] | None, stop: Callable[[], bool], emit: OnEvent, poll_s: float = 0.5) -> bool:
+    """Wait until the job may reserve its CPUs; False if it was stopped first."""
+    said = False
+    while may_start is not None and not may_start():
+        if stop():
+            return False
+        if not said:
+            emit("pending", {"message": "queued behind older jobs that are waiting for CPUs"})
+            said = True
+        time.sleep(poll_s)
+    return True
 
 
 def start_or_resume(run_dir: Path, spec: JobSpec) -> None:
@@ -428,7 +448,7 @@ def _train_from_checkpoint(
     t_epoch = now
     for epoch in range(done, spec.epochs):
         if stop():
-            raise JobCancelled(f"cancelled after {len(history)} of {spec.epochs} epochs")
+            raise JobCancelled(f"stopped after {len(history)} of {spec.epochs} epochs")
         if epoch > done and plan.momenta[epoch] != plan.momenta[epoch - 1]:
             server.set_momentum.remote(plan.momenta[epoch])
         rounds = plan.rounds[epoch]

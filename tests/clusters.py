@@ -106,7 +106,17 @@ class TwoNodes:
         return self.json("status", job_id)
 
     def wait_for_epoch(self, job_id: str, epoch: int, timeout: float = 120) -> dict:
-        return wait_until(lambda: (j := self.job(job_id))["epoch"] >= epoch and j, timeout, f"job {job_id} to reach epoch {epoch}")
+        """Wait until the job has finished `epoch` epochs, reading its record straight from the
+        storage directory (the head node's disk is this machine's): prompt, unlike a CLI process."""
+        from dtrain.cluster.jobstore import JobStore
+
+        store = JobStore(self.storage)
+
+        def reached() -> dict | None:
+            record = store.load(job_id)
+            return record.summary() if record.epoch >= epoch else None
+
+        return wait_until(reached, timeout, f"job {job_id} to reach epoch {epoch}", interval=0.05)
 
     def follow(self, job_id: str, timeout: float = 300) -> dict:
         """Wait for the job's end with `dtrain logs --follow`; return its final record."""

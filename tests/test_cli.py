@@ -165,7 +165,7 @@ def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster
     job_id = json.loads(submitted.stdout)["job_id"]
 
     listed = json.loads(run_cli("list", "--storage", storage, "--json").stdout)
-    assert [(j["id"], j["state"], j["epoch"], j["owner"]["kind"]) for j in listed] == [(job_id, "SUCCEEDED", 1, "local")]
+    assert [(j["job_id"], j["state"], j["epoch"], j["owner"]["kind"]) for j in listed] == [(job_id, "SUCCEEDED", 1, "local")]
     table = run_cli("list", "--storage", storage).stdout
     assert job_id in table and "SUCCEEDED" in table and "1/1" in table
 
@@ -209,7 +209,7 @@ def test_local_job_is_cancelled_from_another_process(tmp_path):
     assert json.loads(cancelled.stdout)["state"] == "CANCELLED"
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
-    assert f"job {job_id} cancelled: cancelled after" in err and "Traceback" not in err
+    assert f"job {job_id} cancelled: stopped after" in err and "Traceback" not in err
     assert jobs.metrics(job_id)  # the epochs it trained are kept
 
 
@@ -217,7 +217,7 @@ def test_detach_needs_a_cluster_and_unknown_jobs_are_one_line(tmp_path):
     storage = str(tmp_path / "storage")
     detached = run_cli("submit", "--local", "--detach", "--storage", storage)
     assert detached.exit_code == 2
-    assert detached.stderr.startswith("error: --detach: no Ray cluster to leave the job in")
+    assert detached.stderr.startswith("error: --detach: a local-mode job ends with this command")
     for command in ("status", "logs", "cancel", "report", "pull"):
         result = run_cli(command, "0123abcd", "--storage", storage)
         assert result.exit_code == 2

@@ -27,7 +27,7 @@ SPEC = ["--workers", "2", "--cpus-per-worker", "0.5", "--epochs", str(EPOCHS), "
 def baseline(two_node_cluster) -> dict:
     """The undisturbed job: its final record."""
     job = two_node_cluster.json("submit", *SPEC, "--detach")
-    return two_node_cluster.follow(job["id"])
+    return two_node_cluster.follow(job["job_id"])
 
 
 def no_partial_files(job_dir) -> None:
@@ -46,7 +46,7 @@ def epochs_recorded(job_dir) -> list[int]:
 
 def test_a_lost_node_takes_its_worker_which_restarts_on_another_node(two_node_cluster, baseline):
     cluster = two_node_cluster
-    job_id = cluster.json("submit", *SPEC, "--detach")["id"]
+    job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
     running = cluster.wait_for_epoch(job_id, 2)
     assert running["epoch"] < EPOCHS - 1, "too late to disturb the job"
     assert cluster.second_node in running["nodes"]  # one of its workers is on the node we remove
@@ -60,7 +60,7 @@ def test_a_lost_node_takes_its_worker_which_restarts_on_another_node(two_node_cl
         assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
         no_partial_files(cluster.storage / "jobs" / job_id)
         # The delay the loss cost: the longest gap between two epochs, against the undisturbed run's.
-        stall = longest_epoch_gap(cluster.storage / "jobs" / job_id) - longest_epoch_gap(cluster.storage / "jobs" / baseline["id"])
+        stall = longest_epoch_gap(cluster.storage / "jobs" / job_id) - longest_epoch_gap(cluster.storage / "jobs" / baseline["job_id"])
         print(f"node loss: the job stalled {stall:.1f} s (ended {final['ended_at'] - removed['at']:.1f} s after the loss)")
         assert stall < 30
     finally:
@@ -69,7 +69,7 @@ def test_a_lost_node_takes_its_worker_which_restarts_on_another_node(two_node_cl
 
 def test_a_lost_runner_is_restarted_and_resumes_the_job_from_its_checkpoint(two_node_cluster, baseline):
     cluster = two_node_cluster
-    job_id = cluster.json("submit", *SPEC, "--detach")["id"]
+    job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
     assert cluster.wait_for_epoch(job_id, 2)["epoch"] < EPOCHS - 1, "too late to disturb the job"
     runners = subprocess.run(["pgrep", "-f", "ray::JobRunner"], capture_output=True, text=True).stdout.split()
     assert runners, "no job runner process found"
@@ -90,7 +90,7 @@ def test_a_job_interrupted_by_a_cluster_restart_is_resumed(tmp_path_factory, bas
     storage = tmp_path_factory.mktemp("restart-storage")
     first = TwoNodes(storage)
     try:
-        job_id = first.json("submit", *SPEC, "--detach")["id"]
+        job_id = first.json("submit", *SPEC, "--detach")["job_id"]
         assert first.wait_for_epoch(job_id, 2)["epoch"] < EPOCHS - 1, "too late to disturb the job"
     finally:
         first.stop()
