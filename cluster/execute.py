@@ -25,7 +25,7 @@ def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict
     if kind == "started":
         return {
             "state": "RUNNING",
-            "started_at": time.time(),
+            "started_at": record.started_at or time.time(),
             "message": "",
             "workers_alive": payload["workers"],
             "cpus_per_worker": payload["cpus_per_worker"],

@@ -50,6 +50,12 @@ MAX_RECOVERIES = 5
 #: How long a restarted parameter server may take to answer again.
 RECOVERY_TIMEOUT_S = 120.0
 
+#: Times a job places its workers again after losing a node (fitted to the nodes left).
+MAX_REPLACEMENTS = 3
+
+#: How long after a node with workers is lost the job waits for Ray to restart them before placing them again.
+LOST_NODE_GRACE_S = 10.0
+
 #: How long workers may take to start before the job fails instead of hanging.
 PLACEMENT_TIMEOUT_S = 120.0
 
@@ -63,6 +69,45 @@ class JobFailed(Exception):
 
 class JobCancelled(Exception):
     """The job was asked to stop (`dtrain cancel`, or Ctrl-C in local mode)."""
+
+
+class WorkersLost(Exception):
+    """A node with some of the job's workers is gone, and Ray could not restart them elsewhere."""
+
+    def __init__(self, message: str, epochs_done: int):
+        super().__init__(message)
+        self.epochs_done = epochs_done
+
+
+class NodeWatch:
+    """Waits for an epoch's results while watching the nodes the workers were placed on."""
+
+    def __init__(self, nodes: set[str], grace_s: float | None = None):
+        self.nodes = nodes
+        self.grace_s = LOST_NODE_GRACE_S if grace_s is None else grace_s
+
+    def wait(self, ref: Any, epochs_done: int) -> dict:
+        """ray.get(ref), unless a node of the workers is gone and the epoch does not end within
+        the grace period (Ray restarts a lost worker where there is room): then WorkersLost."""
+        import ray
+
+        lost_since = None
+        while True:
+            ready, _ = ray.wait([ref], timeout=1.0)
+            if ready:
+                return ray.get(ref)
+            alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+            gone = self.nodes - alive
+            if not gone:
+                lost_since = None
+                continue
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since >= self.grace_s:
+                raise WorkersLost(
+                    f"node {', '.join(n[:8] for n in sorted(gone))} was lost with some of the workers; "
+                    "placing them again on the nodes left",
+                    epochs_done,
+                )
 
 
 @dataclass
@@ -179,73 +224,90 @@ def run_job(
     # Jobs start in the order they were submitted: Ray places waiting groups in no set order.
     if not wait_for_turn(may_start, stop, emit):
         raise JobCancelled("stopped while waiting for older jobs to start")
-    with placement.reserved(spec.workers, share) as group:
-        waiting = f"waiting for {spec.workers} x {share:g} CPU for the workers; other jobs hold them"
-        if not placement.wait_for(group, stop, lambda s: emit("pending", {"message": waiting, "waited_s": s})):
-            raise JobCancelled("stopped while waiting for CPUs")
-        emit("placed", {"cpus_per_worker": share})
-        # The dataset enters the object store once (training images as sparse rows);
-        # every worker gets the references.
-        x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
-        bounds = shard_bounds(len(dataset.y_train), spec.workers)
-        plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
-        server = (
-            ray.remote(ParameterServer)
-            .options(
-                num_cpus=0,
-                resources=placement.ON_HEAD,  # it writes the checkpoints, next to the job's other files
-                max_restarts=SERVER_RESTARTS,
-                max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
-            )
-            .remote(sizes, seed=spec.seed, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
+    # The dataset enters the object store once (training images as sparse rows);
+    # every worker gets the references.
+    x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
+    bounds = shard_bounds(len(dataset.y_train), spec.workers)
+    plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
+    server = (
+        ray.remote(ParameterServer)
+        .options(
+            num_cpus=0,
+            resources=placement.ON_HEAD,  # it writes the checkpoints, next to the job's other files
+            max_restarts=SERVER_RESTARTS,
+            max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
         )
-        workers = [
-            ray.remote(Worker)
-            .options(
-                num_cpus=share,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
-                # A killed worker is restarted with its arguments, so it takes its shard back,
-                # and its pending round runs again: train_block depends on its arguments
-                # alone, so the redone round gives exactly the result the lost one would have.
-                max_restarts=WORKER_RESTARTS,
-                max_task_retries=-1,
-            )
-            .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
-            for rank, (lo, hi) in enumerate(bounds)
-        ]
-        try:
-            warm.join()
-            placed = wait_until_ready(workers, share)
-            server_pid = ray.get(server.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
-            startup = time.perf_counter() - t_start
-            emit(
-                "started",
-                {
-                    "startup_s": startup,
-                    "workers": spec.workers,
-                    "rounds": sum(plan.rounds),
-                    "kernel": kernel,
-                    "cpus_per_worker": share,
-                    "nodes": placed["nodes"],
-                    "pids": placed["pids"],
-                    "server_pid": server_pid,
-                },
-            )
-            recoveries: list[dict[str, Any]] = []
+        .remote(sizes, seed=spec.seed, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
+    )
+    recoveries: list[dict[str, Any]] = []
 
-            def emit_counting(kind: str, payload: dict[str, Any]) -> None:
-                if kind == "recovering":
-                    recoveries.append(payload)
-                emit(kind, payload)
+    def emit_counting(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "recovering":
+            recoveries.append(payload)
+        emit(kind, payload)
 
-            with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
-                history, theta, final = train_epochs(
-                    spec, plan, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start
-                )
-            worker_stats = ray.get([w.stats.remote() for w in workers])
-        finally:
-            for actor in [*workers, server]:
-                ray.kill(actor)
+    done_before = len(read_jsonl(run_dir / "metrics.jsonl"))
+    if done_before:
+        emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint"})
+    startup = None
+    try:
+        # Workers are placed again (fitted to the nodes left) when a node is lost with
+        # workers that Ray cannot restart elsewhere.
+        for placing in range(MAX_REPLACEMENTS + 1):
+            share = share if placing == 0 else placement.worker_cpus(spec.workers, spec.cpus_per_worker, placement.node_cpus())
+            with placement.reserved(spec.workers, share) as group:
+                waiting = f"waiting for {spec.workers} x {share:g} CPU for the workers; other jobs hold them"
+                if not placement.wait_for(group, stop, lambda s: emit("pending", {"message": waiting, "waited_s": s})):
+                    raise JobCancelled("stopped while waiting for CPUs")
+                emit("placed", {"cpus_per_worker": share})
+                workers = [
+                    ray.remote(Worker)
+                    .options(
+                        num_cpus=share,
+                        scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
+                        # A killed worker is restarted with its arguments, so it takes its shard back,
+                        # and its pending round runs again: train_block depends on its arguments
+                        # alone, so the redone round gives exactly the result the lost one would have.
+                        max_restarts=WORKER_RESTARTS,
+                        max_task_retries=-1,
+                    )
+                    .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
+                    for rank, (lo, hi) in enumerate(bounds)
+                ]
+                try:
+                    warm.join()
+                    placed = wait_until_ready(workers, share)
+                    server_pid = ray.get(server.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
+                    startup = startup or time.perf_counter() - t_start
+                    emit(
+                        "started",
+                        {
+                            "startup_s": startup,
+                            "workers": spec.workers,
+                            "rounds": sum(plan.rounds),
+                            "kernel": kernel,
+                            "cpus_per_worker": share,
+                            "nodes": placed["nodes"],
+                            "pids": placed["pids"],
+                            "server_pid": server_pid,
+                        },
+                    )
+                    watch = NodeWatch(set(placed["nodes"]))
+                    with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
+                        history, theta, final = train_epochs(
+                            spec, plan, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start, watch.wait
+                        )
+                    worker_stats = ray.get([w.stats.remote() for w in workers])
+                    break
+                except WorkersLost as lost:
+                    if placing == MAX_REPLACEMENTS:
+                        raise JobFailed(f"lost workers {MAX_REPLACEMENTS + 1} times; last: {lost}") from None
+                    emit_counting("recovering", {"epochs_done": lost.epochs_done, "reason": str(lost)})
+                finally:
+                    for worker in workers:
+                        ray.kill(worker)
+    finally:
+        ray.kill(server)
 
     save_weights(
         run_dir / "model.npz",
@@ -350,31 +412,34 @@ def train_epochs(
     emit: OnEvent,
     stop: Callable[[], bool],
     t_start: float,
+    await_totals: Callable[[Any, int], dict] | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
     """Run the epochs from the job's last scored one, going back to it if the server or a worker is lost.
+
+    `await_totals(ref, epochs_done)` waits for an epoch's training totals (default: ray.get);
+    run_job's raises WorkersLost when a node with workers on it is gone.
 
     Returns the per-epoch history, and the last scored model with its evaluation
     (with --until-accuracy, the first that reached the target).
     """
+    import ray
     from ray.exceptions import RayActorError, RayTaskError
 
     x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
     history = read_jsonl(run_dir / "metrics.jsonl")  # a resumed job's epochs so far
     recoveries = 0
-    if history:
-        recoveries += 1
-        emit("recovering", {"epochs_done": len(history), "reason": "resumed from its last checkpoint", "recoveries": 1})
     for attempt in range(MAX_RECOVERIES + 1):
         try:
             return _train_from_checkpoint(
-                spec, plan, server, workers, x_test, dataset.y_test, sizes, run_dir, emit, stop, t_start, history
+                spec, plan, server, workers, x_test, dataset.y_test, sizes, run_dir, emit, stop, t_start, history,
+                await_totals or (lambda ref, done: ray.get(ref)),
             )
         except (RayActorError, RayTaskError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if attempt == MAX_RECOVERIES:
                 raise JobFailed(f"lost its parameter server or a worker {MAX_RECOVERIES + 1} times; last: {reason}") from None
             recoveries += 1
-            emit("recovering", {"epochs_done": len(history), "reason": reason, "recoveries": recoveries})
+            emit("recovering", {"epochs_done": len(history), "reason": reason})
     raise AssertionError("unreachable")
 
 
@@ -391,6 +456,7 @@ def _train_from_checkpoint(
     stop: Callable[[], bool],
     t_start: float,
     history: list[dict[str, Any]],
+    await_totals: Callable[[Any, int], dict],
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
     """Rewind the server to the last scored epoch, then train the rest, scoring each epoch's
     model in the driver while the next epoch trains. `history` is updated in place."""
@@ -418,7 +484,7 @@ def _train_from_checkpoint(
     def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
         """Score one epoch's model; True when the job should stop."""
         nonlocal last
-        figures = ray.get(totals_ref)
+        figures = await_totals(totals_ref, len(history))
         finished = time.perf_counter()
         check_divergence(figures, epoch)
         theta = np.array(ray.get(weights_ref))

@@ -16,11 +16,12 @@ import pytest
 
 from clusters import TwoNodes
 
-#: Two workers of half a CPU: one on each node (the placement spreads them), with room
-#: on the head node for the one a lost node takes with it. A hidden layer of 1024 makes
-#: an epoch slow enough (~1 s) to disturb the job in the middle.
+#: Four workers on the two nodes' four CPUs, fitted by default to one CPU each, so a lost
+#: node leaves no room to restart its workers: the job must place them again, on the
+#: node left. A hidden layer of 1024 makes an epoch slow enough (~1 s) to disturb the
+#: job in the middle.
 EPOCHS = 8
-SPEC = ["--workers", "2", "--cpus-per-worker", "0.5", "--epochs", str(EPOCHS), "--hidden", "1024", "--seed", "11"]
+SPEC = ["--workers", "4", "--epochs", str(EPOCHS), "--hidden", "1024", "--seed", "11"]
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +36,11 @@ def no_partial_files(job_dir) -> None:
     assert not leftovers, leftovers
 
 
-def longest_epoch_gap(job_dir) -> float:
-    times = [json.loads(line)["wall_time_s"] for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
-    return max(b - a for a, b in zip(times, times[1:]))
-
-
 def epochs_recorded(job_dir) -> list[int]:
     return [json.loads(line)["epoch"] for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_a_lost_node_takes_its_worker_which_restarts_on_another_node(two_node_cluster, baseline):
+def test_a_lost_node_takes_its_workers_which_are_placed_again_on_the_node_left(two_node_cluster, baseline):
     cluster = two_node_cluster
     job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
     running = cluster.wait_for_epoch(job_id, 2)
@@ -56,13 +52,14 @@ def test_a_lost_node_takes_its_worker_which_restarts_on_another_node(two_node_cl
         final = cluster.follow(job_id)
         assert final["state"] == "SUCCEEDED", final["message"]
         assert final["test_accuracy"] == baseline["test_accuracy"]
-        assert final["worker_restarts"] >= 1
+        assert final["recoveries"] >= 1 and "was lost" in " ".join(json.loads((cluster.storage / "jobs" / job_id / "report.json").read_text())["recoveries"])
+        assert list(final["nodes"]) == [n for n in running["nodes"] if n != cluster.second_node]  # all on the node left
         assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
         no_partial_files(cluster.storage / "jobs" / job_id)
-        # The delay the loss cost: the longest gap between two epochs, against the undisturbed run's.
-        stall = longest_epoch_gap(cluster.storage / "jobs" / job_id) - longest_epoch_gap(cluster.storage / "jobs" / baseline["job_id"])
-        print(f"node loss: the job stalled {stall:.1f} s (ended {final['ended_at'] - removed['at']:.1f} s after the loss)")
-        assert stall < 30
+        # The delay the loss cost: how much longer the job ran than the undisturbed one.
+        delay = (final["ended_at"] - final["started_at"]) - (baseline["ended_at"] - baseline["started_at"])
+        print(f"node loss cost the job {delay:.1f} s (it ended {final['ended_at'] - removed['at']:.1f} s after the loss)")
+        assert delay < 60
     finally:
         cluster.second_node = cluster.command("add-node")["added"]
 
