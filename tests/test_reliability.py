@@ -77,6 +77,8 @@ def test_a_lost_runner_is_restarted_and_resumes_the_job_from_its_checkpoint(two_
     assert final["state"] == "SUCCEEDED", final["message"]
     assert final["recoveries"] >= 1
     assert final["test_accuracy"] == baseline["test_accuracy"]
+    delay = (final["ended_at"] - final["started_at"]) - (baseline["ended_at"] - baseline["started_at"])
+    print(f"runner loss cost the job {delay:.1f} s")
     assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
     no_partial_files(cluster.storage / "jobs" / job_id)
 

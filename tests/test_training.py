@@ -129,6 +129,7 @@ def test_a_killed_worker_takes_its_shard_back_and_the_job_ends_as_if_nothing_hap
     restarted = [w for w in disturbed.report["workers"] if w["restarted"]]
     assert [w["rank"] for w in restarted] == [1]
     assert [h["samples"] for h in disturbed.history] == [4000] * 4  # every sample once per epoch
+    assert not [f for f in (tmp_path / "b").rglob("*") if f.name.startswith(".")]  # no partial files
     a, _ = read_weights(tmp_path / "a" / "model.npz")
     b, _ = read_weights(tmp_path / "b" / "model.npz")
     np.testing.assert_array_equal(a, b)
@@ -161,6 +162,7 @@ def test_a_killed_parameter_server_is_restarted_and_rewound_to_its_last_checkpoi
     assert disturbed.evaluation.accuracy == undisturbed.evaluation.accuracy
     checkpoints = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
     assert checkpoints == ["epoch-00003.npz", "epoch-00004.npz", "epoch-00005.npz"]  # the last three, no temp files
+    assert not [f for f in (tmp_path / "b").rglob("*") if f.name.startswith(".")]  # no partial files
 
 
 def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, small_mnist, tmp_path):
