@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 from dtrain.cli import submit, jobs  # noqa: F401, I001  (registers the commands, in --help order)
-from dtrain.cli.app import app, err
+from dtrain.cli.app import EXIT_FAILED, EXIT_USER_ERROR, app, err
+from dtrain.errors import UserError
 
 __all__ = ["app", "main"]
 
@@ -20,7 +21,14 @@ def main() -> None:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except UserError as e:  # a command that did not catch its own: still one line
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
     except Exception as e:  # click's UsageError family, without importing Typer's private click
+        if is_ray_error(e):  # the cluster went away under the command
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            err.print(f"error: Ray: {first}", markup=False, highlight=False, soft_wrap=True)
+            sys.exit(EXIT_FAILED)
         if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
             raise
         message = e.format_message()
@@ -30,3 +38,9 @@ def main() -> None:
             err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     sys.exit(code or 0)
+
+
+def is_ray_error(e: BaseException) -> bool:
+    """A Ray error (without importing Ray for commands that never started it)."""
+    ray_exceptions = sys.modules.get("ray.exceptions")
+    return ray_exceptions is not None and isinstance(e, ray_exceptions.RayError)

@@ -209,7 +209,6 @@ def drive(
     from dtrain.cli.progress import JobProgress
     from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.client import follow, pull
-    from dtrain.cluster.runner import JobCancelled, JobFailed
 
     if start_on_cluster is not None:
         try:
@@ -240,8 +239,11 @@ def drive(
             else:
                 try:
                     record = run_here(created, progress.on_event)
-                except (JobFailed, JobCancelled):
-                    record = jobs.job(job_id)
+                except Exception as e:
+                    # However the job ended, execute recorded it; the record says how (exit 1, one line).
+                    record = jobs.job(job_id) if job_id else None
+                    if record is None or not record.done:
+                        raise e from None
     except UserError as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:

@@ -67,9 +67,9 @@ def execute(
 ) -> JobResult:
     """Run the job and leave its record in a final state; re-raise what ended it early.
 
-    A UserError before the job ever started (bad data, a request the cluster
-    cannot hold) means it was refused: its directory is removed, as if never
-    submitted. A job whose run directory holds checkpoints resumes from them.
+    Refusing a job (bad data, a request the cluster cannot hold) is the caller's
+    check, made before the job is recorded; here every way of ending is recorded.
+    A job whose run directory holds checkpoints resumes from them.
     A cancel request in the store stops it like `should_stop` does.
     """
     job_id = record.id
@@ -99,10 +99,7 @@ def execute(
         end("FAILED", str(e))
         raise
     except UserError as e:
-        if store.load(job_id).started_at is None:  # refused before it ever ran: not a job
-            store.forget(job_id)
-        else:
-            end("FAILED", str(e))
+        end("FAILED", str(e))
         raise
     except KeyboardInterrupt:
         end("CANCELLED", "interrupted (Ctrl-C)")

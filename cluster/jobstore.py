@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -179,10 +180,7 @@ class JobStore:
 
     def forget(self, job_id: str) -> None:
         """Remove a job that was refused before it started (nothing of it is worth keeping)."""
-        job_dir = self.job_dir(job_id)
-        for path in job_dir.iterdir():
-            path.unlink()
-        job_dir.rmdir()
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
 
 def pid_alive(pid: int) -> bool:
@@ -220,8 +218,10 @@ def effective(record: JobRecord, live_registry: str | None = None) -> JobRecord:
 def wait_for_local_cancel(store: JobStore, job_id: str, timeout_s: float, poll_s: float = 0.1) -> JobRecord:
     """Ask the local dtrain process running a job to stop it, and wait until its record says it has.
 
-    The process checks for the request at each epoch; a job it does not stop in
-    time (or whose process is gone) is marked CANCELLED here.
+    The process checks for the request at each epoch and writes the final state
+    itself (it is the record's only writer); a process that is gone leaves a job
+    that reads FAILED (interrupted). One that does not answer in time is reported,
+    not overruled.
     """
     store.request_cancel(job_id)
     deadline = time.monotonic() + timeout_s
@@ -230,7 +230,11 @@ def wait_for_local_cancel(store: JobStore, job_id: str, timeout_s: float, poll_s
         if record.done:
             return record
         time.sleep(poll_s)
-    return store.update(job_id, state="CANCELLED", message="cancelled (its process did not answer)", ended_at=time.time())
+    owner = store.load(job_id).owner
+    raise UserError(
+        f"job {job_id} did not stop within {timeout_s:g} s; its process (pid {owner.pid} on {owner.host}) "
+        "will stop it at its next epoch"
+    )
 
 
 def check_resumable(record: JobRecord) -> None:

@@ -98,14 +98,16 @@ def wait_for(
     """Wait until the group is placed; False if the job was stopped first.
 
     Once it has waited `patience_s` (placing a group normally takes well under
-    a second), `on_wait(seconds waited)` is called at each poll, so the job can
-    say why it is still PENDING.
+    a second), `on_wait(seconds waited)` is called, once, so the job can say why
+    it is still PENDING.
     """
     t0 = time.monotonic()
+    said = False
     while not group.wait(timeout_seconds=poll_s):
         if should_stop():
             return False
         waited = time.monotonic() - t0
-        if waited >= patience_s:
+        if waited >= patience_s and not said:
             on_wait(waited)
+            said = True
     return True

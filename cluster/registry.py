@@ -20,7 +20,15 @@ from typing import Any
 
 from dtrain.cluster import placement
 from dtrain.cluster.execute import execute
-from dtrain.cluster.jobstore import DEFAULT_STORAGE, JobStore, Owner, check_resumable, effective, wait_for_local_cancel
+from dtrain.cluster.jobstore import (
+    DEFAULT_STORAGE,
+    JobStore,
+    Owner,
+    check_resumable,
+    effective,
+    resolve_root,
+    wait_for_local_cancel,
+)
 from dtrain.cluster.runner import JobCancelled, JobFailed, check_fits
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
@@ -76,6 +84,7 @@ class JobRunner:
 class _Running:
     runner: Any
     ended: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
 
 
 class JobRegistry:
@@ -83,7 +92,7 @@ class JobRegistry:
 
     def __init__(self, storage: str | None):
         self.id = secrets.token_hex(8)  # new for each cluster lifetime: older running records are stale
-        self.root = Path(storage or DEFAULT_STORAGE).expanduser()
+        self.root = resolve_root(storage or DEFAULT_STORAGE)
         self.store = JobStore(self.root)
         self.running: dict[str, _Running] = {}
         self.lock = threading.Lock()
@@ -112,6 +121,9 @@ class JobRegistry:
         """Start a FAILED or CANCELLED job again from its last checkpoint (e.g. after a cluster restart)."""
         record = effective(self.store.load(job_id), self.id)
         check_resumable(record)
+        with self.lock:
+            if job_id in self.running:
+                raise UserError(f"job {job_id} is already being resumed")
         self.store.update(
             job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=self._owner()
         )
@@ -126,7 +138,12 @@ class JobRegistry:
         """Start the job's runner; once it has checked the job can run, let it run and watch it."""
         import ray
 
-        runner = (
+        with self.lock:
+            if job_id in self.running:
+                return {"error": f"job {job_id} is already running"}
+            running = _Running(runner=None)
+            self.running[job_id] = running  # from now on `cancel` finds it, even while it prepares
+        running.runner = runner = (
             ray.remote(JobRunner)
             .options(
                 namespace=NAMESPACE,
@@ -147,25 +164,31 @@ class JobRegistry:
             problem = f"the job's runner did not start: {type(e).__name__}"
         if problem:
             ray.kill(runner)
+            with self.lock:
+                self.running.pop(job_id, None)
             refused()
             return {"error": problem}
-        running = _Running(runner)
-        with self.lock:
-            self.running[job_id] = running
         threading.Thread(target=self._watch, args=(job_id, running), daemon=True).start()
         return self.store.load(job_id).model_dump(mode="json")
 
     def _watch(self, job_id: str, running: _Running) -> None:
-        """Wait for a job's runner to finish, record a runner that died, and remove it."""
+        """Wait for a job's runner to finish, record how it ended if the runner could not, and remove it.
+
+        A runner that ends its job writes the final state itself; one that was killed
+        (cancelled too slowly) or died for good cannot, and this is then the only writer.
+        """
         import ray
 
         try:
             ray.get(running.runner.run.remote())
         except Exception as e:
             if not self.store.load(job_id).done:
-                self.store.update(
-                    job_id, state="FAILED", message=f"the job's runner died ({type(e).__name__})", ended_at=time.time()
-                )
+                if running.cancelled:
+                    self.store.update(job_id, state="CANCELLED", message="stopped (its runner was ended)", ended_at=time.time())
+                else:
+                    self.store.update(
+                        job_id, state="FAILED", message=f"the job's runner died ({type(e).__name__})", ended_at=time.time()
+                    )
         finally:
             ray.kill(running.runner)
             with self.lock:
@@ -200,10 +223,12 @@ class JobRegistry:
             running = self.running.get(job_id)
         if running is None:  # a local-mode job whose record shares this storage
             return wait_for_local_cancel(self.store, job_id, CANCEL_GRACE_S).model_dump(mode="json")
-        running.runner.cancel.remote()
-        if not running.ended.wait(CANCEL_GRACE_S):
-            self.store.update(job_id, state="CANCELLED", message="cancelled (the runner was stopped)", ended_at=time.time())
-            ray.kill(running.runner)
+        running.cancelled = True
+        if running.runner is not None:
+            running.runner.cancel.remote()  # the job stops at its next epoch (or while it waits for CPUs)
+        if not running.ended.wait(CANCEL_GRACE_S) and running.runner is not None:
+            ray.kill(running.runner)  # _watch then records it CANCELLED
+            running.ended.wait(CANCEL_GRACE_S)
         return self.store.load(job_id).model_dump(mode="json")
 
 

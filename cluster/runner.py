@@ -82,8 +82,9 @@ class WorkersLost(Exception):
 class NodeWatch:
     """Waits for an epoch's results while watching the nodes the workers were placed on."""
 
-    def __init__(self, nodes: set[str], grace_s: float | None = None):
+    def __init__(self, nodes: set[str], stop: Callable[[], bool], grace_s: float | None = None):
         self.nodes = nodes
+        self.stop = stop
         self.grace_s = LOST_NODE_GRACE_S if grace_s is None else grace_s
 
     def wait(self, ref: Any, epochs_done: int) -> dict:
@@ -96,6 +97,8 @@ class NodeWatch:
             ready, _ = ray.wait([ref], timeout=1.0)
             if ready:
                 return ray.get(ref)
+            if self.stop():
+                raise JobCancelled(f"stopped after {epochs_done} epochs")
             alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
             gone = self.nodes - alive
             if not gone:
@@ -229,16 +232,6 @@ def run_job(
     x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
     bounds = shard_bounds(len(dataset.y_train), spec.workers)
     plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
-    server = (
-        ray.remote(ParameterServer)
-        .options(
-            num_cpus=0,
-            resources=placement.ON_HEAD,  # it writes the checkpoints, next to the job's other files
-            max_restarts=SERVER_RESTARTS,
-            max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
-        )
-        .remote(sizes, seed=spec.seed, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
-    )
     recoveries: list[dict[str, Any]] = []
 
     def emit_counting(kind: str, payload: dict[str, Any]) -> None:
@@ -250,6 +243,16 @@ def run_job(
     if done_before:
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint"})
     startup = None
+    server = (
+        ray.remote(ParameterServer)
+        .options(
+            num_cpus=0,
+            resources=placement.ON_HEAD,  # it writes the checkpoints, next to the job's other files
+            max_restarts=SERVER_RESTARTS,
+            max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
+        )
+        .remote(sizes, seed=spec.seed, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
+    )
     try:
         # Workers are placed again (fitted to the nodes left) when a node is lost with
         # workers that Ray cannot restart elsewhere.
@@ -292,7 +295,7 @@ def run_job(
                             "server_pid": server_pid,
                         },
                     )
-                    watch = NodeWatch(set(placed["nodes"]))
+                    watch = NodeWatch(set(placed["nodes"]), stop)
                     with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
                         history, theta, final = train_epochs(
                             spec, plan, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start, watch.wait
@@ -427,7 +430,6 @@ def train_epochs(
 
     x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
     history = read_jsonl(run_dir / "metrics.jsonl")  # a resumed job's epochs so far
-    recoveries = 0
     for attempt in range(MAX_RECOVERIES + 1):
         try:
             return _train_from_checkpoint(
@@ -435,10 +437,13 @@ def train_epochs(
                 await_totals or (lambda ref, done: ray.get(ref)),
             )
         except (RayActorError, RayTaskError) as e:
+            # Only a lost actor (the server, or a worker for good) is worth a rewind; an
+            # error raised by the code itself would be raised again.
+            if isinstance(e, RayTaskError) and not isinstance(e.cause, RayActorError):
+                raise
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if attempt == MAX_RECOVERIES:
                 raise JobFailed(f"lost its parameter server or a worker {MAX_RECOVERIES + 1} times; last: {reason}") from None
-            recoveries += 1
             emit("recovering", {"epochs_done": len(history), "reason": reason})
     raise AssertionError("unreachable")
 
