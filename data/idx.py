@@ -22,6 +22,7 @@ from dtrain.errors import UserError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
+MAX_ELEMENTS = np.iinfo(np.intp).max  # numpy's limit on the elements of an array, or of one of its items
 
 
 class IdxError(UserError):
@@ -76,6 +77,15 @@ def parse_idx(content: bytes, path: Path, magic: int) -> np.ndarray:
     if len(content) != expected:
         problem = "truncated" if len(content) < expected else "trailing data"
         raise IdxError(f"{where}: {problem}: expected {expected} bytes, got {len(content)}")
+    # The length matches, so the dims claim no more bytes than the file has, except when the
+    # image count is 0: an empty file may still claim images too large for any array (even an
+    # empty (0, rows, cols) array needs rows * cols to fit in a signed machine word). Refuse that
+    # here, before numpy's reshape does with a bare ValueError. (Labels have no other dims.)
+    if magic == IMAGES_MAGIC and math.prod(dims[1:]) > MAX_ELEMENTS:
+        raise IdxError(
+            f"{where}: bad dimensions {'x'.join(map(str, dims))}: images of "
+            f"{math.prod(dims[1:])} pixels each are too large for any array"
+        )
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
 
 
