@@ -238,22 +238,24 @@ def run_command(args: list[str], timeout: float, *, memory: bool = False, cwd: s
 
 
 def submit(options: list[str], timeout: float, *, memory: bool = False) -> dict[str, Any]:
-    """`dtrain submit OPTIONS --json` as a fresh process; its JSON, report.json and timings.
+    """`dtrain submit OPTIONS --json` as a fresh process (local mode); its JSON, report.json and timings.
 
     start-up, command start to first trained sample, two ways:
-      direct  = (run_job's spec.json write time - Popen time) + timing.startup_s
-                (spec.json is written as run_job starts, the moment timing's clock starts)
+      direct  = (the job record's created_at - Popen time) + timing.startup_s
+                (the record is written just before run_job starts, when timing's clock starts)
       formula = command wall - timing.total_s + timing.startup_s
                 (also counts what follows run_job: printing, Ray's shutdown at exit)
+    The job is kept in a temporary storage directory, not the user's ~/.dtrain.
     """
     with tempfile.TemporaryDirectory(prefix="dtrain-speed-") as tmp:
-        out_dir = Path(tmp) / "run"
-        run = run_command([*CLI, "submit", *options, "--json", "--out", str(out_dir)], timeout, memory=memory, cwd=tmp)
+        storage = Path(tmp) / "storage"
+        run = run_command([*CLI, "submit", "--local", *options, "--json", "--storage", str(storage)], timeout, memory=memory, cwd=tmp)
         result = json.loads(run["stdout"].strip().splitlines()[-1])
-        report = json.loads((out_dir / "report.json").read_text())
-        spec_written = (out_dir / "spec.json").stat().st_mtime
+        job_dir = Path(result["job_dir"])
+        report = json.loads((job_dir / "report.json").read_text())
+        job_created = json.loads((job_dir / "job.json").read_text())["created_at"]
     timing = result["timing"]
-    before_job = spec_written - run["wall0"]
+    before_job = job_created - run["wall0"]
     return {
         "options": options,
         "wall_s": run["wall_s"],
@@ -949,7 +951,7 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
             "5. Start-up: command start to first trained sample",
             ["command", "before run_job s", "timing.startup_s", "start-up s (direct)", "start-up s (formula)",
              "after run_job s", "runs"], rows,
-            ["before run_job: Popen to run_job's first write (Python, imports, loading and checking MNIST). timing.startup_s:",
+            ["before run_job: Popen to the job's record being written (Python, imports, loading and checking MNIST). timing.startup_s:",
              "run_job's start to all workers ready (ray.init, data into the object store, actors, kernel load).",
              "direct = the two added; formula (the brief's) = command wall - timing.total_s + timing.startup_s, which also counts",
              "'after run_job' (the final output and Ray's shutdown at exit), so it overstates start-up by that much.",

@@ -46,6 +46,7 @@ class JobProgress:
         self.spec = spec
         self.job_id = "?"
         self.live = console.is_terminal
+        self.last_line = ""
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -86,5 +87,7 @@ class JobProgress:
             self.progress.update(self.task, **update)
             return
         where = f"epoch {epoch}/{self.spec.epochs}" if epoch is not None else doing
-        self.console.print(f"job {self.job_id}: {where}" + (f"  {figures}" if figures else ""), markup=False,
-                           highlight=False, soft_wrap=True)
+        line = f"job {self.job_id}: {where}" + (f"  {figures}" if figures else "")
+        if line != self.last_line:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.last_line = line

@@ -111,3 +111,23 @@ def wait_for(
             on_wait(waited)
             said = True
     return True
+
+
+@contextmanager
+def native_stderr_muted() -> Iterator[None]:
+    """Descriptor 2 goes nowhere inside: for Ray's native warning that a restartable actor
+    "has constructor arguments in the object store" (they might be freed before a restart).
+    The runner keeps those arguments alive for the whole job, so the warning, one line per
+    worker on the user's terminal in local mode, would only mislead."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

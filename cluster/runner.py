@@ -263,20 +263,21 @@ def run_job(
                 if not placement.wait_for(group, stop, lambda s: emit("pending", {"message": waiting, "waited_s": s})):
                     raise JobCancelled("stopped while waiting for CPUs")
                 emit("placed", {"cpus_per_worker": share})
-                workers = [
-                    ray.remote(Worker)
-                    .options(
-                        num_cpus=share,
-                        scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
-                        # A killed worker is restarted with its arguments, so it takes its shard back,
-                        # and its pending round runs again: train_block depends on its arguments
-                        # alone, so the redone round gives exactly the result the lost one would have.
-                        max_restarts=WORKER_RESTARTS,
-                        max_task_retries=-1,
-                    )
-                    .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
-                    for rank, (lo, hi) in enumerate(bounds)
-                ]
+                with placement.native_stderr_muted():
+                    workers = [
+                        ray.remote(Worker)
+                        .options(
+                            num_cpus=share,
+                            scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
+                            # A killed worker is restarted with its arguments, so it takes its shard back,
+                            # and its pending round runs again: train_block depends on its arguments
+                            # alone, so the redone round gives exactly the result the lost one would have.
+                            max_restarts=WORKER_RESTARTS,
+                            max_task_retries=-1,
+                        )
+                        .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
+                        for rank, (lo, hi) in enumerate(bounds)
+                    ]
                 try:
                     warm.join()
                     placed = wait_until_ready(workers, share)
