@@ -78,7 +78,7 @@ class LocalJobs:
     def _execute(self, record: JobRecord, on_event: Callable[[str, dict[str, Any]], None], dataset: Any) -> JobRecord:
         from dtrain.cluster.execute import execute
 
-        connect(Target("local"))
+        # run_job starts the embedded Ray itself, while it loads the kernel in a thread.
         execute(self.store, record, on_event=on_event, dataset=dataset)
         return self.store.load(record.id)
 
