@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -40,11 +42,24 @@ Storage = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")]
 JobId = Annotated[str, typer.Argument(help="The job id, as `dtrain submit` or `dtrain list` shows it.", show_default=False)]
+CopyTo = Annotated[
+    Optional[Path], typer.Option("--out", "-o", help="Also copy the artifacts into this directory (new or empty).")
+]
+Detach = Annotated[bool, typer.Option("--detach", help="Print the job id and return; the job runs on in the cluster.")]
 
 
 def note(message: str) -> None:
     """One line for the user on stderr that is not an error."""
     err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A UserError inside becomes its one line on stderr and exit status 2."""
+    try:
+        yield
+    except UserError as e:
+        raise fail(str(e)) from None
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:

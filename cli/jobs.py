@@ -12,17 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, Address, JobId, Json, Local, Storage, app, fail, out, prepare_out_dir
-from dtrain.errors import UserError
+from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, out, prepare_out_dir
 
 
 def jobs_or_fail(address: str | None, local: bool, storage: str | None) -> Any:
     from dtrain.cluster.client import open_jobs
 
-    try:
+    with user_errors():
         return open_jobs(address, local, storage)
-    except UserError as e:
-        raise fail(str(e)) from None
 
 
 def age(seconds: float) -> str:
@@ -43,10 +40,8 @@ STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow", "RU
 def list_jobs(address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
     """All jobs, oldest first: id, state, progress, accuracy, workers, age."""
     jobs = jobs_or_fail(address, local, storage)
-    try:
+    with user_errors():
         records = jobs.jobs()
-    except UserError as e:
-        raise fail(str(e)) from None
     if as_json:
         print(json.dumps([r.summary() for r in records]))
         return
@@ -73,10 +68,8 @@ def list_jobs(address: Address = None, local: Local = False, storage: Storage = 
 def status(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
     """One job: state, epoch, accuracy, samples/s, workers alive and where they run."""
     jobs = jobs_or_fail(address, local, storage)
-    try:
+    with user_errors():
         r = jobs.job(job_id)
-    except UserError as e:
-        raise fail(str(e)) from None
     if as_json:
         print(json.dumps(r.summary()))
         return
@@ -135,25 +128,24 @@ def logs(
         print(json.dumps(data) if as_json else text, flush=True)
 
     try:
-        record = jobs.job(job_id)
-        epochs = record.spec.epochs
-        if follow_:
+        with user_errors():
+            record = jobs.job(job_id)
+            epochs = record.spec.epochs
+            if follow_:
 
-            def on_event(kind: str, payload: dict[str, Any]) -> None:
-                if kind == "epoch":
-                    emit(epoch_line(payload, epochs), {"event": "epoch", **payload})
-                elif kind == "pending" and payload["message"]:
-                    emit(f"pending: {payload['message']}", {"event": "pending", **payload})
-                elif kind == "started":
-                    emit(f"training on {payload['workers']} workers, {payload['startup_s']:.1f} s after submission",
-                         {"event": "started", **payload})
+                def on_event(kind: str, payload: dict[str, Any]) -> None:
+                    if kind == "epoch":
+                        emit(epoch_line(payload, epochs), {"event": "epoch", **payload})
+                    elif kind == "pending" and payload["message"]:
+                        emit(f"pending: {payload['message']}", {"event": "pending", **payload})
+                    elif kind == "started":
+                        emit(f"training on {payload['workers']} workers, {payload['startup_s']:.1f} s after submission",
+                             {"event": "started", **payload})
 
-            record = follow(jobs, job_id, on_event)
-        else:
-            for line in jobs.metrics(job_id):
-                emit(epoch_line(line, epochs), {"event": "epoch", **line})
-    except UserError as e:
-        raise fail(str(e)) from None
+                record = follow(jobs, job_id, on_event)
+            else:
+                for line in jobs.metrics(job_id):
+                    emit(epoch_line(line, epochs), {"event": "epoch", **line})
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     emit(f"{record.state}" + (f": {record.message}" if record.message else ""), {"event": "state", **record.summary()})
@@ -165,10 +157,8 @@ def logs(
 def cancel(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
     """Stop a job (at its next epoch) and wait until it has stopped; its metrics so far are kept."""
     jobs = jobs_or_fail(address, local, storage)
-    try:
+    with user_errors():
         record = jobs.cancel(job_id)
-    except UserError as e:
-        raise fail(str(e)) from None
     if as_json:
         print(json.dumps(record.summary()))
     else:
@@ -194,12 +184,10 @@ def pull(
 
     dest = out_dir or Path(job_id)
     jobs = jobs_or_fail(address, local, storage)
-    try:
+    with user_errors():
         jobs.job(job_id)  # an unknown id fails before anything is created
         prepare_out_dir(dest, "--out" if out_dir else "--out (default ./JOB_ID)")
         written = pull_artifacts(jobs, job_id, dest)
-    except UserError as e:
-        raise fail(str(e)) from None
     if as_json:
         print(json.dumps({"job_id": job_id, "dir": str(dest), "files": [p.name for p in written]}))
     else:
@@ -212,10 +200,8 @@ def report(job_id: JobId, address: Address = None, local: Local = False, storage
     from dtrain.cli.report import print_report
 
     jobs = jobs_or_fail(address, local, storage)
-    try:
+    with user_errors():
         data = jobs.report(job_id)
-    except UserError as e:
-        raise fail(str(e)) from None
     if as_json:
         print(json.dumps(data))
     else:

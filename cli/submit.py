@@ -15,6 +15,8 @@ from dtrain.cli.app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     Address,
+    CopyTo,
+    Detach,
     JobId,
     Json,
     Local,
@@ -24,6 +26,7 @@ from dtrain.cli.app import (
     fail,
     note,
     prepare_out_dir,
+    user_errors,
 )
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
@@ -85,12 +88,8 @@ def submit(
             show_default="the MNIST shipped with dtrain",
         ),
     ] = None,
-    out_dir: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Also copy the artifacts into this directory (new or empty).")
-    ] = None,
-    detach: Annotated[
-        bool, typer.Option("--detach", help="Print the job id and return; the job runs on in the cluster.")
-    ] = False,
+    out_dir: CopyTo = None,
+    detach: Detach = False,
     address: Address = None,
     local: Local = False,
     storage: Storage = None,
@@ -104,7 +103,7 @@ def submit(
     """
     from dtrain.cluster.client import open_jobs
 
-    try:
+    with user_errors():
         spec = build_spec(
             dict(
                 workers=workers, epochs=epochs, lr=lr, hidden=hidden, activation=activation, sync_every=sync_every,
@@ -116,11 +115,7 @@ def submit(
         if out_dir:
             prepare_out_dir(out_dir)
         jobs = open_jobs(address, local, storage)
-        if detach and jobs.mode == "local":
-            raise UserError(
-                "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
-                "(start one with `ray start --head`, or pass --address)"
-            )
+        refuse_local_detach(detach, jobs)
         dataset = None
         if jobs.mode == "local":  # the job runs here: check it all before Ray starts
             from dtrain.cluster import placement
@@ -130,8 +125,6 @@ def submit(
             dataset = load_dataset(spec.data_dir)
             check_fits(spec, dataset)
             placement.worker_cpus(spec.workers, spec.cpus_per_worker, [placement.local_cpus()])
-    except UserError as e:
-        raise fail(str(e)) from None
 
     if jobs.mode == "cluster":
         start_on_cluster = lambda: jobs.submit(spec)  # noqa: E731
@@ -151,12 +144,8 @@ def submit(
 @app.command()
 def resume(
     job_id: JobId,
-    out_dir: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Also copy the artifacts into this directory (new or empty).")
-    ] = None,
-    detach: Annotated[
-        bool, typer.Option("--detach", help="Print the job id and return; the job runs on in the cluster.")
-    ] = False,
+    out_dir: CopyTo = None,
+    detach: Detach = False,
     address: Address = None,
     local: Local = False,
     storage: Storage = None,
@@ -169,18 +158,12 @@ def resume(
     """
     from dtrain.cluster.client import open_jobs
 
-    try:
+    with user_errors():
         if out_dir:
             prepare_out_dir(out_dir)
         jobs = open_jobs(address, local, storage)
-        if detach and jobs.mode == "local":
-            raise UserError(
-                "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
-                "(start one with `ray start --head`, or pass --address)"
-            )
+        refuse_local_detach(detach, jobs)
         spec = jobs.job(job_id).spec
-    except UserError as e:
-        raise fail(str(e)) from None
     drive(
         jobs,
         spec,
@@ -190,6 +173,14 @@ def resume(
         detach=detach,
         as_json=as_json,
     )
+
+
+def refuse_local_detach(detach: bool, jobs: Any) -> None:
+    if detach and jobs.mode == "local":
+        raise UserError(
+            "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
+            "(start one with `ray start --head`, or pass --address)"
+        )
 
 
 def drive(
@@ -211,10 +202,8 @@ def drive(
     from dtrain.cluster.client import follow, pull
 
     if start_on_cluster is not None:
-        try:
+        with user_errors():
             record = start_on_cluster()
-        except UserError as e:
-            raise fail(str(e)) from None
         if detach:
             if as_json:
                 print(json.dumps(record.summary()))
@@ -232,7 +221,7 @@ def drive(
         progress.on_created(r)
 
     try:
-        with JobProgress(err, spec) as progress:
+        with user_errors(), JobProgress(err, spec) as progress:
             if start_on_cluster is not None:
                 created(record)
                 record = follow(jobs, record.id, progress.on_event)
@@ -244,8 +233,6 @@ def drive(
                     record = jobs.job(job_id) if job_id else None
                     if record is None or not record.done:
                         raise e from None
-    except UserError as e:
-        raise fail(str(e)) from None
     except KeyboardInterrupt:
         if start_on_cluster is not None:  # detaching is what Ctrl-C does here, not an error
             note(
@@ -260,12 +247,10 @@ def drive(
             print(json.dumps({"job_id": record.id, "state": record.state, "error": record.message}), file=results)
         raise fail(f"job {record.id} {record.state.lower()}: {record.message}", EXIT_FAILED)
 
-    try:
+    with user_errors():
         if out_dir:
             pull(jobs, record.id, out_dir)
         report = jobs.report(record.id)
-    except UserError as e:
-        raise fail(str(e)) from None
     job_dir = f"{jobs.root}/jobs/{record.id}"
     if as_json:
         history = jobs.metrics(record.id)
