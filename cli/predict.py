@@ -1,0 +1,79 @@
+"""`dtrain predict`: classify digits in pictures, IDX files or .npy arrays with a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from dtrain.cli.app import Json, app, out, user_errors
+from dtrain.cli.render import ascii_digit, side_by_side
+from dtrain.errors import UserError
+
+#: Digits drawn in the terminal at most (every one is listed).
+MAX_DRAWN = 12
+
+
+@app.command()
+def predict(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model.npz, e.g. from `dtrain pull JOB`.", show_default=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILE...", help="PNG/JPEG pictures of one digit, IDX image files, or .npy arrays.", show_default=False),
+    ],
+    as_json: Json = False,
+) -> None:
+    """The digit in each picture (or each image of an IDX/.npy file), its top-3 probabilities, and a drawing.
+
+    A picture is made MNIST-like first: grayscale, inverted if dark on light,
+    the digit cropped, scaled to 20 px and centred in 28x28.
+    """
+    from dtrain.data.images import load_images
+    from dtrain.model.inference import load_model
+
+    with user_errors():
+        model = load_model(model_path)
+        found = [(path, load_images(path)) for path in files]
+        shape = tuple(model.metadata.get("image_shape") or (28, 28))
+        for path, images in found:
+            if int(np.prod(images.shape[1:])) != model.n_inputs:
+                raise UserError(
+                    f"{path}: images of {'x'.join(map(str, images.shape[1:]))} pixels do not fit this model: "
+                    f"it takes {model.n_inputs} ({'x'.join(map(str, shape))})"
+                )
+        # Flat images are drawn in the model's frame.
+        found = [(path, images.reshape(len(images), *shape) if images.ndim == 2 else images) for path, images in found]
+        results = []
+        for path, images in found:
+            probabilities = np.atleast_2d(model.predict_proba(images.reshape(len(images), -1)))
+            for index, (image, p) in enumerate(zip(images, probabilities)):
+                top = np.argsort(-p, kind="stable")[:3]
+                results.append(
+                    {
+                        "file": str(path),
+                        "index": index,
+                        "label": int(top[0]),
+                        "probability": round(float(p[top[0]]), 6),
+                        "top3": [{"label": int(k), "p": round(float(p[k]), 6)} for k in top],
+                        "image": image,
+                    }
+                )
+    if as_json:
+        print(json.dumps({"model": str(model_path), "predictions": [{k: v for k, v in r.items() if k != "image"} for r in results]}))
+        return
+    per_file = {str(path): len(images) for path, images in found}
+    for r in results:
+        name = r["file"] if per_file[r["file"]] == 1 else f"{r['file']}[{r['index']}]"
+        others = ", ".join(f"{t['label']}: {t['p'] * 100:.1f}%" for t in r["top3"][1:])
+        out.print(f"{name}: {r['label']}  p = {r['probability'] * 100:.1f}%  (then {others})", markup=False, highlight=False, soft_wrap=True)
+    drawn = results[:MAX_DRAWN]
+    blocks = [ascii_digit(r["image"], r["image"].shape) for r in drawn]
+    captions = [
+        [Path(r["file"]).name + (f"[{r['index']}]" if per_file[r["file"]] > 1 else ""), f"-> {r['label']}"] for r in drawn
+    ]
+    out.print(side_by_side(blocks, captions, max_width=out.width), markup=False, highlight=False)
+    if len(results) > MAX_DRAWN:
+        out.print(f"({len(results) - MAX_DRAWN} more not drawn)", highlight=False)
