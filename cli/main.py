@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dtrain.cli import submit, jobs, predict  # noqa: F401, I001  (registers the commands, in --help order)
+from dtrain.cli import submit, jobs, predict, show  # noqa: F401, I001  (registers the commands, in --help order)
 from dtrain.cli.app import EXIT_FAILED, EXIT_USER_ERROR, app, err
 from dtrain.errors import UserError
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +115,33 @@ def test_bad_inputs_get_one_line_naming_the_file(model_file, tmp_path, content, 
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}") and expected in lines[0], lines
+
+
+def test_the_plain_numpy_example_agrees_with_dtrain_predict(model_file, mnist, tmp_path):
+    """examples/infer_numpy.py, run as a user would (a new Python, no dtrain import), gives dtrain predict's labels."""
+    digits = tmp_path / "digits.npy"
+    np.save(digits, mnist.x_test[:50])
+    script = Path(__file__).parent.parent / "examples" / "infer_numpy.py"
+    proc = subprocess.run([sys.executable, "-I", str(script), str(model_file), str(digits)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    labels = [int(line) for line in proc.stdout.split()]
+    result = predict(str(model_file), str(digits), "--json")
+    assert labels == [p["label"] for p in json.loads(result.stdout)["predictions"]]
+    assert len(labels) == 50
+
+
+def test_show_draws_dataset_digits_with_their_labels(mnist):
+    result = runner.invoke(app, ["show", "--index", "0..2"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "test #0" in result.stdout and "label 7" in result.stdout and "label 2" in result.stdout
+    assert any(ch in result.stdout for ch in "%@#")
+    shown = json.loads(runner.invoke(app, ["show", "--index", "5,8", "--dataset", "train", "--json"]).stdout)
+    assert [(d["index"], d["label"]) for d in shown] == [(5, int(mnist.y_train[5])), (8, int(mnist.y_train[8]))]
+    assert shown[0]["pixels"] == mnist.x_train[5].reshape(-1).tolist()
+    for args, message in [
+        (["--index", "9999..10001"], "error: --index: 9999..10001 is not a range within 0..9999"),
+        (["--index", "abc"], "error: --index: expected N, N..M or a comma-separated list of them, got 'abc'"),
+        (["--dataset", "dev"], "error: --dataset: expected test or train, got 'dev'"),
+    ]:
+        bad = runner.invoke(app, ["show", *args])
+        assert bad.exit_code == 2 and bad.stderr.strip() == message

@@ -1,0 +1,58 @@
+"""`dtrain show`: digits of the dataset drawn in the terminal, with their labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dtrain.cli.app import Json, app, out, user_errors
+from dtrain.cli.render import ascii_digit, side_by_side
+from dtrain.errors import UserError
+
+#: Digits drawn at most in one call.
+MAX_SHOWN = 100
+
+
+def parse_indices(spec: str, n: int) -> list[int]:
+    """'0..9' (inclusive), '7' or '1,4,7' into indices below n; UserError naming --index otherwise."""
+    picked: list[int] = []
+    for part in spec.split(","):
+        lo, sep, hi = part.strip().partition("..")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise UserError(f"--index: expected N, N..M or a comma-separated list of them, got {spec!r}")
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if first > last or last >= n:
+            raise UserError(f"--index: {part.strip()} is not a range within 0..{n - 1}")
+        picked.extend(range(first, last + 1))
+    if len(picked) > MAX_SHOWN:
+        raise UserError(f"--index: {len(picked)} digits; at most {MAX_SHOWN} at a time")
+    return picked
+
+
+@app.command()
+def show(
+    index: Annotated[str, typer.Option(help="Which digits: N, N..M (inclusive) or a comma-separated list.")] = "0..9",
+    split: Annotated[str, typer.Option("--dataset", help="test or train.")] = "test",
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Directory of the four IDX files.", show_default="the MNIST shipped with dtrain")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Draw digits of the dataset in the terminal, with their labels."""
+    from dtrain.data.mnist import load_dataset
+
+    with user_errors():
+        if split not in ("test", "train"):
+            raise UserError(f"--dataset: expected test or train, got {split!r}")
+        dataset = load_dataset(data_dir)
+        x, y = (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
+        picked = parse_indices(index, len(y))
+    if as_json:
+        print(json.dumps([{"index": i, "label": int(y[i]), "pixels": x[i].reshape(-1).tolist()} for i in picked]))
+        return
+    blocks = [ascii_digit(x[i], dataset.image_shape) for i in picked]
+    captions = [[f"{split} #{i}", f"label {y[i]}"] for i in picked]
+    out.print(side_by_side(blocks, captions, max_width=out.width), markup=False, highlight=False)
