@@ -205,4 +205,7 @@ def report(job_id: JobId, address: Address = None, local: Local = False, storage
     if as_json:
         print(json.dumps(data))
     else:
-        print_report(Console(file=sys.stdout), data, f"Job {job_id}: `dtrain pull {job_id}` copies its artifacts here")
+        history = jobs.metrics(job_id)
+        print_report(
+            Console(file=sys.stdout), data, f"Job {job_id}: `dtrain pull {job_id}` copies its artifacts here", history
+        )

@@ -11,7 +11,50 @@ from rich.table import Table
 from dtrain.cli.render import ascii_digit, side_by_side
 
 
-def print_report(console: Console, report: dict[str, Any], where: str) -> None:
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """One character per value, scaled between the smallest and the largest."""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
+
+
+def confusion_table(confusion: list[list[int]], worst: int = 3) -> Table:
+    """The confusion matrix (rows: true class, columns: predicted), the diagonal in green
+    and the `worst` largest mistakes in red."""
+    m = np.asarray(confusion)
+    off = m.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:worst]
+    worst_cells = {divmod(int(i), m.shape[1]) for i in flat if off.flat[i] > 0}
+    table = Table(title="Confusion matrix (test set; rows true, columns predicted)", title_justify="left")
+    table.add_column("true", justify="right")
+    for k in range(m.shape[1]):
+        table.add_column(str(k), justify="right")
+    for r in range(m.shape[0]):
+        cells = []
+        for c in range(m.shape[1]):
+            style = "bold green" if r == c else "bold red" if (r, c) in worst_cells else "dim" if m[r, c] == 0 else ""
+            cells.append(f"[{style}]{m[r, c]}[/]" if style else str(m[r, c]))
+        table.add_row(str(r), *cells)
+    return table
+
+
+def workers_table(workers: list[dict[str, Any]]) -> Table:
+    table = Table(title="Workers", title_justify="left")
+    for column in ("rank", "shard", "samples", "samples/s", "restarted"):
+        table.add_column(column, justify="right")
+    for w in workers:
+        table.add_row(
+            str(w["rank"]), str(w["shard"]), str(w["samples"]), f"{w['samples_per_s'] / 1000:.0f}k",
+            "yes" if w.get("restarted") else "",
+        )
+    return table
+
+
+def print_report(console: Console, report: dict[str, Any], where: str, history: list[dict[str, Any]] | None = None) -> None:
     test = report["test"]
     spec = report["spec"]
     timing = report["timing"]
@@ -28,6 +71,15 @@ def print_report(console: Console, report: dict[str, Any], where: str) -> None:
             + (f"reached at epoch {target['epoch']}, {target['train_time_s']:.2f} s into training"
                if target["reached"] else "not reached")
         )
+    if history and len(history) > 1:
+        accuracy = [h["test_accuracy"] for h in history]
+        loss = [h["test_loss"] for h in history]
+        console.print(
+            f"Test accuracy by epoch  {sparkline(accuracy)}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
+            f"(best {max(accuracy) * 100:.2f}% at epoch {accuracy.index(max(accuracy)) + 1})\n"
+            f"Test loss by epoch      {sparkline(loss)}  {loss[0]:.4f} -> {loss[-1]:.4f}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
     table = Table(title="Per class (test set)", title_justify="left")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
@@ -37,6 +89,9 @@ def print_report(console: Console, report: dict[str, Any], where: str) -> None:
             str(k), f"{test['precision'][k]:.3f}", f"{test['recall'][k]:.3f}", f"{test['f1'][k]:.3f}", str(support[k])
         )
     console.print(table)
+    console.print(confusion_table(test["confusion"]))
+    if report.get("workers"):
+        console.print(workers_table(report["workers"]))
     shape = tuple(report["dataset"]["image_shape"])
     for title, items in (("Examples", report["examples"]), ("Most confident misclassifications", report["misclassified"][:3])):
         if not items:

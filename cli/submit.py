@@ -280,4 +280,4 @@ def drive(
 
         where = f"Job {record.id}: artifacts in {job_dir}" + ("" if jobs.mode == "local" else " on the head node")
         where += f", copied to {out_dir}" if out_dir else ("" if jobs.mode == "local" else f"; `dtrain pull {record.id}` copies them to ./{record.id}")
-        print_report(Console(file=results), report, where)
+        print_report(Console(file=results), report, where, jobs.metrics(record.id))

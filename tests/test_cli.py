@@ -177,6 +177,7 @@ def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster
     assert len(report["examples"][0]["pixels"]) == 784  # a report draws its digits without the dataset
     human = run_cli("report", job_id, "--storage", storage).stdout
     assert "Test accuracy" in human and "true 7" in human
+    assert "Confusion matrix" in human and "Workers" in human
 
     logs = run_cli("logs", job_id, "--storage", storage).stdout.splitlines()
     assert logs[0].startswith("epoch   1/1  test acc") and logs[-1] == "SUCCEEDED"

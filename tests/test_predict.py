@@ -145,3 +145,14 @@ def test_show_draws_dataset_digits_with_their_labels(mnist):
     ]:
         bad = runner.invoke(app, ["show", *args])
         assert bad.exit_code == 2 and bad.stderr.strip() == message
+
+
+def test_report_sparkline_and_confusion_table():
+    from dtrain.cli.report import confusion_table, sparkline
+
+    assert sparkline([0.90, 0.95, 0.97, 0.98]) == "▁▅▇█"
+    m = [[5, 0, 3], [1, 7, 0], [0, 2, 9]]
+    table = confusion_table(m, worst=1)
+    assert [c.header for c in table.columns] == ["true", "0", "1", "2"]
+    row0 = [c._cells[0] for c in table.columns[1:]]
+    assert row0 == ["[bold green]5[/]", "[dim]0[/]", "[bold red]3[/]"]  # the diagonal, a zero, the worst mistake
