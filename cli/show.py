@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from dtrain.cli.app import Json, app, out, user_errors
+from dtrain.cli.app import Json, app, note, out, user_errors
 from dtrain.cli.render import ascii_digit, side_by_side
+from dtrain.cli.sixel import draw
 from dtrain.errors import UserError
 
 #: Digits drawn at most in one call.
@@ -39,6 +41,9 @@ def show(
     data_dir: Annotated[
         Optional[Path], typer.Option(help="Directory of the four IDX files.", show_default="the MNIST shipped with dtrain")
     ] = None,
+    graphics: Annotated[
+        bool, typer.Option("--graphics", help="Draw sixel images where the terminal supports them.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Draw digits of the dataset in the terminal, with their labels."""
@@ -53,6 +58,11 @@ def show(
     if as_json:
         print(json.dumps([{"index": i, "label": int(y[i]), "pixels": x[i].reshape(-1).tolist()} for i in picked]))
         return
-    blocks = [ascii_digit(x[i], dataset.image_shape) for i in picked]
     captions = [[f"{split} #{i}", f"label {y[i]}"] for i in picked]
+    images = [x[i].reshape(dataset.image_shape) for i in picked]
+    pictures = draw(images, captions, graphics, note)
+    if pictures:
+        sys.stdout.write(pictures)
+        return
+    blocks = [ascii_digit(image, dataset.image_shape) for image in images]
     out.print(side_by_side(blocks, captions, max_width=out.width), markup=False, highlight=False)
