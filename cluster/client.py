@@ -22,7 +22,6 @@ from dtrain.cluster.jobstore import (
     JobRecord,
     JobStore,
     check_resumable,
-    effective,
     local_owner,
     resolve_root,
     wait_for_local_cancel,
@@ -83,17 +82,15 @@ class LocalJobs:
         return self.store.load(record.id)
 
     def jobs(self) -> list[JobRecord]:
-        return [effective(r) for r in self.store.records()]
+        return self.store.live_records()
 
     def job(self, job_id: str) -> JobRecord:
-        return effective(self.store.load(job_id))
+        return self.store.live(job_id)
 
     def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
-        self.store.load(job_id)
-        return self.store.metrics(job_id)[since:]
+        return self.store.metrics(job_id, since)
 
     def artifact(self, job_id: str, name: str) -> bytes | None:
-        self.store.load(job_id)
         return self.store.read_artifact(job_id, name)
 
     def report(self, job_id: str) -> dict[str, Any]:

@@ -155,12 +155,23 @@ class JobStore:
                 continue  # a job dir being created, or damaged by hand: not a job to list
         return sorted(found, key=lambda r: r.created_at)
 
-    def metrics(self, job_id: str) -> list[dict[str, Any]]:
-        return read_jsonl(self.job_dir(job_id) / "metrics.jsonl")
+    def live(self, job_id: str, live_registry: str | None = None) -> JobRecord:
+        """The job's record as it really is (see `effective`); UserError for an unknown id."""
+        return effective(self.load(job_id), live_registry)
+
+    def live_records(self, live_registry: str | None = None) -> list[JobRecord]:
+        return [effective(r, live_registry) for r in self.records()]
+
+    def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
+        """The job's epoch lines from the `since`-th on; UserError for an unknown id (not an empty list)."""
+        self.load(job_id)
+        return read_jsonl(self.job_dir(job_id) / "metrics.jsonl")[since:]
 
     def read_artifact(self, job_id: str, name: str) -> bytes | None:
+        """An artifact's bytes, or None if the job has not written it; UserError for an unknown id or name."""
         if name not in ARTIFACTS:
             raise UserError(f"{name!r} is not a job artifact; expected one of {', '.join(ARTIFACTS)}")
+        self.load(job_id)
         path = self.job_dir(job_id) / name
         return path.read_bytes() if path.is_file() else None
 

@@ -25,7 +25,6 @@ from dtrain.cluster.jobstore import (
     JobStore,
     Owner,
     check_resumable,
-    effective,
     resolve_root,
     wait_for_local_cancel,
 )
@@ -119,7 +118,7 @@ class JobRegistry:
 
     def resume(self, job_id: str) -> dict[str, Any]:
         """Start a FAILED or CANCELLED job again from its last checkpoint (e.g. after a cluster restart)."""
-        record = effective(self.store.load(job_id), self.id)
+        record = self.store.live(job_id, self.id)
         check_resumable(record)
         with self.lock:
             if job_id in self.running:
@@ -195,18 +194,17 @@ class JobRegistry:
                 self.running.pop(job_id, None)
             running.ended.set()
 
+    # Reads go to the store, as in local mode; answers are plain data for the client.
     def jobs(self) -> list[dict[str, Any]]:
-        return [effective(r, self.id).model_dump(mode="json") for r in self.store.records()]
+        return [r.model_dump(mode="json") for r in self.store.live_records(self.id)]
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return effective(self.store.load(job_id), self.id).model_dump(mode="json")
+        return self.store.live(job_id, self.id).model_dump(mode="json")
 
     def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
-        self.store.load(job_id)  # an unknown id is an error, not an empty list
-        return self.store.metrics(job_id)[since:]
+        return self.store.metrics(job_id, since)
 
     def artifact(self, job_id: str, name: str) -> bytes | None:
-        self.store.load(job_id)
         return self.store.read_artifact(job_id, name)
 
     def report(self, job_id: str) -> dict[str, Any]:
@@ -216,7 +214,7 @@ class JobRegistry:
         """Stop a job and wait until it has stopped; returns its final record."""
         import ray
 
-        record = effective(self.store.load(job_id), self.id)
+        record = self.store.live(job_id, self.id)
         if record.done:
             raise UserError(f"job {job_id} has already ended: {record.state}")
         with self.lock:
