@@ -16,8 +16,10 @@ from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, 
 
 
 def jobs_or_fail(address: str | None, local: bool, storage: str | None) -> Any:
+    from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.client import open_jobs
 
+    reserve_stdout()  # Ray's driver prints raylet messages to descriptor 1
     with user_errors():
         return open_jobs(address, local, storage)
 

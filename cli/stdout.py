@@ -2,9 +2,9 @@
 
 Ray's driver prints some raylet messages (a worker that died, start-up
 warnings) straight to file descriptor 1, where no Ray option reaches them.
-`--json` promises one JSON object and nothing else on stdout, so while a job
-runs, and until the process exits, descriptor 1 points at stderr and dtrain
-writes its results to a duplicate of the original stdout.
+`--json` promises JSON and nothing else on stdout, so once a command may
+talk to Ray, and until the process exits, descriptor 1 points at stderr and
+dtrain writes its results (sys.stdout) to a duplicate of the original stdout.
 """
 
 from __future__ import annotations
@@ -29,4 +29,5 @@ def reserve_stdout() -> TextIO:
     sys.stdout.flush()
     results = os.fdopen(os.dup(fd), "w", buffering=1)
     os.dup2(err_fd, fd)
+    sys.stdout = results  # print() and the rich consoles write results there too
     return results
