@@ -152,6 +152,7 @@ def interesting_examples(
             "label": int(y[i]),
             "predicted": int(evaluation.predictions[i]),
             "confidence": round(float(evaluation.confidence[i]), 4),
+            "probabilities": [round(float(q), 4) for q in evaluation.proba[i]],
             "pixels": x[i].reshape(-1).tolist(),
         }
         for i in idx

@@ -36,6 +36,7 @@ class Evaluation:
     confusion: np.ndarray  # (k, k) int: row = true class, column = predicted
     predictions: np.ndarray  # (n,) predicted class
     confidence: np.ndarray  # (n,) probability of the predicted class
+    proba: np.ndarray  # (n, k) class probabilities
 
     @property
     def precision(self) -> np.ndarray:
@@ -80,4 +81,5 @@ def evaluate(theta: np.ndarray, sizes: tuple[int, ...], activation: str, X: np.n
         confusion=confusion,
         predictions=predictions,
         confidence=p[np.arange(len(p)), predictions],
+        proba=p,
     )
