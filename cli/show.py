@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from dtrain.cli.app import Json, app, note, out, user_errors
-from dtrain.cli.render import ascii_digit, side_by_side
+from dtrain.cli.render import digit_rows, draws_colour, side_by_side
 from dtrain.cli.sixel import draw
 from dtrain.errors import UserError
 
@@ -64,5 +64,6 @@ def show(
     if pictures:
         sys.stdout.write(pictures)
         return
-    blocks = [ascii_digit(image, dataset.image_shape) for image in images]
-    out.print(side_by_side(blocks, captions, max_width=out.width), markup=False, highlight=False)
+    colour = draws_colour(out)
+    blocks = [digit_rows(image, dataset.image_shape, colour) for image in images]
+    out.print(side_by_side(blocks, captions, max_width=out.width))
