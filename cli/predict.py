@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 
-from dtrain.cli.app import Json, app, out, user_errors
-from dtrain.cli.render import ascii_digit, side_by_side
+from dtrain.cli.app import Json, app, note, out, user_errors
+from dtrain.cli.render import digit_rows, draws_colour, side_by_side
+from dtrain.cli.sixel import draw
 from dtrain.errors import UserError
 
 #: Digits drawn in the terminal at most (every one is listed).
@@ -24,6 +26,9 @@ def predict(
         list[Path],
         typer.Argument(metavar="FILE...", help="PNG/JPEG pictures of one digit, IDX image files, or .npy arrays.", show_default=False),
     ],
+    graphics: Annotated[
+        bool, typer.Option("--graphics", help="Draw sixel images where the terminal supports them.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """The digit in each picture (or each image of an IDX/.npy file), its top-3 probabilities, and a drawing.
@@ -70,10 +75,16 @@ def predict(
         others = ", ".join(f"{t['label']}: {t['p'] * 100:.1f}%" for t in r["top3"][1:])
         out.print(f"{name}: {r['label']}  p = {r['probability'] * 100:.1f}%  (then {others})", markup=False, highlight=False, soft_wrap=True)
     drawn = results[:MAX_DRAWN]
-    blocks = [ascii_digit(r["image"], r["image"].shape) for r in drawn]
     captions = [
         [Path(r["file"]).name + (f"[{r['index']}]" if per_file[r["file"]] > 1 else ""), f"-> {r['label']}"] for r in drawn
     ]
-    out.print(side_by_side(blocks, captions, max_width=out.width), markup=False, highlight=False)
+    images = [r["image"] for r in drawn]
+    sixels = draw(images, captions, graphics, note)
+    if sixels:
+        sys.stdout.write(sixels)
+        sys.stdout.flush()
+    else:
+        colour = draws_colour(out)
+        out.print(side_by_side([digit_rows(image, image.shape, colour) for image in images], captions, max_width=out.width))
     if len(results) > MAX_DRAWN:
         out.print(f"({len(results) - MAX_DRAWN} more not drawn)", highlight=False)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dtrain.cli.render import ascii_digit, side_by_side
+from dtrain.cli.render import digit_rows, draws_colour, side_by_side
+from dtrain.cli.sixel import pictures, sixels_wanted
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -54,7 +56,17 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     return table
 
 
-def print_report(console: Console, report: dict[str, Any], where: str, history: list[dict[str, Any]] | None = None) -> None:
+def print_report(
+    console: Console,
+    report: dict[str, Any],
+    where: str,
+    history: list[dict[str, Any]] | None = None,
+    graphics: bool = False,
+    note: Callable[[str], None] | None = None,
+) -> None:
+    """The report on `console`. Digits are drawn as sixel images with `graphics` where the
+    terminal draws them (else `note` says why), in grey half blocks on a terminal with
+    colour, and with the ASCII ramp otherwise."""
     test = report["test"]
     spec = report["spec"]
     timing = report["timing"]
@@ -93,14 +105,21 @@ def print_report(console: Console, report: dict[str, Any], where: str, history: 
     if report.get("workers"):
         console.print(workers_table(report["workers"]))
     shape = tuple(report["dataset"]["image_shape"])
-    for title, items in (("Examples", report["examples"]), ("Most confident misclassifications", report["misclassified"][:3])):
-        if not items:
-            continue
+    sections = [(title, items) for title, items in (
+        ("Examples", report["examples"]), ("Most confident misclassifications", report["misclassified"][:3])
+    ) if items]
+    sixels = bool(sections) and sixels_wanted(graphics, note or (lambda message: None))
+    colour = draws_colour(console)
+    for title, items in sections:
         console.print(f"[bold]{title}[/bold]")
-        blocks = [ascii_digit(np.asarray(item["pixels"], dtype=np.uint8), shape) for item in items]
+        images = [np.asarray(item["pixels"], dtype=np.uint8).reshape(shape) for item in items]
         captions = [
             [f"test #{item['index']}", f"true {item['label']} -> {item['predicted']}", f"p = {item['confidence'] * 100:.1f}%"]
             for item in items
         ]
-        console.print(side_by_side(blocks, captions, max_width=console.width), markup=False, highlight=False)
+        if sixels:
+            console.file.write(pictures(images, captions))
+            console.file.flush()
+        else:
+            console.print(side_by_side([digit_rows(image, shape, colour) for image in images], captions, max_width=console.width))
     console.print(where, markup=False, highlight=False, soft_wrap=True)

@@ -84,15 +84,26 @@ def terminal_supports_sixel(timeout_s: float = 0.5) -> bool:
     return "4" in answer[3:-1].decode(errors="replace").split(";")
 
 
+def sixels_wanted(graphics: bool, note) -> bool:
+    """Whether to draw sixel images: asked for (--graphics), stdout a terminal, and the terminal
+    says it draws them. Asks the terminal at most once; `note(text)` says why not when asked."""
+    if not graphics:
+        return False
+    if not sys.stdout.isatty():
+        note("--graphics: stdout is not a terminal; digits are drawn as text")
+        return False
+    if not terminal_supports_sixel():
+        note("--graphics: this terminal does not say it draws sixel images; digits are drawn as text")
+        return False
+    return True
+
+
+def pictures(images: list[np.ndarray], captions: list[list[str]], scale: int = 4) -> str:
+    """Each image as a sixel image with its caption on the line under it."""
+    return "".join(encode(image, scale=scale) + "\n" + "  ".join(caption) + "\n" for image, caption in zip(images, captions))
+
+
 def draw(images: list[np.ndarray], captions: list[list[str]], graphics: bool, note) -> str | None:
     """Sixel images (each with its caption) when asked and the terminal draws them, else None
     (the caller draws text); `note(text)` says why when --graphics cannot be honoured."""
-    if not graphics:
-        return None
-    if not sys.stdout.isatty():
-        note("--graphics: stdout is not a terminal; digits are drawn as text")
-        return None
-    if not terminal_supports_sixel():
-        note("--graphics: this terminal does not say it draws sixel images; digits are drawn as text")
-        return None
-    return "".join(encode(image, scale=4) + "\n" + "  ".join(caption) + "\n" for image, caption in zip(images, captions))
+    return pictures(images, captions) if sixels_wanted(graphics, note) else None

@@ -156,3 +156,19 @@ def test_report_sparkline_and_confusion_table():
     assert [c.header for c in table.columns] == ["true", "0", "1", "2"]
     row0 = [c._cells[0] for c in table.columns[1:]]
     assert row0 == ["[bold green]5[/]", "[dim]0[/]", "[bold red]3[/]"]  # the diagonal, a zero, the worst mistake
+
+
+def test_predict_graphics_off_a_terminal_draws_text_and_says_why(model_file, mnist, tmp_path):
+    np.save(tmp_path / "seven.npy", mnist.x_test[0].reshape(28, 28))
+    result = predict(str(model_file), str(tmp_path / "seven.npy"), "--graphics")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == "--graphics: stdout is not a terminal; digits are drawn as text"
+    assert "-> 7" in result.stdout and "\x1bPq" not in result.stdout and any(ch in result.stdout for ch in "%@#")
+
+
+def test_predict_graphics_on_a_terminal_that_draws_sixels(model_file, mnist, tmp_path):
+    from test_sixel import run_in_terminal
+
+    np.save(tmp_path / "digits.npy", mnist.x_test[:2])
+    output = run_in_terminal(["predict", str(model_file), str(tmp_path / "digits.npy"), "--graphics"], answer=b"\x1b[?62;4;22c")
+    assert output.count(b"\x1bPq") == 2 and b"digits.npy[0]  -> 7" in output and b"digits.npy[1]  -> 2" in output
