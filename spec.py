@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Samples all workers together train between two weight averagings in the first
 #: epoch (each worker trains its share), and how much that block grows each epoch
@@ -51,6 +51,63 @@ class JobSpec(BaseModel):
         None, gt=0, le=1, allow_inf_nan=False, description="Stop once test accuracy reaches this."
     )
     data_dir: str | None = Field(None, description="Directory of the four IDX files.")
+    batch_size: int = Field(1, ge=0, le=65536, description="Samples per SGD step; 1 is per-sample SGD, 0 all of a block.")
+    shard: Literal["iid", "label-skew"] = Field("iid", description="How the training set is split over workers or clients.")
+    # Asynchronous mode: no round barrier.
+    mode: Literal["sync", "async"] = Field("sync", description="sync: rounds with a barrier; async: each worker on its own.")
+    max_staleness: int | None = Field(
+        None, ge=0, description="async: drop updates more than this many server versions old (default: 2 x workers)."
+    )
+    straggler_delay: float = Field(
+        0.0, ge=0, le=60, allow_inf_nan=False, description="Seconds worker 0 waits before each block: a slow worker, for measuring."
+    )
+    # Federated averaging (McMahan et al., 2017): virtual clients hosted by the workers.
+    clients: int | None = Field(None, ge=1, description="Federated: split the data over this many clients.")
+    clients_per_round: int | None = Field(None, ge=1, description="Federated: clients sampled each round (default: all).")
+    local_epochs: int = Field(1, ge=1, le=1000, description="Federated: passes each sampled client makes over its data per round.")
+    rounds: int | None = Field(None, ge=1, description="Federated: rounds to run (instead of --epochs).")
+    eval_every: int = Field(1, ge=1, description="Federated: rounds between two scorings of the global model.")
+
+    @property
+    def federated(self) -> bool:
+        return self.clients is not None
+
+    @property
+    def periods(self) -> int:
+        """Scored periods of the job: epochs, or in a federated job, scorings every --eval-every rounds."""
+        if self.rounds is not None:
+            return -(-self.rounds // self.eval_every)
+        return self.epochs
+
+    def period_label(self, period: int) -> str:
+        """How a human reads scored period `period` (1-based) of the job: 'epoch 3/32', or 'round 30/87'."""
+        if self.rounds is not None:
+            return f"round {min(period * self.eval_every, self.rounds)}/{self.rounds}"
+        return f"epoch {period}/{self.epochs}"
+
+    @property
+    def staleness_bound(self) -> int:
+        return 2 * self.workers if self.max_staleness is None else self.max_staleness
+
+    @model_validator(mode="after")
+    def _check_modes(self) -> JobSpec:
+        federated_only = {"clients_per_round": None, "local_epochs": 1, "rounds": None, "eval_every": 1}
+        if self.clients is None:
+            for name, default in federated_only.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}: only for a federated job (`clients` set)")
+        else:
+            if self.rounds is None:
+                raise ValueError("rounds: a federated job (`clients` set) needs the number of rounds to run")
+            if self.clients < self.workers:
+                raise ValueError(f"clients: {self.clients} clients for {self.workers} workers; expected at least one client per worker")
+            if self.clients_per_round is not None and self.clients_per_round > self.clients:
+                raise ValueError(f"clients_per_round: {self.clients_per_round} is more than the {self.clients} clients")
+            if self.mode != "sync":
+                raise ValueError("mode: a federated job (`clients` set) runs in sync mode")
+        if self.mode == "sync" and self.max_staleness is not None:
+            raise ValueError("max_staleness: only for `mode` async")
+        return self
 
     @property
     def first_block(self) -> int:

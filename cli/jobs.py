@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, out, prepare_out_dir
+from dtrain.spec import JobSpec
 
 
 def jobs_or_fail(address: str | None, local: bool, storage: str | None) -> Any:
@@ -58,7 +59,7 @@ def list_jobs(address: Address = None, local: Local = False, storage: Storage = 
         table.add_row(
             r.id,
             f"[{STATE_STYLE[r.state]}]{r.state}[/]",
-            f"{r.epoch}/{r.spec.epochs}",
+            r.spec.period_label(r.epoch).split()[1],
             percent(r.test_accuracy),
             str(r.spec.workers),
             age(now - r.created_at),
@@ -78,7 +79,7 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     ended = r.ended_at or time.time()  # an interrupted job has no end time
     rows = [
         ("state", f"[{STATE_STYLE[r.state]}]{r.state}[/]" + (f"  {r.message}" if r.message else "")),
-        ("epoch", f"{r.epoch} of {r.spec.epochs}"),
+        tuple(r.spec.period_label(r.epoch).split()),
         ("test accuracy", percent(r.test_accuracy)),
         ("test loss", "-" if r.test_loss is None else f"{r.test_loss:.4f}"),
         ("samples/s", "-" if r.samples_per_s is None else f"{r.samples_per_s:,.0f}"),
@@ -101,9 +102,9 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     out.print(table)
 
 
-def epoch_line(line: dict[str, Any], epochs: int) -> str:
+def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:
     return (
-        f"epoch {line['epoch']:>3}/{epochs}  test acc {line['test_accuracy'] * 100:6.2f}%  "
+        f"{spec.period_label(line['epoch'])}  test acc {line['test_accuracy'] * 100:6.2f}%  "
         f"loss {line['test_loss']:.4f}  train loss {line['train_loss']:.4f}  "
         f"{line['samples_per_s'] / 1000:6.0f}k samples/s  {line['wall_time_s']:7.1f} s"
     )
@@ -132,12 +133,12 @@ def logs(
     try:
         with user_errors():
             record = jobs.job(job_id)
-            epochs = record.spec.epochs
+            spec = record.spec
             if follow_:
 
                 def on_event(kind: str, payload: dict[str, Any]) -> None:
                     if kind == "epoch":
-                        emit(epoch_line(payload, epochs), {"event": "epoch", **payload})
+                        emit(epoch_line(payload, spec), {"event": "epoch", **payload})
                     elif kind == "pending" and payload["message"]:
                         emit(f"pending: {payload['message']}", {"event": "pending", **payload})
                     elif kind == "started":
@@ -147,7 +148,7 @@ def logs(
                 record = follow(jobs, job_id, on_event)
             else:
                 for line in jobs.metrics(job_id):
-                    emit(epoch_line(line, epochs), {"event": "epoch", **line})
+                    emit(epoch_line(line, spec), {"event": "epoch", **line})
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
     emit(f"{record.state}" + (f": {record.message}" if record.message else ""), {"event": "state", **record.summary()})

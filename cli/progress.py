@@ -57,7 +57,7 @@ class JobProgress:
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task("connecting to Ray", total=spec.epochs, figures="")
+        self.task = self.progress.add_task("connecting to Ray", total=spec.periods, figures="")
 
     def __enter__(self) -> JobProgress:
         if self.live:
@@ -86,7 +86,7 @@ class JobProgress:
                 update["completed"] = epoch
             self.progress.update(self.task, **update)
             return
-        where = f"epoch {epoch}/{self.spec.epochs}" if epoch is not None else doing
+        where = self.spec.period_label(epoch) if epoch is not None else doing
         line = f"job {self.job_id}: {where}" + (f"  {figures}" if figures else "")
         if line != self.last_line:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)

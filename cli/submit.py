@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Optional
@@ -42,9 +43,13 @@ def build_spec(options: dict[str, Any]) -> JobSpec:
         return JobSpec(**{k: v for k, v in options.items() if v is not None})
     except ValidationError as e:
         first = e.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "options"
         message = first["msg"].removeprefix("Value error, ")
-        if "got " not in message:
+        if first["loc"]:
+            field = str(first["loc"][0])
+        else:  # a rule across fields names its field first: "rounds: ..."
+            field, _, message = message.partition(": ")
+        message = re.sub(r"`(\w+)`", lambda m: option_name(m.group(1)), message)
+        if "got " not in message and options.get(field) is not None:
             message += f" (got {options.get(field)!r})"
         raise UserError(f"{option_name(field)}: {message}") from None
 
@@ -88,6 +93,26 @@ def submit(
             show_default="the MNIST shipped with dtrain",
         ),
     ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Samples per SGD step: 1 is per-sample SGD; 0 one step on all of a client's data (FedSGD).")
+    ] = 1,
+    shard: Annotated[str, typer.Option(help="Data split over workers/clients: iid or label-skew (1-2 classes each).")] = "iid",
+    mode: Annotated[str, typer.Option(help="sync (rounds with a barrier) or async (each worker on its own).")] = "sync",
+    max_staleness: Annotated[
+        Optional[int], typer.Option(help="async: drop updates older than this many server versions.", show_default="2 x workers")
+    ] = None,
+    straggler_delay: Annotated[
+        float, typer.Option(help="Seconds worker 0 waits before each block: a deliberately slow worker.")
+    ] = 0.0,
+    clients: Annotated[
+        Optional[int], typer.Option(help="Federated averaging: split the data over this many clients, hosted by the workers.")
+    ] = None,
+    clients_per_round: Annotated[
+        Optional[int], typer.Option(help="Federated: clients sampled each round.", show_default="all")
+    ] = None,
+    local_epochs: Annotated[int, typer.Option(help="Federated: passes each sampled client makes over its data per round.")] = 1,
+    rounds: Annotated[Optional[int], typer.Option(help="Federated: rounds to run (instead of --epochs).")] = None,
+    eval_every: Annotated[int, typer.Option(help="Federated: rounds between scorings of the global model.")] = 1,
     out_dir: CopyTo = None,
     detach: Detach = False,
     address: Address = None,
@@ -109,7 +134,9 @@ def submit(
                 workers=workers, epochs=epochs, lr=lr, hidden=hidden, activation=activation, sync_every=sync_every,
                 sync_growth=sync_growth, combine=combine, block_momentum=block_momentum,
                 cpus_per_worker=cpus_per_worker, kernel=kernel, seed=seed, until_accuracy=until_accuracy,
-                data_dir=str(data_dir.absolute()) if data_dir else None,
+                data_dir=str(data_dir.absolute()) if data_dir else None, batch_size=batch_size, shard=shard,
+                mode=mode, max_staleness=max_staleness, straggler_delay=straggler_delay, clients=clients,
+                clients_per_round=clients_per_round, local_epochs=local_epochs, rounds=rounds, eval_every=eval_every,
             )
         )
         if out_dir:

@@ -64,6 +64,7 @@ class ParameterServer:
 
     def _reset_epoch_totals(self) -> None:
         self.samples, self.loss_sum, self.correct, self.restarts = 0, 0.0, 0, 0
+        self.pushes, self.dropped, self.staleness_sum = 0, 0, 0
 
     def set_momentum(self, momentum: float) -> None:
         """Block momentum from the next round on (the runner's schedule changes it by epoch)."""
@@ -92,6 +93,39 @@ class ParameterServer:
         self.restarts += sum(r[4] for r in results)
         return self.rule.start
 
+    # ---------------------------------------------------------- asynchronous mode
+
+    def pull(self) -> tuple[np.ndarray, int]:
+        """The global weights and their version, for a worker starting a block on its own schedule."""
+        return self.rule.global_theta, self.version
+
+    def push(self, result: tuple[np.ndarray, int, float, int, int, int], max_staleness: int) -> tuple[np.ndarray, int]:
+        """Apply one worker's (change, samples, loss sum, correct, restarted, base version) at once,
+        with no round barrier; return the weights and version it should train from next.
+
+        The change is scaled by 1 / (1 + staleness), staleness being the updates applied
+        since the worker pulled (Zhang et al., 2016, "Staleness-aware async-SGD"): with K
+        workers taking turns, each change counts 1/K, as in plain averaging, and one worker
+        alone is exactly sequential SGD. A change staler than `max_staleness` is dropped.
+        """
+        delta, samples, loss, correct, restarted, base = result
+        staleness = self.version - base
+        self.pushes += 1
+        if staleness > max_staleness:
+            self.dropped += 1
+        else:
+            self.rule.global_theta += np.float32(1.0 / (1 + staleness)) * delta
+            self.rule.start = self.rule.global_theta
+            self.version += 1
+            self.staleness_sum += staleness
+            if self.diverged_at is None and not (math.isfinite(loss) and np.isfinite(self.rule.global_theta).all()):
+                self.diverged_at = self.version
+        self.samples += samples
+        self.loss_sum += loss
+        self.correct += correct
+        self.restarts += restarted
+        return self.rule.global_theta, self.version
+
     def end_epoch(self, last_round: object = None) -> dict:
         """This epoch's training totals and divergence state; resets the totals, writes a checkpoint.
 
@@ -109,6 +143,9 @@ class ParameterServer:
             "diverged_at_round": self.diverged_at,
             "worker_restarts": self.restarts,
         }
+        if self.pushes:  # asynchronous mode
+            figures["dropped_updates"] = self.dropped
+            figures["mean_staleness"] = self.staleness_sum / max(self.pushes - self.dropped, 1)
         self._reset_epoch_totals()
         self.epochs_done += 1
         # A diverged model is nothing to resume from.

@@ -28,6 +28,7 @@ from dtrain.cluster.divergence import divergence
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.storage import append_jsonl, read_jsonl, write_atomic, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
+from dtrain.data.partition import even_bounds, partition
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation, evaluate, scale_pixels
 from dtrain.model.kernels import resolve_kernel, warm_up
@@ -125,16 +126,12 @@ class JobResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def shard_bounds(n: int, workers: int) -> list[tuple[int, int]]:
-    """Contiguous, nearly equal [lo, hi) slices of n samples."""
-    edges = np.linspace(0, n, workers + 1).round().astype(int)
-    return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
-
-
 def check_fits(spec: JobSpec, dataset: Dataset) -> None:
     n = len(dataset.y_train)
     if spec.workers > n:
         raise UserError(f"--workers: {spec.workers} workers for {n} training samples; expected at most {n}")
+    if spec.clients and spec.clients > n:
+        raise UserError(f"--clients: {spec.clients} clients for {n} training samples; expected at most {n}")
 
 
 def interesting_examples(
@@ -172,21 +169,58 @@ def momentum_for(spec: JobSpec, rounds_in_epoch: int) -> float:
         return 0.0
     if spec.block_momentum is not None:
         return spec.block_momentum
+    if spec.federated or spec.mode == "async":
+        return 0.0  # FedAvg; with --block-momentum, FedAvg with server momentum
     return default_block_momentum(spec.workers, rounds_in_epoch)
 
 
 @dataclass(frozen=True)
 class RoundPlan:
-    """Rounds and block momentum for each epoch, fixed before the job starts."""
+    """Rounds and block momentum for each scored period (an epoch, or --eval-every
+    federated rounds), fixed before the job starts."""
 
     rounds: list[int]
     momenta: list[float]
 
     @classmethod
     def for_job(cls, spec: JobSpec, shard: int) -> RoundPlan:
-        # One worker has nothing to merge with: its rounds would be pure overhead.
-        rounds = [1 if spec.workers == 1 else rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
+        if spec.federated:
+            assert spec.rounds is not None
+            rounds = [min(spec.eval_every, spec.rounds - p * spec.eval_every) for p in range(spec.periods)]
+        else:
+            # One worker has nothing to merge with: its rounds would be pure overhead.
+            rounds = [1 if spec.workers == 1 else rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
         return cls(rounds, [momentum_for(spec, r) for r in rounds])
+
+    def first_round(self, period: int) -> int:
+        """Rounds run before `period`."""
+        return sum(self.rounds[:period])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each worker's data lies in the (possibly reordered) training set, and in a
+    federated job the clients each worker hosts."""
+
+    order: np.ndarray | None  # the training set's new order, None to keep it
+    workers: list[tuple[int, int]]  # each worker's [lo, hi)
+    clients: list[list[tuple[int, int]]]  # per worker: its clients' bounds within its slice
+    first_client: list[int]  # per worker: the number of its first client
+
+    @classmethod
+    def for_job(cls, spec: JobSpec, y: np.ndarray) -> Layout:
+        units = spec.clients or spec.workers
+        order, unit_bounds = partition(y, units, spec.shard, spec.seed)
+        if not spec.federated:
+            return cls(order, unit_bounds, [[] for _ in unit_bounds], [0] * len(unit_bounds))
+        hosted = even_bounds(units, spec.workers)
+        workers = [(unit_bounds[a][0], unit_bounds[b - 1][1]) for a, b in hosted]
+        clients = [[(lo - w_lo, hi - w_lo) for lo, hi in unit_bounds[a:b]] for (a, b), (w_lo, _) in zip(hosted, workers)]
+        return cls(order, workers, clients, [a for a, _ in hosted])
+
+    def owner(self, client: int) -> int:
+        """The worker hosting `client`."""
+        return int(np.searchsorted(self.first_client, client, side="right")) - 1
 
 
 def run_job(
@@ -230,8 +264,12 @@ def run_job(
         raise JobCancelled("stopped while waiting for older jobs to start")
     # The dataset enters the object store once (training images as sparse rows);
     # every worker gets the references.
-    x_ref, y_ref = ray.put(SparseRows.from_dense(dataset.x_train)), ray.put(dataset.y_train)
-    bounds = shard_bounds(len(dataset.y_train), spec.workers)
+    layout = Layout.for_job(spec, dataset.y_train)
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if layout.order is not None:
+        x_train, y_train = x_train[layout.order], y_train[layout.order]
+    x_ref, y_ref = ray.put(SparseRows.from_dense(x_train)), ray.put(y_train)
+    bounds = layout.workers
     plan = RoundPlan.for_job(spec, max(hi - lo for lo, hi in bounds))
     recoveries: list[dict[str, Any]] = []
 
@@ -276,7 +314,10 @@ def run_job(
                             max_restarts=WORKER_RESTARTS,
                             max_task_retries=-1,
                         )
-                        .remote(x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank)
+                        .remote(
+                            x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank,
+                            clients=layout.clients[rank], first_client=layout.first_client[rank],
+                        )
                         for rank, (lo, hi) in enumerate(bounds)
                     ]
                 try:
@@ -300,7 +341,8 @@ def run_job(
                     watch = NodeWatch(set(placed["nodes"]), stop)
                     with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
                         history, theta, final = train_epochs(
-                            spec, plan, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start, watch.wait
+                            spec, plan, layout, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start,
+                            watch.wait,
                         )
                     worker_stats = ray.get([w.stats.remote() for w in workers])
                     break
@@ -342,6 +384,7 @@ def run_job(
         "kernel": kernel,
         "block_momentum": plan.momenta[: len(history)],
         "rounds_per_epoch": plan.rounds[: len(history)],
+        "rounds_run": sum(plan.rounds[: len(history)]),
         "cpus_per_worker": share,
         "epochs_run": len(history),
         "workers": worker_stats,
@@ -409,6 +452,7 @@ def wait_until_ready(workers: list, share: float) -> dict[str, Any]:
 def train_epochs(
     spec: JobSpec,
     plan: RoundPlan,
+    layout: Layout,
     server: Any,
     workers: list,
     dataset: Dataset,
@@ -432,12 +476,15 @@ def train_epochs(
 
     x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
     history = read_jsonl(run_dir / "metrics.jsonl")  # a resumed job's epochs so far
+    train = _train_async if spec.mode == "async" else _train_rounds
     for attempt in range(MAX_RECOVERIES + 1):
         try:
-            return _train_from_checkpoint(
-                spec, plan, server, workers, x_test, dataset.y_test, sizes, run_dir, emit, stop, t_start, history,
-                await_totals or (lambda ref, done: ray.get(ref)),
-            )
+            scorer = Scorer(spec, plan, sizes, x_test, dataset.y_test, run_dir, emit, history,
+                            await_totals or (lambda ref, done: ray.get(ref)))
+            if not scorer.rewind(server, t_start):
+                train(spec, plan, layout, server, workers, scorer, stop)
+            assert scorer.last is not None
+            return history, *scorer.last
         except (RayActorError, RayTaskError) as e:
             # Only a lost actor (the server, or a worker for good) is worth a rewind; an
             # error raised by the code itself would be raised again.
@@ -450,53 +497,68 @@ def train_epochs(
     raise AssertionError("unreachable")
 
 
-def _train_from_checkpoint(
-    spec: JobSpec,
-    plan: RoundPlan,
-    server: Any,
-    workers: list,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
-    sizes: tuple[int, ...],
-    run_dir: Path,
-    emit: OnEvent,
-    stop: Callable[[], bool],
-    t_start: float,
-    history: list[dict[str, Any]],
-    await_totals: Callable[[Any, int], dict],
-) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
-    """Rewind the server to the last scored epoch, then train the rest, scoring each epoch's
-    model in the driver while the next epoch trains. `history` is updated in place."""
-    import ray
+class Scorer:
+    """Scores each epoch's global model in the driver, and keeps the job's history and best-so-far.
 
-    # Every scored epoch has a checkpoint (the server writes it before the epoch is
-    # scored); if it is gone, go back further and redo the epochs after it.
-    done = ray.get(server.rewind.remote(len(history)), timeout=RECOVERY_TIMEOUT_S)
-    if done < len(history):
-        del history[done:]
-        write_atomic(run_dir / "metrics.jsonl", b"".join((json.dumps(h, sort_keys=True) + "\n").encode() for h in history))
-    last: tuple[np.ndarray, Evaluation] | None = None
-    if done:
-        theta = np.array(ray.get(server.get_global_weights.remote()))
-        last = (theta, evaluate(theta, sizes, spec.activation, x_test, y_test))
-    reached = spec.until_accuracy is not None and any(h["test_accuracy"] >= spec.until_accuracy for h in history)
-    if done >= spec.epochs or reached:
-        assert last is not None
-        return history, *last
-    # Times go on from the last scored epoch, leaving out any time the job was down.
-    now = time.perf_counter()
-    t_train = now - (history[-1]["train_time_s"] if history else 0.0)
-    t_wall = now - history[-1]["wall_time_s"] if history else t_start
+    `history` (a list shared with the caller) is updated in place and appended
+    to metrics.jsonl, one record per scored epoch.
+    """
 
-    def finish_epoch(epoch: int, totals_ref: Any, weights_ref: Any, t_epoch: float) -> bool:
-        """Score one epoch's model; True when the job should stop."""
-        nonlocal last
-        figures = await_totals(totals_ref, len(history))
+    def __init__(
+        self,
+        spec: JobSpec,
+        plan: RoundPlan,
+        sizes: tuple[int, ...],
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        run_dir: Path,
+        emit: OnEvent,
+        history: list[dict[str, Any]],
+        await_totals: Callable[[Any, int], dict],
+    ):
+        self.spec, self.plan, self.sizes = spec, plan, sizes
+        self.x_test, self.y_test = x_test, y_test
+        self.run_dir, self.emit, self.history, self.await_totals = run_dir, emit, history, await_totals
+        self.last: tuple[np.ndarray, Evaluation] | None = None
+        self.done = 0
+
+    def rewind(self, server: Any, t_start: float) -> bool:
+        """Rewind the server to the last scored epoch; True if the job has nothing left to train.
+
+        Every scored epoch has a checkpoint (the server writes it before the epoch is
+        scored); if it is gone, go back further and redo the epochs after it.
+        """
+        import ray
+
+        history, spec = self.history, self.spec
+        self.done = done = ray.get(server.rewind.remote(len(history)), timeout=RECOVERY_TIMEOUT_S)
+        if done < len(history):
+            del history[done:]
+            write_atomic(
+                self.run_dir / "metrics.jsonl", b"".join((json.dumps(h, sort_keys=True) + "\n").encode() for h in history)
+            )
+        if done:
+            theta = np.array(ray.get(server.get_global_weights.remote()))
+            self.last = (theta, evaluate(theta, self.sizes, spec.activation, self.x_test, self.y_test))
+        # Times go on from the last scored epoch, leaving out any time the job was down.
+        now = time.perf_counter()
+        self.t_train = now - (history[-1]["train_time_s"] if history else 0.0)
+        self.t_wall = now - history[-1]["wall_time_s"] if history else t_start
+        self.t_epoch = now
+        reached = spec.until_accuracy is not None and any(h["test_accuracy"] >= spec.until_accuracy for h in history)
+        return done >= spec.periods or reached
+
+    def finish(self, epoch: int, totals_ref: Any, weights_ref: Any) -> bool:
+        """Score epoch `epoch` (0-based) from its training totals and its weights; True when the job should stop."""
+        import ray
+
+        spec = self.spec
+        figures = self.await_totals(totals_ref, len(self.history))
         finished = time.perf_counter()
         check_divergence(figures, epoch)
         theta = np.array(ray.get(weights_ref))
-        scored = evaluate(theta, sizes, spec.activation, x_test, y_test)
-        last = (theta, scored)
+        scored = evaluate(theta, self.sizes, spec.activation, self.x_test, self.y_test)
+        self.last = (theta, scored)
         record = {
             "epoch": epoch + 1,
             "train_loss": figures["train_loss"],
@@ -504,41 +566,114 @@ def _train_from_checkpoint(
             "test_loss": scored.loss,
             "test_accuracy": scored.accuracy,
             "samples": figures["samples"],
-            "rounds": plan.rounds[epoch],
+            "rounds": self.plan.rounds[epoch],
             "worker_restarts": figures["worker_restarts"],
-            "samples_per_s": figures["samples"] / (finished - t_epoch),
-            "train_time_s": finished - t_train,
-            "wall_time_s": finished - t_wall,
+            "samples_per_s": figures["samples"] / (finished - self.t_epoch),
+            "train_time_s": finished - self.t_train,
+            "wall_time_s": finished - self.t_wall,
         }
-        history.append(record)
-        append_jsonl(run_dir / "metrics.jsonl", record)
-        emit("epoch", record)
+        if spec.federated:
+            record["round"] = self.plan.first_round(epoch + 1)
+        for key in ("dropped_updates", "mean_staleness"):
+            if key in figures:
+                record[key] = figures[key]
+        self.history.append(record)
+        append_jsonl(self.run_dir / "metrics.jsonl", record)
+        self.emit("epoch", record)
+        self.t_epoch = self.t_train + record["train_time_s"]
         return spec.until_accuracy is not None and scored.accuracy >= spec.until_accuracy
 
+
+def _round_results(spec: JobSpec, plan: RoundPlan, layout: Layout, workers: list, start: Any, epoch: int, r: int) -> list:
+    """Start one round on the workers; the refs of their results."""
+    rounds = plan.rounds[epoch]
+    if not spec.federated:
+        return [w.train_block.remote(start, epoch, r, rounds) for w in workers]
+    # FedAvg: a fresh sample of clients each round, drawn from (seed, round).
+    assert spec.clients is not None
+    round_index = plan.first_round(epoch) + r
+    picked = np.random.default_rng((spec.seed, 0xFEDA, round_index)).choice(
+        spec.clients, spec.clients_per_round or spec.clients, replace=False
+    )
+    by_worker: dict[int, list[int]] = {}
+    for client in sorted(picked.tolist()):
+        by_worker.setdefault(layout.owner(client), []).append(client)
+    return [workers[w].train_clients.remote(start, round_index, clients) for w, clients in sorted(by_worker.items())]
+
+
+def _train_rounds(
+    spec: JobSpec, plan: RoundPlan, layout: Layout, server: Any, workers: list, scorer: Scorer, stop: Callable[[], bool]
+) -> None:
+    """Synchronous rounds: every worker trains from the same start point, the server merges
+    all their results in one call, and the driver only chains the object references.
+    Each epoch's model is scored while the next epoch trains."""
+    done = scorer.done
     server.set_momentum.remote(plan.momenta[done])
     start = server.get_weights.remote()
     previous = None
-    t_epoch = now
-    for epoch in range(done, spec.epochs):
+    for epoch in range(done, spec.periods):
         if stop():
-            raise JobCancelled(f"stopped after {len(history)} of {spec.epochs} epochs")
+            raise JobCancelled(f"stopped after {len(scorer.history)} of {spec.periods} epochs")
         if epoch > done and plan.momenta[epoch] != plan.momenta[epoch - 1]:
             server.set_momentum.remote(plan.momenta[epoch])
-        rounds = plan.rounds[epoch]
-        for r in range(rounds):
-            results = [w.train_block.remote(start, epoch, r, rounds) for w in workers]
-            start = server.apply_updates.remote(*results)
+        for r in range(plan.rounds[epoch]):
+            start = server.apply_updates.remote(*_round_results(spec, plan, layout, workers, start, epoch, r))
         # end_epoch waits on the epoch's last merge: if a merge failed, it never runs.
         submitted = (epoch, server.end_epoch.remote(start), server.get_global_weights.remote())
-        if previous is not None:
-            if finish_epoch(*previous, t_epoch):
-                break
-            t_epoch = t_train + history[-1]["train_time_s"]
+        if previous is not None and scorer.finish(*previous):
+            return
         previous = submitted
-    else:
-        finish_epoch(*previous, t_epoch)
-    assert last is not None
-    return history, *last
+    scorer.finish(*previous)
+
+
+def _train_async(
+    spec: JobSpec, plan: RoundPlan, layout: Layout, server: Any, workers: list, scorer: Scorer, stop: Callable[[], bool]
+) -> None:
+    """Asynchronous mode: each worker pushes its change to the server as soon as its block is
+    done and goes on from the weights the push returns, with no round barrier, so a slow
+    worker holds up no one. An epoch ends (and is scored) once the server has taken a
+    training set's worth of samples, whoever trained them."""
+    import ray
+
+    n_train = sum(hi - lo for lo, hi in layout.workers)
+    position = [(scorer.done, 0)] * len(workers)  # each worker's (epoch, round) in its own schedule
+
+    def start_block(i: int, pulled: Any) -> None:
+        epoch, r = position[i]
+        rounds = plan.rounds[min(epoch, len(plan.rounds) - 1)]
+        position[i] = (epoch, r + 1) if r + 1 < rounds else (epoch + 1, 0)
+        running[workers[i].train_async.remote(pulled, epoch, r, rounds)] = (i, block_samples(layout.workers[i], r, rounds))
+
+    running: dict[Any, tuple[int, int]] = {}  # a block's result -> (worker, samples in the block)
+    pulled = server.pull.remote()
+    for i in range(len(workers)):
+        start_block(i, pulled)
+    epoch, taken = scorer.done, 0
+    while True:
+        finished, _ = ray.wait(list(running), num_returns=1, timeout=1.0, fetch_local=False)
+        if stop():
+            raise JobCancelled(f"stopped after {len(scorer.history)} of {spec.periods} epochs")
+        if not finished:
+            continue
+        i, samples = running.pop(finished[0])
+        pushed = server.push.remote(finished[0], spec.staleness_bound)
+        taken += samples
+        epoch_done = taken >= (epoch + 1 - scorer.done) * n_train
+        if not epoch_done or epoch + 1 < spec.periods:
+            start_block(i, pushed)
+        if not epoch_done:
+            continue
+        # Scored while the workers go on with the next epoch.
+        totals, weights = server.end_epoch.remote(pushed), server.get_global_weights.remote()
+        if scorer.finish(epoch, totals, weights) or epoch + 1 >= spec.periods:
+            return
+        epoch += 1
+
+
+def block_samples(bounds: tuple[int, int], r: int, rounds: int) -> int:
+    """Samples in round r of `rounds` of a shard [lo, hi) (as ShardTrainer.block cuts it)."""
+    n = bounds[1] - bounds[0]
+    return (r + 1) * n // rounds - r * n // rounds
 
 
 def until_accuracy_summary(spec: JobSpec, history: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -35,8 +35,12 @@ def sgd(
     order: np.ndarray,
     lr: float,
     scale: float = 1 / 255,
+    batch_size: int = 1,
 ) -> tuple[float, int]:
     """Per-sample SGD on theta in place over the images `order`, in that order.
+
+    With `batch_size` above 1 (or 0, one batch of all), mini-batch SGD instead,
+    in NumPy whatever the kernel (`minibatch.sgd_minibatch`).
 
     `images` are sparse rows, or dense uint8 images (n, pixels), which are
     converted here (only the rows visited). Returns (loss sum, correct count),
@@ -47,6 +51,10 @@ def sgd(
     if isinstance(images, np.ndarray):
         images, y = SparseRows.from_dense(images[order]), y[order]
         order = np.arange(len(y))
+    if batch_size != 1:
+        from dtrain.model.minibatch import sgd_minibatch
+
+        return sgd_minibatch(theta, sizes, activation, images, y, order, lr, batch_size, scale)
     if resolve_kernel(kernel) == "numpy":
         return sgd_numpy(theta, sizes, activation, images, y, order, lr, scale)
     from dtrain.model.sgd_numba import sgd_numba

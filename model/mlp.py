@@ -115,13 +115,21 @@ def backprop(
     """Mean cross-entropy over the batch X (n, n_0), labels y (n,), and its gradient.
 
     Returns (loss, [(dW_1, db_1), ...]) with each gradient shaped like its parameter.
+    """
+    a = forward(params, X, activation)
+    return float(cross_entropy(a[-1], y).mean()), gradients(params, a, y, activation)
+
+
+def gradients(
+    params: list[tuple[np.ndarray, np.ndarray]], a: list[np.ndarray], y: np.ndarray, activation: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Gradient of the batch-mean cross-entropy, from a forward pass's activations `a`.
+
     With softmax and cross-entropy the output error is delta_L = p - onehot(y);
     then delta_{l-1} = (delta_l @ W_l.T) * f'(a_{l-1}).
     """
     f_prime = DERIVATIVES[activation]
-    a = forward(params, X, activation)
     n = len(y)
-    loss = float(cross_entropy(a[-1], y).mean())
     delta = a[-1].copy()
     delta[np.arange(n), y] -= 1
     delta /= n
@@ -131,7 +139,7 @@ def backprop(
         grads.append((a[l - 1].T @ delta, delta.sum(axis=0)))
         if l > 1:
             delta = (delta @ W.T) * f_prime(a[l - 1])
-    return loss, grads[::-1]
+    return grads[::-1]
 
 
 def sgd_step(

@@ -180,7 +180,7 @@ def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster
     assert "Confusion matrix" in human and "Workers" in human
 
     logs = run_cli("logs", job_id, "--storage", storage).stdout.splitlines()
-    assert logs[0].startswith("epoch   1/1  test acc") and logs[-1] == "SUCCEEDED"
+    assert logs[0].startswith("epoch 1/1  test acc") and logs[-1] == "SUCCEEDED"
 
     pulled = run_cli("pull", job_id, "-o", str(tmp_path / "pulled"), "--storage", storage, "--json")
     assert sorted(json.loads(pulled.stdout)["files"]) == ["metrics.jsonl", "model.npz", "report.json", "spec.json"]

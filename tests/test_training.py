@@ -9,7 +9,8 @@ import signal
 import numpy as np
 import pytest
 
-from dtrain.cluster.runner import JobFailed, run_job, shard_bounds
+from dtrain.cluster.runner import JobFailed, run_job
+from dtrain.data.partition import even_bounds as shard_bounds
 from dtrain.errors import UserError
 from dtrain.model import load_model, read_weights
 from dtrain.spec import JobSpec

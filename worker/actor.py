@@ -17,7 +17,8 @@ class Worker:
     Created as a Ray actor by the job runner. ``images`` (the training set as
     sparse rows) and ``y`` arrive as the whole set, resolved from object-store
     references: zero-copy, read-only views shared by every worker on the node;
-    this worker keeps the slice ``[lo:hi]``.
+    this worker keeps the slice ``[lo:hi]``. In a federated job it hosts the
+    clients ``clients`` (bounds within that slice), numbered from ``first_client``.
     """
 
     def __init__(
@@ -31,6 +32,8 @@ class Worker:
         sizes: tuple[int, ...],
         kernel: str,
         rank: int,
+        clients: list[tuple[int, int]] | None = None,
+        first_client: int = 0,
     ):
         # One BLAS thread: several workers share the cores, and BLAS threads
         # fighting over them slowed small matrix work 10-17x here.
@@ -47,7 +50,13 @@ class Worker:
             kernel=kernel,
             seed=spec.seed,
             rank=rank,
+            batch_size=spec.batch_size,
+            clients=clients,
+            first_client=first_client,
+            local_epochs=spec.local_epochs,
         )
+        # A deliberately slow worker, to measure what one straggler costs each mode.
+        self.delay_s = spec.straggler_delay if rank == 0 else 0.0
         self.samples_trained = 0
         self.busy_s = 0.0
         # Ray restarts a killed worker with the same arguments (so it takes its shard
@@ -76,8 +85,28 @@ class Worker:
         The result depends on the arguments and the shard alone, so a call that
         Ray runs again after a restart returns exactly what the first would have.
         """
+        return self._timed(self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
+
+    def train_clients(self, start: np.ndarray, round_index: int, clients: list[int]) -> tuple[np.ndarray, int, float, int, int]:
+        """Federated round: each of `clients` (hosted here) trains from `start`; returns, as
+        train_block does, their sample-weighted mean weights and totals."""
+        return self._timed(self.trainer.train_clients, start, round_index, clients)
+
+    def train_async(
+        self, pulled: tuple[np.ndarray, int], epoch: int, round_in_epoch: int, rounds_in_epoch: int
+    ) -> tuple[np.ndarray, int, float, int, int, int]:
+        """Asynchronous mode: train a block from the server's `pulled` (weights, version); return
+        the change of the weights, not the weights, with train_block's totals and the version
+        it started from (the server scales the change by how stale it has become)."""
+        start, version = pulled
+        theta, *totals = self._timed(self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
+        return (theta - start, *totals, version)
+
+    def _timed(self, train, *args) -> tuple[np.ndarray, int, float, int, int]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         t0 = time.perf_counter()
-        theta, samples, loss, correct = self.trainer.train_block(start, epoch, round_in_epoch, rounds_in_epoch)
+        theta, samples, loss, correct = train(*args)
         self.busy_s += time.perf_counter() - t0
         self.samples_trained += samples
         restarted, self._restart_unreported = int(self._restart_unreported), False

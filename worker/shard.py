@@ -36,10 +36,16 @@ class ShardTrainer:
         kernel: str,
         seed: int,
         rank: int,
+        batch_size: int = 1,
+        clients: list[tuple[int, int]] | None = None,
+        first_client: int = 0,
+        local_epochs: int = 1,
     ):
         self.images, self.y = images, y
         self.sizes, self.activation, self.lr, self.kernel = sizes, activation, lr, kernel
-        self.seed, self.rank = seed, rank
+        self.seed, self.rank, self.batch_size = seed, rank, batch_size
+        # Federated clients hosted here: [lo, hi) within the shard, numbered from first_client.
+        self.clients, self.first_client, self.local_epochs = clients or [], first_client, local_epochs
         self.theta = np.zeros(0, dtype=np.float32)
         self._epoch, self._order = -1, np.zeros(0, np.int64)
 
@@ -66,7 +72,30 @@ class ShardTrainer:
             self.theta = np.empty_like(start, dtype=np.float32)
         self.theta[...] = start  # what arrives through Ray is read-only
         order = self.block(epoch, round_in_epoch, rounds_in_epoch)
-        loss, correct = sgd(
-            self.kernel, self.theta, self.sizes, self.activation, self.images, self.y, order, self.lr
-        )
+        loss, correct = self._sgd(self.theta, order)
         return self.theta, len(order), float(loss), int(correct)
+
+    def _sgd(self, theta: np.ndarray, order: np.ndarray) -> tuple[float, int]:
+        return sgd(
+            self.kernel, theta, self.sizes, self.activation, self.images, self.y, order, self.lr,
+            batch_size=self.batch_size,
+        )
+
+    def train_clients(self, start: np.ndarray, round_index: int, clients: list[int]) -> tuple[np.ndarray, int, float, int]:
+        """FedAvg's client update for each of `clients` (global client numbers hosted here), each
+        from `start` for `local_epochs` passes over its data in an order drawn from (seed,
+        client, round, pass); returns their sample-weighted mean theta, with (samples, loss sum,
+        correct) over all of them. A client's result does not depend on which worker hosts it."""
+        bounds = [self.clients[client - self.first_client] for client in clients]
+        total = sum(hi - lo for lo, hi in bounds)
+        mean = np.zeros(start.shape, np.float64)
+        theta = np.empty(start.shape, np.float32)
+        samples, loss, correct = 0, 0.0, 0
+        for client, (lo, hi) in zip(clients, bounds):
+            theta[...] = start
+            for local_epoch in range(self.local_epochs):
+                order = lo + np.random.default_rng((self.seed, client, round_index, local_epoch)).permutation(hi - lo)
+                l, c = self._sgd(theta, order)
+                samples, loss, correct = samples + len(order), loss + l, correct + c
+            mean += ((hi - lo) / total) * theta  # weighted by the clients' data sizes, as in FedAvg
+        return mean.astype(np.float32), samples, float(loss), int(correct)

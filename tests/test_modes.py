@@ -1,0 +1,186 @@
+"""Shard layouts, mini-batch SGD, federated averaging and the asynchronous mode, on real MNIST and real Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dtrain.cli.main import app
+from dtrain.cluster.runner import Layout, run_job
+from dtrain.data.partition import partition
+from dtrain.model.kernels import sgd
+from dtrain.model.mlp import backprop, he_init, layer_sizes, unflatten
+from dtrain.model.sparse import SparseRows
+from dtrain.spec import JobSpec
+from dtrain.worker.shard import ShardTrainer
+
+
+# ------------------------------------------------------------------ layouts
+
+
+def test_label_skew_gives_each_worker_one_or_two_classes_and_keeps_every_sample(mnist):
+    y = mnist.y_train
+    order, bounds = partition(y, 8, "label-skew", seed=3)
+    assert sorted(order.tolist()) == list(range(len(y)))  # a permutation: every sample once
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(y)
+    shares = []
+    for lo, hi in bounds:
+        counts = np.bincount(y[order[lo:hi]], minlength=10)
+        assert (counts > 0).sum() <= 4  # two label-sorted pieces, each across at most one class boundary
+        shares.append(np.sort(counts)[-2:].sum() / counts.sum())
+    assert np.mean(shares) > 0.85  # mostly one or two classes
+    iid_order, iid_bounds = partition(y, 8, "iid")
+    assert iid_order is None  # the data stays where it is
+    for lo, hi in iid_bounds:
+        assert (np.bincount(y[lo:hi], minlength=10) > 0.07 * (hi - lo)).all()  # every class, about a tenth
+
+
+def test_a_federated_layout_gives_each_worker_whole_clients(mnist):
+    spec = JobSpec(workers=3, clients=10, rounds=1)
+    layout = Layout.for_job(spec, mnist.y_train)
+    assert [len(c) for c in layout.clients] == [3, 4, 3]
+    assert layout.first_client == [0] + np.cumsum([len(c) for c in layout.clients])[:-1].tolist()
+    for (w_lo, w_hi), clients in zip(layout.workers, layout.clients):
+        assert clients[0][0] == 0 and clients[-1][1] == w_hi - w_lo
+        assert {hi - lo for lo, hi in clients} == {6000}
+    assert [layout.owner(c) for c in range(10)] == [w for w, c in enumerate(layout.clients) for _ in c]
+
+
+# ------------------------------------------------------------------ mini-batch SGD
+
+
+def test_minibatch_steps_follow_the_batch_mean_gradient(mnist):
+    sizes = layer_sizes(784, (16,), 10)
+    theta0 = he_init(sizes, np.random.default_rng(0))
+    images = SparseRows.from_dense(mnist.x_train[:40])
+    y, order = mnist.y_train[:40], np.random.default_rng(1).permutation(40)
+
+    theta = theta0.copy()
+    sgd("numpy", theta, sizes, "relu", images, y, order, 0.1, batch_size=10)
+    expected = theta0.copy()
+    params = unflatten(expected, sizes)
+    for lo in range(0, 40, 10):
+        rows = order[lo : lo + 10]
+        _, grads = backprop(params, mnist.x_train[rows].astype(np.float32) / 255, y[rows].astype(np.int64), "relu")
+        for (W, b), (dW, db) in zip(params, grads):
+            W -= np.float32(0.1) * dW
+            b -= np.float32(0.1) * db
+    np.testing.assert_allclose(theta, expected, rtol=1e-5, atol=1e-6)
+
+    full = theta0.copy()  # batch size 0: one step on all of them (FedSGD)
+    sgd("numpy", full, sizes, "relu", images, y, order, 0.1, batch_size=0)
+    one = theta0.copy()
+    params = unflatten(one, sizes)
+    _, grads = backprop(params, mnist.x_train[:40].astype(np.float32) / 255, y.astype(np.int64), "relu")
+    for (W, b), (dW, db) in zip(params, grads):
+        W -= np.float32(0.1) * dW
+        b -= np.float32(0.1) * db
+    np.testing.assert_allclose(full, one, rtol=1e-5, atol=1e-6)
+
+
+def test_a_clients_update_does_not_depend_on_the_worker_that_hosts_it(mnist):
+    sizes = layer_sizes(784, (16,), 10)
+    start = he_init(sizes, np.random.default_rng(0))
+    images, y = SparseRows.from_dense(mnist.x_train[:600]), mnist.y_train[:600]
+    common = dict(sizes=sizes, activation="relu", lr=0.05, kernel="numpy", seed=7, batch_size=10, local_epochs=2)
+    # six clients of 100: hosted by one worker, or the last three by another
+    alone = ShardTrainer(images, y, rank=0, clients=[(i * 100, i * 100 + 100) for i in range(6)], **common)
+    second = ShardTrainer(images.rows(300, 600), y[300:600], rank=1, first_client=3,
+                          clients=[(i * 100, i * 100 + 100) for i in range(3)], **common)
+    theta_a, n_a, *_ = alone.train_clients(start, round_index=4, clients=[4])
+    theta_b, n_b, *_ = second.train_clients(start, round_index=4, clients=[4])
+    assert n_a == n_b == 200  # two local epochs of 100 samples
+    np.testing.assert_array_equal(theta_a, theta_b)
+    # several clients: the mean of their updates weighted by their data sizes
+    mean, n, *_ = alone.train_clients(start, round_index=4, clients=[1, 4])
+    one, _, *_ = alone.train_clients(start, round_index=4, clients=[1])
+    np.testing.assert_allclose(mean, (one + theta_a) / 2, rtol=1e-5, atol=1e-6)
+    assert n == 400
+
+
+# ------------------------------------------------------------------ federated jobs on Ray
+
+
+def test_federated_averaging_learns_and_the_model_does_not_depend_on_the_worker_count(ray_cluster, small_mnist, tmp_path):
+    common = dict(clients=20, clients_per_round=5, batch_size=10, rounds=6, eval_every=2, lr=0.05, seed=2)
+    one = run_job(JobSpec(workers=1, **common), tmp_path / "one", "f1", dataset=small_mnist)
+    two = run_job(JobSpec(workers=2, **common), tmp_path / "two", "f2", dataset=small_mnist)
+    assert [h["round"] for h in one.history] == [2, 4, 6]
+    assert one.evaluation.accuracy > 0.8
+    # each round: 5 clients of 200 samples, one pass each
+    assert [h["samples"] for h in one.history] == [2000, 2000, 2000]
+    # the same clients train the same way wherever they are hosted; only the order of the
+    # float32 sums that average them differs
+    theta_one, theta_two = one.report, two.report
+    assert theta_one["rounds_run"] == theta_two["rounds_run"] == 6
+    from dtrain.model import read_weights
+
+    w1, _ = read_weights(tmp_path / "one" / "model.npz")
+    w2, _ = read_weights(tmp_path / "two" / "model.npz")
+    for (a, b) in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_label_skew_costs_accuracy_against_iid(ray_cluster, small_mnist, tmp_path):
+    common = dict(workers=4, epochs=2, seed=0, combine="average")
+    iid = run_job(JobSpec(**common), tmp_path / "iid", "s1", dataset=small_mnist)
+    skew = run_job(JobSpec(shard="label-skew", **common), tmp_path / "skew", "s2", dataset=small_mnist)
+    assert skew.evaluation.accuracy < iid.evaluation.accuracy - 0.02
+    assert skew.evaluation.accuracy > 0.3  # it still learns something of every class it averages over
+
+
+# ------------------------------------------------------------------ asynchronous mode
+
+
+def test_async_mode_learns_with_stale_updates_scaled(ray_cluster, small_mnist, tmp_path):
+    result = run_job(JobSpec(workers=2, epochs=3, mode="async", seed=0), tmp_path / "a", "a1", dataset=small_mnist)
+    assert result.evaluation.accuracy > 0.85
+    for h in result.history:
+        assert h["dropped_updates"] == 0
+        assert 0.5 <= h["mean_staleness"] <= 1.5  # two workers taking turns: each push is one update old
+    assert sum(w["samples"] for w in result.report["workers"]) >= 3 * 4000
+
+
+def test_async_drops_updates_staler_than_the_bound(ray_cluster, small_mnist, tmp_path):
+    result = run_job(
+        JobSpec(workers=2, epochs=2, mode="async", max_staleness=0, sync_every=100, seed=0),
+        tmp_path / "a", "a2", dataset=small_mnist,
+    )
+    dropped = sum(h["dropped_updates"] for h in result.history)
+    assert dropped > 0
+    assert all(h["mean_staleness"] == 0 for h in result.history)
+
+
+def test_async_does_not_wait_for_a_straggler_and_sync_does(ray_cluster, small_mnist, tmp_path):
+    common = dict(workers=2, epochs=2, sync_every=1000, straggler_delay=0.5, seed=0)
+    sync = run_job(JobSpec(**common), tmp_path / "s", "st1", dataset=small_mnist)
+    asyn = run_job(JobSpec(mode="async", **common), tmp_path / "a", "st2", dataset=small_mnist)
+    # sync: every round waits 0.5 s for worker 0 (2 + 1 rounds)
+    assert sync.history[-1]["train_time_s"] >= 3 * 0.5
+    slow, fast = sorted(asyn.report["workers"], key=lambda w: w["rank"])
+    assert fast["samples"] >= 3 * slow["samples"]  # the others went on without it
+    assert asyn.history[-1]["train_time_s"] < sync.history[-1]["train_time_s"] / 2
+
+
+# ------------------------------------------------------------------ the CLI refuses what does not fit
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rounds", "3"], "--rounds: only for a federated job (--clients set)"),
+        (["--clients", "10"], "--rounds: a federated job (--clients set) needs the number of rounds"),
+        (["--clients", "2", "--rounds", "1"], "--clients: 2 clients for 8 workers"),
+        (["--clients", "10", "--rounds", "1", "--clients-per-round", "11"], "--clients-per-round: 11 is more than the 10 clients"),
+        (["--max-staleness", "2"], "--max-staleness: only for --mode async"),
+        (["--mode", "later"], "--mode:"),
+        (["--shard", "by-colour"], "--shard:"),
+        (["--batch-size", "-1"], "--batch-size:"),
+    ],
+)
+def test_submit_refuses_options_that_do_not_fit_together(args, message, tmp_path):
+    result = CliRunner().invoke(app, ["submit", "--local", "--storage", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
