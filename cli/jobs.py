@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, out, prepare_out_dir
+from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, note, out, prepare_out_dir
 from dtrain.spec import JobSpec
 
 
@@ -198,17 +198,43 @@ def pull(
 
 
 @app.command()
-def report(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
+def report(
+    job_id: JobId,
+    html: Annotated[
+        Optional[Path],
+        typer.Option("--html", help="Also write the report as one self-contained HTML page (plots included) to this file.",
+                     show_default=False),
+    ] = None,
+    graphics: Annotated[
+        bool, typer.Option("--graphics", help="Draw the digits as sixel images where the terminal supports them.")
+    ] = False,
+    address: Address = None,
+    local: Local = False,
+    storage: Storage = None,
+    as_json: Json = False,
+) -> None:
     """A succeeded job's evaluation: accuracy, per-class table, example digits, misclassifications."""
     from dtrain.cli.report import print_report
 
+    if html is not None:
+        from dtrain.cli.html_report import check_html_path
+
+        with user_errors():
+            check_html_path(html)  # before any work
     jobs = jobs_or_fail(address, local, storage)
     with user_errors():
         data = jobs.report(job_id)
+        history = jobs.metrics(job_id) if html is not None or not as_json else None
+        if html is not None:
+            from dtrain.cli.html_report import render_html, write_html
+
+            write_html(html, render_html(data, history))
     if as_json:
-        print(json.dumps(data))
-    else:
-        history = jobs.metrics(job_id)
-        print_report(
-            Console(file=sys.stdout), data, f"Job {job_id}: `dtrain pull {job_id}` copies its artifacts here", history
-        )
+        print(json.dumps(data if html is None else {**data, "html": str(html.resolve())}))
+        return
+    print_report(
+        Console(file=sys.stdout), data, f"Job {job_id}: `dtrain pull {job_id}` copies its artifacts here", history,
+        graphics=graphics, note=note,
+    )
+    if html is not None:
+        out.print(f"HTML report: {html.resolve()}", markup=False, highlight=False, soft_wrap=True)

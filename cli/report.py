@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dtrain.cli.render import digit_rows, draws_colour, side_by_side
@@ -23,14 +24,40 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
 
 
-def confusion_table(confusion: list[list[int]], worst: int = 3) -> Table:
-    """The confusion matrix (rows: true class, columns: predicted), the diagonal in green
-    and the `worst` largest mistakes in red."""
+def headline(report: dict[str, Any]) -> str:
+    """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
+    test, epochs, timing = report["test"], report["epochs_run"], report["timing"]
+    return (
+        f"Test accuracy {test['accuracy'] * 100:.2f}%  (loss {test['loss']:.4f})  "
+        f"after {epochs} epoch{'s' if epochs != 1 else ''} on {report['spec']['workers']} workers, "
+        f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
+    )
+
+
+def target_line(report: dict[str, Any]) -> str | None:
+    """Whether an --until-accuracy target was reached, for a job that had one."""
+    target = report.get("until_accuracy")
+    if not target:
+        return None
+    return f"Target {target['target'] * 100:.2f}%: " + (
+        f"reached at epoch {target['epoch']}, {target['train_time_s']:.2f} s into training" if target["reached"] else "not reached"
+    )
+
+
+def worst_cells(confusion: list[list[int]], worst: int = 3) -> set[tuple[int, int]]:
+    """The `worst` largest mistakes of a confusion matrix, as (true, predicted) cells that are not zero."""
     m = np.asarray(confusion)
     off = m.copy()
     np.fill_diagonal(off, 0)
     flat = np.argsort(-off, axis=None, kind="stable")[:worst]
-    worst_cells = {divmod(int(i), m.shape[1]) for i in flat if off.flat[i] > 0}
+    return {divmod(int(i), m.shape[1]) for i in flat if off.flat[i] > 0}
+
+
+def confusion_table(confusion: list[list[int]], worst: int = 3) -> Table:
+    """The confusion matrix (rows: true class, columns: predicted), the diagonal in green
+    and the `worst` largest mistakes in red."""
+    m = np.asarray(confusion)
+    mistakes = worst_cells(confusion, worst)
     table = Table(title="Confusion matrix (test set; rows true, columns predicted)", title_justify="left")
     table.add_column("true", justify="right")
     for k in range(m.shape[1]):
@@ -38,7 +65,7 @@ def confusion_table(confusion: list[list[int]], worst: int = 3) -> Table:
     for r in range(m.shape[0]):
         cells = []
         for c in range(m.shape[1]):
-            style = "bold green" if r == c else "bold red" if (r, c) in worst_cells else "dim" if m[r, c] == 0 else ""
+            style = "bold green" if r == c else "bold red" if (r, c) in mistakes else "dim" if m[r, c] == 0 else ""
             cells.append(f"[{style}]{m[r, c]}[/]" if style else str(m[r, c]))
         table.add_row(str(r), *cells)
     return table
@@ -68,21 +95,12 @@ def print_report(
     terminal draws them (else `note` says why), in grey half blocks on a terminal with
     colour, and with the ASCII ramp otherwise."""
     test = report["test"]
-    spec = report["spec"]
-    timing = report["timing"]
-    console.print(
-        f"[bold]Test accuracy {test['accuracy'] * 100:.2f}%[/bold]  (loss {test['loss']:.4f})  "
-        f"after {report['epochs_run']} epoch{'s' if report['epochs_run'] != 1 else ''} on {spec['workers']} workers, "
-        f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)",
-        soft_wrap=True,
-    )
-    target = report.get("until_accuracy")
+    line = headline(report)
+    accuracy = line.split("  ")[0]
+    console.print(f"[bold]{accuracy}[/bold]{escape(line.removeprefix(accuracy))}", soft_wrap=True)
+    target = target_line(report)
     if target:
-        console.print(
-            f"Target {target['target'] * 100:.2f}%: "
-            + (f"reached at epoch {target['epoch']}, {target['train_time_s']:.2f} s into training"
-               if target["reached"] else "not reached")
-        )
+        console.print(target)
     if history and len(history) > 1:
         accuracy = [h["test_accuracy"] for h in history]
         loss = [h["test_loss"] for h in history]
