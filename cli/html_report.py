@@ -256,9 +256,10 @@ def _curves(history: list[dict[str, Any]]) -> str:
         return '<p class="muted">No per-epoch metrics were recorded for this job.</p>'
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [h["epoch"] for h in history]
+    word = "round" if "round" in history[0] else "epoch"  # a federated job is scored by rounds
+    epochs = [h.get("round", h["epoch"]) for h in history]
     images = []
-    for key, title, scale, unit in (("accuracy", "Accuracy by epoch", 100, "%"), ("loss", "Loss by epoch", 1, "")):
+    for key, title, scale, unit in (("accuracy", f"Accuracy by {word}", 100, "%"), ("loss", f"Loss by {word}", 1, "")):
         fig = _figure(5.3, 3.2)
         ax = fig.add_subplot()
         for split, colour, dash in (("test", TEST_COLOUR, "-"), ("train", TRAIN_COLOUR, "--")):
@@ -269,32 +270,32 @@ def _curves(history: list[dict[str, Any]]) -> str:
             ax.plot(epochs, ys, dash, color=colour, marker="o", markersize=4, linewidth=1.8,
                     label=f"{split} ({ys[-1]:.2f}{unit} at the end)" if unit else f"{split} ({ys[-1]:.4f} at the end)")
         ax.set_title(title)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(word)
         ax.set_ylabel("accuracy (%)" if unit else "cross-entropy loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="lower right" if unit else "upper right")
-        alt = (f"{title}, test and training, over {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}: "
+        alt = (f"{title}, test and training, over {len(epochs)} scoring{'s' if len(epochs) != 1 else ''}: "
                + ("test accuracy " + " ".join(f"{h['test_accuracy'] * 100:.2f}%" for h in history) if unit
                   else "test loss " + " ".join(f"{h['test_loss']:.4f}" for h in history)))
         images.append(_img(fig, alt))
     accuracy = [h["test_accuracy"] for h in history]
     best = int(np.argmax(accuracy))
     trend = (
-        f"Test accuracy {accuracy[0] * 100:.2f}% after epoch {epochs[0]}, {accuracy[-1] * 100:.2f}% after epoch {epochs[-1]} "
-        f"(best {accuracy[best] * 100:.2f}% at epoch {epochs[best]}); test loss {history[0]['test_loss']:.4f} -> {history[-1]['test_loss']:.4f}."
+        f"Test accuracy {accuracy[0] * 100:.2f}% after {word} {epochs[0]}, {accuracy[-1] * 100:.2f}% after {word} {epochs[-1]} "
+        f"(best {accuracy[best] * 100:.2f}% at {word} {epochs[best]}); test loss {history[0]['test_loss']:.4f} -> {history[-1]['test_loss']:.4f}."
     )
     rows = [
-        [str(h["epoch"]), _percent(h.get("test_accuracy")), _number(h.get("test_loss")),
+        [str(e), _percent(h.get("test_accuracy")), _number(h.get("test_loss")),
          _percent(h.get("train_accuracy")), _number(h.get("train_loss")),
          "" if h.get("samples_per_s") is None else f"{h['samples_per_s']:,.0f}",
          "" if h.get("wall_time_s") is None else f"{h['wall_time_s']:.1f}"]
-        for h in history
+        for e, h in zip(epochs, history)
     ]
-    table = _table("By epoch", ["epoch", "test acc", "test loss", "train acc", "train loss", "samples/s", "wall s"], rows)
+    table = _table(f"By {word}", [word, "test acc", "test loss", "train acc", "train loss", "samples/s", "wall s"], rows)
     opened = " open" if len(rows) <= 12 else ""  # a long run's table is there, folded
     return (
         f'<p>{esc(trend)}</p><div class="plots">{"".join(images)}</div>'
-        f"<details{opened}><summary>Figures of each epoch ({len(rows)})</summary>{table}</details>"
+        f"<details{opened}><summary>Figures of each {word} scored ({len(rows)})</summary>{table}</details>"
     )
 
 

@@ -26,12 +26,25 @@ def sparkline(values: list[float]) -> str:
 
 def headline(report: dict[str, Any]) -> str:
     """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
-    test, epochs, timing = report["test"], report["epochs_run"], report["timing"]
+    test, epochs, timing, spec = report["test"], report["epochs_run"], report["timing"], report["spec"]
+    if spec.get("clients"):
+        clients = spec.get("clients_per_round") or spec["clients"]
+        done = f"{report['rounds_run']} rounds of federated averaging ({clients} of {spec['clients']} clients each)"
+    else:
+        done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
     return (
         f"Test accuracy {test['accuracy'] * 100:.2f}%  (loss {test['loss']:.4f})  "
-        f"after {epochs} epoch{'s' if epochs != 1 else ''} on {report['spec']['workers']} workers, "
+        f"after {done} on {spec['workers']} workers, "
         f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
     )
+
+
+def period(report: dict[str, Any], scored: int) -> str:
+    """'epoch N', or in a federated job 'round R', for the job's scored period `scored` (1-based)."""
+    spec = report["spec"]
+    if spec.get("rounds"):
+        return f"round {min(scored * spec.get('eval_every', 1), spec['rounds'])}"
+    return f"epoch {scored}"
 
 
 def target_line(report: dict[str, Any]) -> str | None:
@@ -40,7 +53,7 @@ def target_line(report: dict[str, Any]) -> str | None:
     if not target:
         return None
     return f"Target {target['target'] * 100:.2f}%: " + (
-        f"reached at epoch {target['epoch']}, {target['train_time_s']:.2f} s into training" if target["reached"] else "not reached"
+        f"reached at {period(report, target['epoch'])}, {target['train_time_s']:.2f} s into training" if target["reached"] else "not reached"
     )
 
 
@@ -104,10 +117,11 @@ def print_report(
     if history and len(history) > 1:
         accuracy = [h["test_accuracy"] for h in history]
         loss = [h["test_loss"] for h in history]
+        unit = "round" if report["spec"].get("rounds") else "epoch"
         console.print(
-            f"Test accuracy by epoch  {sparkline(accuracy)}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
-            f"(best {max(accuracy) * 100:.2f}% at epoch {accuracy.index(max(accuracy)) + 1})\n"
-            f"Test loss by epoch      {sparkline(loss)}  {loss[0]:.4f} -> {loss[-1]:.4f}",
+            f"Test accuracy by {unit:<6} {sparkline(accuracy)}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
+            f"(best {max(accuracy) * 100:.2f}% at {period(report, accuracy.index(max(accuracy)) + 1)})\n"
+            f"Test loss by {unit:<10} {sparkline(loss)}  {loss[0]:.4f} -> {loss[-1]:.4f}",
             markup=False, highlight=False, soft_wrap=True,
         )
     table = Table(title="Per class (test set)", title_justify="left")

@@ -289,13 +289,14 @@ def drive(
                     "test_accuracy": report["test"]["accuracy"],
                     "test_loss": report["test"]["loss"],
                     "epochs": report["epochs_run"],
+                    "rounds": report.get("rounds_run"),
                     "workers": spec.workers,
                     "mode": jobs.mode,
                     "job_dir": job_dir,
                     "out": str(out_dir) if out_dir else None,
                     "timing": report["timing"],
                     "history": [
-                        {k: h[k] for k in ("epoch", "test_accuracy", "test_loss", "samples_per_s", "wall_time_s")}
+                        {k: h[k] for k in ("epoch", "round", "test_accuracy", "test_loss", "samples_per_s", "wall_time_s") if k in h}
                         for h in history
                     ],
                 }
