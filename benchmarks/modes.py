@@ -1,0 +1,122 @@
+"""Synchronous against asynchronous training, a straggler, and the cost of label-skewed shards.
+
+    python benchmarks/modes.py                 # ~6 min on 2 cores
+    python benchmarks/modes.py --repeats 1 --workers 2 4
+
+In one Ray session, on real MNIST, the same jobs `dtrain submit` runs (`run_job`):
+1. sync and async at 2, 4 and 8 workers: training throughput (samples/s over the
+   training phase), time and epochs to 97% test accuracy, final accuracy after
+   --epochs epochs;
+2. one worker 0.2 s late for every block (--straggler-delay): sync waits for it
+   each round, async does not;
+3. --shard label-skew against iid at 8 workers, with block momentum (bmuf) and
+   plain averaging: the accuracy skew costs, and what the combine rule recovers.
+
+Medians over --repeats runs with different seeds. Prints tables and writes
+benchmarks/results/modes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from dtrain.spec import JobSpec
+
+
+def job(spec: JobSpec, dataset) -> dict:
+    from dtrain.cluster.runner import run_job
+
+    run_dir = Path(tempfile.mkdtemp(prefix="dtrain-modes-"))
+    result = run_job(spec, run_dir, "bench", dataset=dataset)
+    history = result.history
+    samples = sum(h["samples"] for h in history)
+    train_s = history[-1]["train_time_s"]
+    at_97 = next((h for h in history if h["test_accuracy"] >= 0.97), None)
+    return {
+        "samples_per_s": samples / train_s,
+        "train_s": train_s,
+        "final_accuracy": result.evaluation.accuracy,
+        "epochs_to_97": at_97["epoch"] if at_97 else None,
+        "train_s_to_97": at_97["train_time_s"] if at_97 else None,
+        "workers": result.report["workers"],
+        "mean_staleness": statistics.mean(h.get("mean_staleness", 0) for h in history),
+    }
+
+
+def median(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if r[key] is not None]
+    return statistics.median(values) if len(values) > len(runs) / 2 else None
+
+
+def fmt(value: float | None, spec: str, none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", nargs="+", type=int, default=[2, 4, 8])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--straggler-delay", type=float, default=0.2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "modes.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="dtm", dir="/tmp"))  # a private Ray
+
+    from dtrain.cluster.connect import connect_local
+    from dtrain.data.mnist import load_dataset
+
+    dataset = load_dataset()
+    connect_local()
+    seeds = range(args.repeats)
+    out: dict = {"epochs": args.epochs, "repeats": args.repeats, "modes": [], "straggler": [], "skew": []}
+
+    print(f"sync vs async, {args.epochs} epochs, medians of {args.repeats}")
+    print(f"{'workers':>7} {'mode':>5} {'samples/s':>10} {'to 97%':>8} {'epochs':>6} {'final':>7} {'staleness':>9}")
+    for k in args.workers:
+        for mode in ("sync", "async"):
+            runs = [job(JobSpec(workers=k, epochs=args.epochs, mode=mode, seed=s), dataset) for s in seeds]
+            row = {
+                "workers": k, "mode": mode,
+                **{key: median(runs, key) for key in ("samples_per_s", "train_s_to_97", "epochs_to_97", "final_accuracy", "mean_staleness")},
+            }
+            out["modes"].append(row)
+            print(
+                f"{k:>7} {mode:>5} {fmt(row['samples_per_s'], ',.0f'):>10} {fmt(row['train_s_to_97'], '.2f') + ('s' if row['train_s_to_97'] else ''):>8} "
+                f"{fmt(row['epochs_to_97'], '.0f'):>6} {row['final_accuracy'] * 100:6.2f}% {row['mean_staleness']:9.2f}",
+                flush=True,
+            )
+
+    k = max(args.workers)
+    print(f"\none straggler ({args.straggler_delay:g} s per block), {k} workers, {args.epochs} epochs")
+    print(f"{'mode':>5} {'train s':>8} {'straggler samples':>18} {'others (median)':>16} {'final':>7}")
+    for mode in ("sync", "async"):
+        runs = [job(JobSpec(workers=k, epochs=args.epochs, mode=mode, seed=s, straggler_delay=args.straggler_delay), dataset) for s in seeds]
+        slow = statistics.median(r["workers"][0]["samples"] for r in runs)
+        others = statistics.median(statistics.median(w["samples"] for w in r["workers"][1:]) for r in runs)
+        row = {"mode": mode, "train_s": median(runs, "train_s"), "straggler_samples": slow, "others_samples": others,
+               "final_accuracy": median(runs, "final_accuracy")}
+        out["straggler"].append(row)
+        print(f"{mode:>5} {row['train_s']:8.2f} {slow:>18,.0f} {others:>16,.0f} {row['final_accuracy'] * 100:6.2f}%", flush=True)
+
+    print(f"\nlabel-skewed shards, {k} workers, {args.epochs} epochs (sync)")
+    print(f"{'shard':>10} {'combine':>8} {'final':>7} {'epochs to 97%':>14}")
+    for shard in ("iid", "label-skew"):
+        for combine in ("bmuf", "average"):
+            runs = [job(JobSpec(workers=k, epochs=args.epochs, shard=shard, combine=combine, seed=s), dataset) for s in seeds]
+            row = {"shard": shard, "combine": combine, "final_accuracy": median(runs, "final_accuracy"),
+                   "epochs_to_97": median(runs, "epochs_to_97")}
+            out["skew"].append(row)
+            print(f"{shard:>10} {combine:>8} {row['final_accuracy'] * 100:6.2f}% {fmt(row['epochs_to_97'], '.0f', 'not reached'):>14}", flush=True)
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
