@@ -118,8 +118,7 @@ def test_federated_averaging_learns_and_the_model_does_not_depend_on_the_worker_
 
     w1, _ = read_weights(tmp_path / "one" / "model.npz")
     w2, _ = read_weights(tmp_path / "two" / "model.npz")
-    for (a, b) in zip(w1, w2):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(w1, w2, rtol=1e-4, atol=1e-5)
 
 
 def test_label_skew_costs_accuracy_against_iid(ray_cluster, small_mnist, tmp_path):
@@ -184,3 +183,43 @@ def test_submit_refuses_options_that_do_not_fit_together(args, message, tmp_path
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ recovery in the new modes
+
+
+def _kill_server_after(epoch: int):
+    import os
+    import signal
+
+    server: list[int] = []
+
+    def on_event(kind, payload):
+        if kind == "started":
+            server.append(payload["server_pid"])
+        if kind == "epoch" and payload["epoch"] == epoch:
+            os.kill(server[0], signal.SIGKILL)
+
+    return on_event
+
+
+def test_a_federated_job_that_loses_its_server_ends_exactly_as_an_undisturbed_one(ray_cluster, small_mnist, tmp_path):
+    from dtrain.model import read_weights
+
+    spec = JobSpec(workers=2, clients=10, clients_per_round=4, batch_size=10, rounds=8, eval_every=2, lr=0.05, seed=3)
+    undisturbed = run_job(spec, tmp_path / "a", "fa", dataset=small_mnist)
+    disturbed = run_job(spec, tmp_path / "b", "fb", on_event=_kill_server_after(2), dataset=small_mnist)
+    assert len(disturbed.report["recoveries"]) == 1
+    assert [h["round"] for h in disturbed.history] == [2, 4, 6, 8]
+    a, _ = read_weights(tmp_path / "a" / "model.npz")
+    b, _ = read_weights(tmp_path / "b" / "model.npz")
+    np.testing.assert_array_equal(a, b)  # the same clients, the same rounds: the same model
+
+
+def test_an_async_job_that_loses_its_server_goes_back_to_its_checkpoint_and_finishes(ray_cluster, small_mnist, tmp_path):
+    spec = JobSpec(workers=2, epochs=4, mode="async", sync_every=250, seed=4)
+    result = run_job(spec, tmp_path / "a", "aa", on_event=_kill_server_after(2), dataset=small_mnist)
+    assert result.state == "SUCCEEDED"
+    assert len(result.report["recoveries"]) == 1
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.evaluation.accuracy > 0.85
