@@ -56,11 +56,11 @@ def run(row: str, lr: float, rounds: int, eval_every: int) -> dict:
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - t0
-    payload = json.loads(done.stdout or "{}")
     if done.returncode != 0:  # e.g. diverged at this learning rate: a row of the sweep, not the end of it
         why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
         return {"row": row, "lr": lr, "paper_rounds": ROWS[row][0], "rounds_to_97": None, "failed": why,
                 "final_accuracy": None, "rounds_run": 0, "seconds": round(seconds, 1)}
+    payload = json.loads(done.stdout)
     metrics = [json.loads(line) for line in (Path(storage) / "jobs" / payload["job_id"] / "metrics.jsonl").read_text().splitlines()]
     reached = next((m for m in metrics if m["test_accuracy"] >= 0.97), None)
     return {

@@ -10,6 +10,7 @@ import sys
 
 from dtrain.cli import submit, jobs, predict, show  # noqa: F401, I001  (registers the commands, in --help order)
 from dtrain.cli.app import EXIT_FAILED, EXIT_USER_ERROR, app, err
+from dtrain.cli.stdout import results_written
 from dtrain.errors import UserError
 
 __all__ = ["app", "main"]
@@ -17,6 +18,13 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     """Entry point: like ``app()``, but a usage error is one line, not a box."""
+    try:
+        run()
+    finally:
+        results_written()
+
+
+def run() -> None:
     try:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
