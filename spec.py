@@ -58,6 +58,11 @@ class JobSpec(BaseModel):
     max_staleness: int | None = Field(
         None, ge=0, description="async: drop updates more than this many server versions old (default: 2 x workers)."
     )
+    reduce: Literal["auto", "flat", "tree"] = Field(
+        "auto",
+        description="How a round's results reach the parameter server: flat (all in one call), tree (one reducer "
+        "per node sums its workers' results first), auto (tree when the workers are on 2 or more nodes).",
+    )
     straggler_delay: float = Field(
         0.0, ge=0, le=60, allow_inf_nan=False, description="Seconds worker 0 waits before each block: a slow worker, for measuring."
     )
@@ -107,6 +112,8 @@ class JobSpec(BaseModel):
                 raise ValueError("mode: a federated job (`clients` set) runs in sync mode")
         if self.mode == "sync" and self.max_staleness is not None:
             raise ValueError("max_staleness: only for `mode` async")
+        if self.mode == "async" and self.reduce == "tree":
+            raise ValueError("reduce: tree is for sync rounds; `mode` async pushes each worker's change on its own")
         return self
 
     @property

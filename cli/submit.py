@@ -101,6 +101,13 @@ def submit(
     max_staleness: Annotated[
         Optional[int], typer.Option(help="async: drop updates older than this many server versions.", show_default="2 x workers")
     ] = None,
+    reduce: Annotated[
+        str,
+        typer.Option(
+            help="How a round's results reach the server: flat (one call), tree (a reducer per node sums its "
+            "workers' first), auto (tree when the workers span 2+ nodes)."
+        ),
+    ] = "auto",
     straggler_delay: Annotated[
         float, typer.Option(help="Seconds worker 0 waits before each block: a deliberately slow worker.")
     ] = 0.0,
@@ -135,7 +142,7 @@ def submit(
                 sync_growth=sync_growth, combine=combine, block_momentum=block_momentum,
                 cpus_per_worker=cpus_per_worker, kernel=kernel, seed=seed, until_accuracy=until_accuracy,
                 data_dir=str(data_dir.absolute()) if data_dir else None, batch_size=batch_size, shard=shard,
-                mode=mode, max_staleness=max_staleness, straggler_delay=straggler_delay, clients=clients,
+                mode=mode, max_staleness=max_staleness, reduce=reduce, straggler_delay=straggler_delay, clients=clients,
                 clients_per_round=clients_per_round, local_epochs=local_epochs, rounds=rounds, eval_every=eval_every,
             )
         )

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from dtrain.cluster import checkpoint
-from dtrain.cluster.combine import BlockMomentum
+from dtrain.cluster.combine import BlockMomentum, mean_of_sum
 from dtrain.cluster.divergence import divergence
+from dtrain.cluster.reduce import Partial, exact_sum, merge_partials
 from dtrain.model.mlp import he_init
 
 
@@ -18,7 +19,8 @@ class ParameterServer:
 
     Workers' results are handed to ``apply_updates`` as object references, all
     of a round's in one call, so the round's weights never pass through the
-    driver.
+    driver; with a tree reduction, ``apply_partials`` gets one partial sum per
+    node instead (cluster/reduce.py).
 
     With a `checkpoints` directory it writes its state there at the end of
     every epoch; `rewind` goes back to one of them, which is how a job carries
@@ -80,18 +82,31 @@ class ParameterServer:
 
     def apply_updates(self, *results: tuple[np.ndarray, int, float, int, int]) -> np.ndarray:
         """Merge one round of (weights, samples, loss sum, correct, restarted); return the next start point."""
-        thetas = [r[0] for r in results]
         counts = [r[1] for r in results]
-        self.rule.combine(thetas, counts)
+        self.rule.combine([r[0] for r in results], counts)
+        self._count_round(sum(counts), [r[2] for r in results], sum(r[3] for r in results), sum(r[4] for r in results))
+        return self.rule.start
+
+    def apply_partials(self, *partials: Partial) -> np.ndarray:
+        """Merge one round given as partial sums, one per node (cluster/reduce.py's NodeReducer);
+        return the next start point. The same update and totals as apply_updates on the
+        partials' results: the round's weighted sum is the same products, summed per node."""
+        total, samples, losses, correct, restarts = merge_partials(partials)
+        self.rule.combine_mean(mean_of_sum(total, samples, self.rule.global_theta.dtype))
+        self._count_round(samples, losses, correct, restarts)
+        return self.rule.start
+
+    def _count_round(self, samples: int, losses: list[float] | tuple[float, ...], correct: int, restarts: int) -> None:
+        """A merged round's bookkeeping: version, divergence, the epoch's totals. The loss sums are
+        added exactly, so that they total the same however the round was reduced."""
         self.version += 1
-        round_loss = sum(r[2] for r in results)
+        round_loss = exact_sum(losses)
         if self.diverged_at is None and not (math.isfinite(round_loss) and np.isfinite(self.rule.delta).all()):
             self.diverged_at = self.version
-        self.samples += sum(counts)
+        self.samples += samples
         self.loss_sum += round_loss
-        self.correct += sum(r[3] for r in results)
-        self.restarts += sum(r[4] for r in results)
-        return self.rule.start
+        self.correct += correct
+        self.restarts += restarts
 
     # ---------------------------------------------------------- asynchronous mode
 

@@ -2,8 +2,9 @@
 
 Each round, every worker trains from the server's current weights on its next
 block of ``sync_every`` samples, and the server merges all the results in one
-call. The driver only chains object references (a round's start weights are
-the previous round's merge result), so weights never travel through it.
+call (or, with a tree reduction, one partial sum per node: cluster/reduce.py).
+The driver only chains object references (a round's start weights are the
+previous round's merge result), so weights never travel through it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dtrain.cluster import placement
 from dtrain.cluster.connect import connect_local
 from dtrain.cluster.divergence import divergence
 from dtrain.cluster.parameter_server import ParameterServer
+from dtrain.cluster.reduce import Flat, Tree, reduction_for
 from dtrain.cluster.storage import append_jsonl, read_jsonl, write_atomic, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.data.partition import even_bounds, partition
@@ -320,10 +322,14 @@ def run_job(
                         )
                         for rank, (lo, hi) in enumerate(bounds)
                     ]
+                reduction: Flat | Tree = Flat()
                 try:
                     warm.join()
                     placed = wait_until_ready(workers, share)
+                    # One reducer per node of the workers (when the tree is on), made again with them.
+                    reduction = reduction_for(spec, placed["node_of"], group)
                     server_pid = ray.get(server.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
+                    reduction.wait_ready(PLACEMENT_TIMEOUT_S)
                     startup = startup or time.perf_counter() - t_start
                     emit(
                         "started",
@@ -336,21 +342,24 @@ def run_job(
                             "nodes": placed["nodes"],
                             "pids": placed["pids"],
                             "server_pid": server_pid,
+                            "reduce": reduction.name,
                         },
                     )
                     watch = NodeWatch(set(placed["nodes"]), stop)
                     with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
                         history, theta, final = train_epochs(
                             spec, plan, layout, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start,
-                            watch.wait,
+                            watch.wait, reduction,
                         )
                     worker_stats = ray.get([w.stats.remote() for w in workers])
+                    reduced = {"reduce": reduction.name, "reducers": reduction.summary()}
                     break
                 except WorkersLost as lost:
                     if placing == MAX_REPLACEMENTS:
                         raise JobFailed(f"lost workers {MAX_REPLACEMENTS + 1} times; last: {lost}") from None
                     emit_counting("recovering", {"epochs_done": lost.epochs_done, "reason": str(lost)})
                 finally:
+                    reduction.kill()
                     for worker in workers:
                         ray.kill(worker)
     finally:
@@ -386,6 +395,7 @@ def run_job(
         "rounds_per_epoch": plan.rounds[: len(history)],
         "rounds_run": sum(plan.rounds[: len(history)]),
         "cpus_per_worker": share,
+        **reduced,
         "epochs_run": len(history),
         "workers": worker_stats,
         "worker_restarts": sum(h["worker_restarts"] for h in history),
@@ -431,7 +441,8 @@ def start_or_resume(run_dir: Path, spec: JobSpec) -> None:
 def wait_until_ready(workers: list, share: float) -> dict[str, Any]:
     """Wait for every worker to be up with its kernel loaded; fail rather than hang.
 
-    Returns {"nodes": workers on each node (by node id), "pids": each worker's process id}.
+    Returns {"nodes": workers on each node (by node id), "node_of": each worker's node id,
+    "pids": each worker's process id}, lists in rank order.
     """
     import ray
 
@@ -446,7 +457,7 @@ def wait_until_ready(workers: list, share: float) -> dict[str, Any]:
     nodes: dict[str, int] = {}
     for answer in answers:
         nodes[answer["node"]] = nodes.get(answer["node"], 0) + 1
-    return {"nodes": nodes, "pids": [a["pid"] for a in answers]}
+    return {"nodes": nodes, "node_of": [a["node"] for a in answers], "pids": [a["pid"] for a in answers]}
 
 
 def train_epochs(
@@ -462,11 +473,13 @@ def train_epochs(
     stop: Callable[[], bool],
     t_start: float,
     await_totals: Callable[[Any, int], dict] | None = None,
+    reduction: Flat | Tree | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
     """Run the epochs from the job's last scored one, going back to it if the server or a worker is lost.
 
     `await_totals(ref, epochs_done)` waits for an epoch's training totals (default: ray.get);
-    run_job's raises WorkersLost when a node with workers on it is gone.
+    run_job's raises WorkersLost when a node with workers on it is gone. `reduction` says
+    how sync rounds reach the server (default: flat).
 
     Returns the per-epoch history, and the last scored model with its evaluation
     (with --until-accuracy, the first that reached the target).
@@ -476,17 +489,20 @@ def train_epochs(
 
     x_test = scale_pixels(dataset.x_test)  # once, not at every epoch's scoring
     history = read_jsonl(run_dir / "metrics.jsonl")  # a resumed job's epochs so far
-    train = _train_async if spec.mode == "async" else _train_rounds
+    reduction = reduction or Flat()
     for attempt in range(MAX_RECOVERIES + 1):
         try:
             scorer = Scorer(spec, plan, sizes, x_test, dataset.y_test, run_dir, emit, history,
                             await_totals or (lambda ref, done: ray.get(ref)))
             if not scorer.rewind(server, t_start):
-                train(spec, plan, layout, server, workers, scorer, stop)
+                if spec.mode == "async":
+                    _train_async(spec, plan, layout, server, workers, scorer, stop)
+                else:
+                    _train_rounds(spec, plan, layout, server, workers, scorer, stop, reduction)
             assert scorer.last is not None
             return history, *scorer.last
         except (RayActorError, RayTaskError) as e:
-            # Only a lost actor (the server, or a worker for good) is worth a rewind; an
+            # Only a lost actor (the server, or a worker or reducer for good) is worth a rewind; an
             # error raised by the code itself would be raised again.
             if isinstance(e, RayTaskError) and not isinstance(e.cause, RayActorError):
                 raise
@@ -584,11 +600,11 @@ class Scorer:
         return spec.until_accuracy is not None and scored.accuracy >= spec.until_accuracy
 
 
-def _round_results(spec: JobSpec, plan: RoundPlan, layout: Layout, workers: list, start: Any, epoch: int, r: int) -> list:
-    """Start one round on the workers; the refs of their results."""
+def _round_results(spec: JobSpec, plan: RoundPlan, layout: Layout, workers: list, start: Any, epoch: int, r: int) -> dict[int, Any]:
+    """Start one round on the workers; the refs of their results, by worker rank (in rank order)."""
     rounds = plan.rounds[epoch]
     if not spec.federated:
-        return [w.train_block.remote(start, epoch, r, rounds) for w in workers]
+        return {rank: w.train_block.remote(start, epoch, r, rounds) for rank, w in enumerate(workers)}
     # FedAvg: a fresh sample of clients each round, drawn from (seed, round).
     assert spec.clients is not None
     round_index = plan.first_round(epoch) + r
@@ -598,15 +614,16 @@ def _round_results(spec: JobSpec, plan: RoundPlan, layout: Layout, workers: list
     by_worker: dict[int, list[int]] = {}
     for client in sorted(picked.tolist()):
         by_worker.setdefault(layout.owner(client), []).append(client)
-    return [workers[w].train_clients.remote(start, round_index, clients) for w, clients in sorted(by_worker.items())]
+    return {w: workers[w].train_clients.remote(start, round_index, clients) for w, clients in sorted(by_worker.items())}
 
 
 def _train_rounds(
-    spec: JobSpec, plan: RoundPlan, layout: Layout, server: Any, workers: list, scorer: Scorer, stop: Callable[[], bool]
+    spec: JobSpec, plan: RoundPlan, layout: Layout, server: Any, workers: list, scorer: Scorer, stop: Callable[[], bool],
+    reduction: Flat | Tree,
 ) -> None:
     """Synchronous rounds: every worker trains from the same start point, the server merges
-    all their results in one call, and the driver only chains the object references.
-    Each epoch's model is scored while the next epoch trains."""
+    all their results in one call (through the reducers first with a tree), and the driver
+    only chains the object references. Each epoch's model is scored while the next epoch trains."""
     done = scorer.done
     server.set_momentum.remote(plan.momenta[done])
     start = server.get_weights.remote()
@@ -617,7 +634,7 @@ def _train_rounds(
         if epoch > done and plan.momenta[epoch] != plan.momenta[epoch - 1]:
             server.set_momentum.remote(plan.momenta[epoch])
         for r in range(plan.rounds[epoch]):
-            start = server.apply_updates.remote(*_round_results(spec, plan, layout, workers, start, epoch, r))
+            start = reduction.merge(server, _round_results(spec, plan, layout, workers, start, epoch, r))
         # end_epoch waits on the epoch's last merge: if a merge failed, it never runs.
         submitted = (epoch, server.end_epoch.remote(start), server.get_global_weights.remote())
         if previous is not None and scorer.finish(*previous):

@@ -1,0 +1,211 @@
+"""Tree reduction: one reducer per node sums its workers' round results into one partial.
+
+The parameter server merges a round in one call; with a flat merge that call
+fetches one argument object per worker, which is what saturates it first as K
+grows (benchmarks/ps_ceiling.py: 56% of a K = 64 merge of the default model).
+With the tree, a `NodeReducer` on each node that hosts workers of the job takes
+that node's results (local objects, no network) and returns one partial:
+
+    (sum_k n_k * theta_k in float64, samples, (each worker's loss sum, ...), correct, restarted)
+
+and the server merges one partial per node (`ParameterServer.apply_partials`).
+The products n_k * theta_k are exact in float64 and the flat merge sums the
+same products (combine.weighted_sum); their sums round only where one weight's
+values on different workers are orders of magnitude apart, so both reductions,
+whatever the grouping, give the same weights to the last bit in practice (the
+tests' jobs and the two-node recovery jobs, tree or flat, end with identical
+model files). The losses travel unsummed and the server adds them exactly
+(math.fsum), so the epoch totals are identical too.
+
+On one node the tree only adds a hop (the reducers and the server share the
+same cores), so `reduce="auto"` uses it when the job's workers are on two or
+more nodes. Asynchronous mode pushes each worker's change on its own and never
+uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dtrain.cluster.combine import weighted_sum
+from dtrain.spec import JobSpec
+
+#: A worker's round result, as Worker.train_block / train_clients return it:
+#: (weights float32, samples, loss sum, correct, 1 if restarted else 0).
+Result = tuple[np.ndarray, int, float, int, int]
+
+#: A reducer's output: (sum of n_k * theta_k float64, samples, the workers' loss sums, correct, restarted).
+Partial = tuple[np.ndarray, int, tuple[float, ...], int, int]
+
+#: Times Ray restarts a killed reducer in its place before the job gives up on it (as for a worker).
+REDUCER_RESTARTS = 10
+
+
+def exact_sum(values: Iterable[float]) -> float:
+    """The sum of the values correctly rounded (math.fsum), so the same in any order or grouping.
+    With an infinite or NaN value (a diverged round) the plain sum, which is not finite either."""
+    values = list(values)
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):
+        return sum(values)
+
+
+def partial_sum(results: Sequence[Result]) -> Partial:
+    """One node's round results -> one partial (see the module docstring)."""
+    if not results:
+        raise ValueError("a reducer was given no results")
+    return (
+        weighted_sum([r[0] for r in results], [r[1] for r in results]),
+        sum(int(r[1]) for r in results),
+        tuple(float(r[2]) for r in results),
+        sum(int(r[3]) for r in results),
+        sum(int(r[4]) for r in results),
+    )
+
+
+def merge_partials(partials: Sequence[Partial]) -> Partial:
+    """The root of the tree: the partials of a round -> the round's whole partial."""
+    if not partials:
+        raise ValueError("no partials to merge")
+    total = np.array(partials[0][0], dtype=np.float64, copy=True)  # arguments from Ray are read-only
+    for p in partials[1:]:
+        total += p[0]
+    return (
+        total,
+        sum(p[1] for p in partials),
+        tuple(loss for p in partials for loss in p[2]),
+        sum(p[3] for p in partials),
+        sum(p[4] for p in partials),
+    )
+
+
+class NodeReducer:
+    """Sums the round results of the job's workers on its node (one actor, one job).
+
+    Created by the runner in the placement-group bundle of the node's first
+    worker, so it runs where those results are and is restarted with them.
+    `reduce` depends on its arguments alone: a call that Ray runs again after a
+    restart returns exactly what the first would have.
+    """
+
+    def ready(self) -> dict:
+        """Answers once the actor is up: its node and process id."""
+        import os
+
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+    def reduce(self, *results: Result) -> Partial:
+        """This node's workers' results of one round (object refs resolved by Ray) -> one partial."""
+        return partial_sum(results)
+
+
+def use_tree(spec: JobSpec, node_of: Sequence[str]) -> bool:
+    """Whether a job whose workers run on the nodes `node_of` (in rank order) reduces in a tree."""
+    if spec.mode == "async":
+        return False
+    if spec.reduce == "auto":
+        return len(set(node_of)) >= 2  # on one node the tree costs more than it saves (measured)
+    return spec.reduce == "tree"
+
+
+def groups_by_node(node_of: Sequence[str]) -> dict[str, list[int]]:
+    """Worker ranks by node, nodes in the order of their first worker."""
+    groups: dict[str, list[int]] = {}
+    for rank, node in enumerate(node_of):
+        groups.setdefault(node, []).append(rank)
+    return groups
+
+
+class Flat:
+    """The flat merge: all of a round's results go to the server in one call."""
+
+    name = "flat"
+
+    def merge(self, server: Any, results: dict[int, Any]) -> Any:
+        """Submit the merge of one round (worker rank -> result ref); the ref of the next start weights."""
+        return server.apply_updates.remote(*results.values())
+
+    def wait_ready(self, timeout_s: float) -> None:
+        pass
+
+    def summary(self) -> list[dict[str, Any]]:
+        return []
+
+    def kill(self) -> None:
+        pass
+
+
+@dataclass
+class Tree:
+    """One NodeReducer per node that hosts workers of the job, and the worker ranks each one sums."""
+
+    reducers: list[Any]
+    groups: list[list[int]]
+    nodes: list[str]
+    answers: list[dict] = field(default_factory=list)
+    name = "tree"
+
+    @classmethod
+    def create(cls, node_of: Sequence[str], group: Any) -> Tree:
+        """Start the reducers of workers on the nodes `node_of` (rank order), each one in the
+        placement-group bundle of its node's first worker (bundle index = rank)."""
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        by_node = groups_by_node(node_of)
+        reducers = [
+            ray.remote(NodeReducer)
+            .options(
+                num_cpus=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=ranks[0]),
+                max_restarts=REDUCER_RESTARTS,
+                max_task_retries=-1,  # reduce is a pure function of its arguments: safe to run again
+            )
+            .remote()
+            for ranks in by_node.values()
+        ]
+        return cls(reducers, list(by_node.values()), list(by_node))
+
+    def merge(self, server: Any, results: dict[int, Any]) -> Any:
+        """Submit one round through the reducers (a node none of whose workers trained this
+        round, as in a federated round that sampled none of its clients, is left out)."""
+        partials = [
+            reducer.reduce.remote(*[results[rank] for rank in ranks if rank in results])
+            for reducer, ranks in zip(self.reducers, self.groups)
+            if any(rank in results for rank in ranks)
+        ]
+        return server.apply_partials.remote(*partials)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until every reducer is up (where its workers are)."""
+        import ray
+
+        ready = [r.ready.remote() for r in self.reducers]
+        _, pending = ray.wait(ready, num_returns=len(ready), timeout=timeout_s)
+        if pending:
+            raise RuntimeError(f"{len(pending)} of {len(ready)} reducers could not be started within {timeout_s:.0f} s")
+        self.answers = ray.get(ready)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """For the report: each reducer's node (as the reducer itself says), pid and workers."""
+        answers = self.answers or [{"node": node, "pid": None} for node in self.nodes]
+        return [{"node": a["node"], "pid": a["pid"], "workers": ranks} for a, ranks in zip(answers, self.groups)]
+
+    def kill(self) -> None:
+        import ray
+
+        for reducer in self.reducers:
+            ray.kill(reducer)
+
+
+def reduction_for(spec: JobSpec, node_of: Sequence[str], group: Any) -> Flat | Tree:
+    """How the rounds of a job whose workers were placed on `node_of` (rank order) are merged."""
+    return Tree.create(node_of, group) if use_tree(spec, node_of) else Flat()
