@@ -343,6 +343,7 @@ def run_job(
                             "pids": placed["pids"],
                             "server_pid": server_pid,
                             "reduce": reduction.name,
+                            "reducers": reduction.summary(),
                         },
                     )
                     watch = NodeWatch(set(placed["nodes"]), stop)
