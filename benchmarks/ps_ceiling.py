@@ -16,10 +16,11 @@ one markdown table per section and writes the JSON.
 3. Where the merge time goes at K = 64: Ray's per-call floor, fetching and deserialising
    the K argument objects, combine.py's weighted mean, the rest of apply_updates,
    returning the new start weights.
-4. Prototype tree reduction: a `@ray.remote` reducer turns a group of G workers' results
-   into one partial (sample-weighted sum of thetas in float64, samples, loss, correct,
-   restarted); a server method merges partials. Measured side by side with the flat merge,
-   and checked to give the same weights up to float summation order.
+4. Tree reduction, as dtrain runs it (cluster/reduce.py): a reducer turns a group of G workers'
+   results into one partial (sample-weighted sum of thetas in float64, samples, the workers'
+   loss sums, correct, restarted) with `partial_sum`, as a task and as the job's `NodeReducer`
+   actor; the real `ParameterServer.apply_partials` merges the partials. Measured side by side
+   with the flat merge, and checked to give the same weights and totals.
 5. A linear cost model fitted to 1 and 4 (its per-object constant taken from 3), and what it
    predicts for 1000 workers: one actor as today, the flat buffer sharded over 8 actors, a
    tree with 8 or 32 workers per reducer, tree and shards. Extrapolated from K <= 64.
@@ -72,6 +73,8 @@ threadpool_limits(1)
 import dtrain.cluster  # noqa: E402, F401
 from dtrain.cluster.combine import default_block_momentum  # noqa: E402
 from dtrain.cluster.parameter_server import ParameterServer  # noqa: E402
+from dtrain.cluster.reduce import NodeReducer, Partial  # noqa: E402
+from dtrain.cluster.reduce import partial_sum as reduce_partial_sum  # noqa: E402
 from dtrain.model.mlp import he_init, layer_sizes, n_params  # noqa: E402
 
 MODELS: dict[str, tuple[int, ...]] = {"784-64-10": (64,), "784-200-200-10": (200, 200), "784-1024-10": (1024,)}
@@ -105,50 +108,22 @@ def med(values: list[float]) -> float:
     return statistics.median(values)
 
 
-# ------------------------------------------------------------------ the prototype's maths
+# ------------------------------------------------------------------ the tree reduction's code
 
 
-def partial_sum(*results: tuple) -> tuple[np.ndarray, int, float, int, int]:
-    """A reducer's output for a group of workers' results: (sum_k n_k * theta_k in float64,
-    samples, loss sum, correct, restarted). Summing partials and dividing by the samples gives
-    the same sample-weighted mean as combine.weighted_mean, up to float summation order."""
-    acc = np.zeros(results[0][0].shape, np.float64)
-    term = np.empty_like(acc)
-    samples, loss, correct, restarted = 0, 0.0, 0, 0
-    for theta, n, l, c, r in results:
-        np.multiply(theta, n, out=term, dtype=np.float64)  # exact: n * float32 fits float64's mantissa
-        acc += term
-        samples, loss, correct, restarted = samples + n, loss + l, correct + c, restarted + r
-    return acc, samples, loss, correct, restarted
-
-
-def merge_partials(partials: tuple) -> tuple[np.ndarray, int, float, int, int]:
-    """Partials -> one result tuple whose theta is the round's sample-weighted mean (float32) and
-    whose counts are the round's totals. Fed to the real apply_updates as a single result, it
-    goes through combine.weighted_mean unchanged (1.0 * mean), so BMUF and the server's
-    bookkeeping are the code a job runs."""
-    acc = np.array(partials[0][0], dtype=np.float64, copy=True)
-    for p in partials[1:]:
-        acc += p[0]
-    total = sum(p[1] for p in partials)
-    if total <= 0:
-        raise ValueError("no samples were trained in this round")
-    acc /= total
-    return (acc.astype(np.float32), total, float(sum(p[2] for p in partials)),
-            int(sum(p[3] for p in partials)), int(sum(p[4] for p in partials)))
+def partial_sum(*results: tuple) -> Partial:
+    """A reducer's output for a group of workers' results: dtrain's own `partial_sum` (the one
+    NodeReducer.reduce runs), taking the results as arguments, so it can run as a Ray task."""
+    return reduce_partial_sum(results)
 
 
 class ProfiledServer(ParameterServer):
-    """The real ParameterServer plus timers, no-op probes, and the prototype's partial merge.
-    Nothing of the parent is overridden: apply_updates is the job's code."""
+    """The real ParameterServer plus timers and no-op probes. Nothing of the parent is
+    overridden: apply_updates and apply_partials are the job's code."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.timings: list[tuple[float, float]] = []
-
-    def apply_partials(self, *partials: tuple) -> np.ndarray:
-        """The tree's last step: merge the reducers' partials, then the usual BMUF update."""
-        return self.apply_updates(merge_partials(partials))
 
     def apply_updates_timed(self, *results: tuple) -> np.ndarray:
         """apply_updates, timing its body and combine.weighted_mean inside it."""
@@ -194,13 +169,6 @@ class ProfiledServer(ParameterServer):
 
     def state(self) -> tuple[np.ndarray, np.ndarray, int]:
         return self.rule.start, self.rule.global_theta, self.version
-
-
-class ReducerActor:
-    """A long-lived reducer (one per node in the design): the same partial_sum as the task."""
-
-    def reduce(self, *results: tuple) -> tuple[np.ndarray, int, float, int, int]:
-        return partial_sum(*results)
 
 
 class Producer:
@@ -413,7 +381,7 @@ def main() -> int:
 def measure(ray: Any, R: dict[str, Any], repeats: int, target_ms: float) -> None:
     producers = [ray.remote(Producer).options(num_cpus=0).remote() for _ in range(PRODUCERS)]
     reducer = ray.remote(num_cpus=1)(partial_sum)
-    reducer_actor = ray.remote(ReducerActor).options(num_cpus=0).remote()
+    reducer_actor = ray.remote(NodeReducer).options(num_cpus=0).remote()
     R["grid"], R["profile"], R["tree"], R["checks"] = {}, {}, {}, {}
     for model, hidden in MODELS.items():
         sizes = layer_sizes(784, hidden, 10)
@@ -517,7 +485,7 @@ def profile(ray: Any, prof: Any, pool: list, k: int, rounds: int, repeats: int, 
 
 def tree(ray: Any, prof: Any, reducer: Any, reducer_actor: Any, pool: list, k: int, repeats: int, target_ms: float, mib: float,
          momentum: float) -> dict[str, Any]:
-    """Section 4: the tree-reduce prototype at K workers, groups of G, against the flat merge."""
+    """Section 4: the tree reduction (cluster/reduce.py) at K workers, groups of G, against the flat merge."""
     log(f"4. tree reduction at K={k}")
     out: dict[str, Any] = {"k": k, "by_group": {}}
     ray.get([reducer.remote(*pool[0][:2]) for _ in range(2)])  # start (and warm) the reducers' worker processes
@@ -770,7 +738,7 @@ def report(R: dict[str, Any]) -> None:
                          f"{row['this_machine_round_ms']:.2f} (flat {flat['one_at_a_time_ms']:.2f})"
                          if "this_machine_round_ms" in row else None])
     eq = {m: R["tree"][m]["equal"] for m in MODELS}
-    table(f"4. Tree reduction prototype at K={PROFILE_K} (groups of G workers -> one float64 partial each)",
+    table(f"4. Tree reduction (cluster/reduce.py) at K={PROFILE_K} (groups of G workers -> one float64 partial each)",
           ["model", "G", "partials", "flat server ms", "tree server ms", "server speed-up", "one reducer ms (task)",
            "one reducer ms (actor)",
            "cluster round: faster reducer + server ms", "this machine, whole round one at a time ms"], rows,
