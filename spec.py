@@ -61,7 +61,7 @@ class JobSpec(BaseModel):
     reduce: Literal["auto", "flat", "tree"] = Field(
         "auto",
         description="How a round's results reach the parameter server: flat (all in one call), tree (one reducer "
-        "per node sums its workers' results first), auto (tree when the workers are on 2 or more nodes).",
+        "per node sums its workers' results first), auto (tree for 32+ workers on 2 or more nodes).",
     )
     straggler_delay: float = Field(
         0.0, ge=0, le=60, allow_inf_nan=False, description="Seconds worker 0 waits before each block: a slow worker, for measuring."

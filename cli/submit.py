@@ -105,7 +105,7 @@ def submit(
         str,
         typer.Option(
             help="How a round's results reach the server: flat (one call), tree (a reducer per node sums its "
-            "workers' first), auto (tree when the workers span 2+ nodes)."
+            "workers' first), auto (tree for 32+ workers spanning 2+ nodes)."
         ),
     ] = "auto",
     straggler_delay: Annotated[

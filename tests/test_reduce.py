@@ -2,7 +2,7 @@
 
 First by hand, without Ray; then real jobs: a tree forced on the session's
 one-node Ray against the flat merge, and a job on the real two-node cluster
-whose automatic choice is the tree, with one reducer on each node.
+with a tree asked for, one reducer on each node.
 """
 
 from __future__ import annotations
@@ -68,10 +68,12 @@ def test_a_partial_carries_its_nodes_sums():
         partial_sum([])
 
 
-def test_the_tree_is_used_on_two_nodes_or_more_unless_asked_otherwise():
+def test_the_tree_is_used_for_many_workers_on_two_nodes_or_more_unless_asked_otherwise():
     one, two = ["a", "a", "a"], ["a", "b", "a", "b"]
-    assert not use_tree(JobSpec(), one) and use_tree(JobSpec(), two)
-    assert use_tree(JobSpec(reduce="tree"), one) and not use_tree(JobSpec(reduce="flat"), two)
+    many_on_one, many_on_two = ["a"] * 64, ["a", "b"] * 32
+    assert not use_tree(JobSpec(), one) and not use_tree(JobSpec(), two)  # few workers: the hop costs more
+    assert not use_tree(JobSpec(), many_on_one) and use_tree(JobSpec(), many_on_two)
+    assert use_tree(JobSpec(reduce="tree"), one) and not use_tree(JobSpec(reduce="flat"), many_on_two)
     assert not use_tree(JobSpec(mode="async"), two)  # async pushes per worker
     assert groups_by_node(two) == {"a": [0, 2], "b": [1, 3]}
     with pytest.raises(ValueError, match="reduce: tree is for sync rounds"):
@@ -151,14 +153,14 @@ def test_a_federated_round_skips_the_workers_it_sampled_none_of(ray_cluster, sma
     assert np.array_equal(a, b)
 
 
-def test_on_two_nodes_auto_reduces_in_a_tree_with_one_reducer_per_node(two_node_cluster):
+def test_on_two_nodes_a_tree_has_one_reducer_per_node(two_node_cluster):
     cluster = two_node_cluster
     # Four workers of one CPU fill both 2-CPU nodes: two on each.
-    job = cluster.json("submit", "--workers", "4", "--epochs", "1")
+    job = cluster.json("submit", "--workers", "4", "--epochs", "1", "--reduce", "tree")
     assert job["state"] == "SUCCEEDED" and job["test_accuracy"] > 0.9
     report = json.loads((cluster.storage / "jobs" / job["job_id"] / "report.json").read_text())
     status = cluster.job(job["job_id"])
-    assert report["spec"]["reduce"] == "auto" and report["reduce"] == "tree"
+    assert report["spec"]["reduce"] == "tree" and report["reduce"] == "tree"
     reducers = report["reducers"]
     assert sorted(r["node"] for r in reducers) == sorted(status["nodes"])  # one per node, as each reducer says
     assert cluster.second_node in status["nodes"]
