@@ -159,9 +159,10 @@ def interesting_examples(
     return {"examples": pick(range(min(n_examples, len(y)))), "misclassified": pick(worst)}
 
 
-def check_divergence(figures: dict[str, Any], epoch: int) -> None:
+def check_divergence(figures: dict[str, Any], epoch: int, spec: JobSpec | None = None) -> None:
     """Fail the job when training has blown up, rather than save garbage as a model."""
-    why = divergence(figures, epoch, N_CLASSES)
+    where = spec.period_label(epoch + 1).split("/")[0] if spec else None  # "epoch 3", or "round 30"
+    why = divergence(figures, epoch, N_CLASSES, where)
     if why:
         raise JobFailed(why)
 
@@ -572,7 +573,7 @@ class Scorer:
         spec = self.spec
         figures = self.await_totals(totals_ref, len(self.history))
         finished = time.perf_counter()
-        check_divergence(figures, epoch)
+        check_divergence(figures, epoch, spec)
         theta = np.array(ray.get(weights_ref))
         scored = evaluate(theta, self.sizes, spec.activation, self.x_test, self.y_test)
         self.last = (theta, scored)
