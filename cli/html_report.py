@@ -355,8 +355,30 @@ def _workers(workers: list[dict[str, Any]]) -> str:
         ax.set_title("Training speed by worker" + (" (red: restarted)" if any(w.get("restarted") for w in workers) else ""))
         ax.grid(axis="x", visible=False)
         alt = "Samples per second by worker: " + ", ".join(f"worker {r} {s:.0f}k" for r, s in zip(ranks, speeds))
-        plot = _img(fig, alt)
+        plot = _img(fig, alt) + _loss_by_worker(workers)
     return f'<div class="tables">{table}{plot}</div>'
+
+
+def _loss_by_worker(workers: list[dict[str, Any]]) -> str:
+    """Each worker's training loss by epoch on its own shard (where they differ: skewed shards, a straggler)."""
+    curves = [(w.get("rank", i), w.get("by_epoch") or []) for i, w in enumerate(workers)]
+    curves = [(rank, [(e["epoch"], e["train_loss"]) for e in by if e.get("train_loss") is not None]) for rank, by in curves]
+    if not any(len(points) > 1 for _, points in curves):
+        return ""
+    fig = _figure(5.3, 3.2)
+    ax = fig.add_subplot()
+    for rank, points in curves:
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1.2, label=f"worker {rank}")
+    ax.set_title("Training loss by worker, on its own shard")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy loss")
+    if len(curves) <= 10:
+        ax.legend(fontsize=7, loc="upper right")
+    alt = "Training loss by epoch of each worker: " + "; ".join(
+        f"worker {rank} " + " ".join(f"{loss:.4f}" for _, loss in points) for rank, points in curves
+    )
+    return _img(fig, alt)
 
 
 def digit_png(pixels: Sequence[int], shape: tuple[int, int]) -> bytes:

@@ -99,7 +99,8 @@ def test_terminal_report_shows_the_jobs_figures(job):
     assert f"Test accuracy by epoch  " in text and f"{accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}%" in text
     assert "Per class (test set)" in text and "precision" in text and f"{report['test']['f1'][0]:.3f}" in text
     assert "Confusion matrix" in text and str(report["test"]["confusion"][1][1]) in text  # the 1s, on the diagonal
-    assert "Workers" in text and "samples/s" in text
+    assert "Workers" in text and "samples/s" in text and "train loss by epoch" in text
+    assert len(report["workers"][0]["by_epoch"]) == 2  # each worker's own figures, epoch by epoch
     assert "Examples" in text and "true 7 -> 7" in text
     first = report["misclassified"][0]
     assert "Most confident misclassifications" in text and f"true {first['label']} -> {first['predicted']}" in text
@@ -148,6 +149,8 @@ def test_html_page_holds_the_report_and_only_inline_images(page, job):
     assert any(a.startswith("Accuracy by epoch") for a in alts) and any(a.startswith("Loss by epoch") for a in alts)
     assert any(a.startswith("Confusion matrix heatmap") for a in alts)
     assert any(a.startswith("Samples per second by worker") for a in alts)
+    by_worker = [a for a in alts if a.startswith("Training loss by epoch of each worker")]
+    assert len(by_worker) == 1 and all(f"worker {w['rank']} " in by_worker[0] for w in report["workers"])
     shown = report["misclassified"] + report["examples"]
     assert sum(a.startswith("test digit #") for a in alts) == len(shown)
     assert sum(a.startswith("Probabilities of test digit #") for a in alts) == len(shown)

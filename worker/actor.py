@@ -59,6 +59,10 @@ class Worker:
         self.delay_s = spec.straggler_delay if rank == 0 else 0.0
         self.samples_trained = 0
         self.busy_s = 0.0
+        self.eval_every = spec.eval_every
+        # This worker's own training figures by epoch (by scoring, in a federated job):
+        # {period: [samples, loss sum, correct, busy s]}, since the worker (re)started.
+        self.by_period: dict[int, list[float]] = {}
         # Ray restarts a killed worker with the same arguments (so it takes its shard
         # back) and runs its pending call again; the first result after that says so.
         import ray
@@ -85,12 +89,12 @@ class Worker:
         The result depends on the arguments and the shard alone, so a call that
         Ray runs again after a restart returns exactly what the first would have.
         """
-        return self._timed(self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
+        return self._timed(epoch + 1, self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
 
     def train_clients(self, start: np.ndarray, round_index: int, clients: list[int]) -> tuple[np.ndarray, int, float, int, int]:
         """Federated round: each of `clients` (hosted here) trains from `start`; returns, as
         train_block does, their sample-weighted mean weights and totals."""
-        return self._timed(self.trainer.train_clients, start, round_index, clients)
+        return self._timed(round_index // self.eval_every + 1, self.trainer.train_clients, start, round_index, clients)
 
     def train_async(
         self, pulled: tuple[np.ndarray, int], epoch: int, round_in_epoch: int, rounds_in_epoch: int
@@ -99,16 +103,20 @@ class Worker:
         the change of the weights, not the weights, with train_block's totals and the version
         it started from (the server scales the change by how stale it has become)."""
         start, version = pulled
-        theta, *totals = self._timed(self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
+        theta, *totals = self._timed(epoch + 1, self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
         return (theta - start, *totals, version)
 
-    def _timed(self, train, *args) -> tuple[np.ndarray, int, float, int, int]:
+    def _timed(self, period: int, train, *args) -> tuple[np.ndarray, int, float, int, int]:
         if self.delay_s:
             time.sleep(self.delay_s)
         t0 = time.perf_counter()
         theta, samples, loss, correct = train(*args)
-        self.busy_s += time.perf_counter() - t0
+        busy = time.perf_counter() - t0
+        self.busy_s += busy
         self.samples_trained += samples
+        figures = self.by_period.setdefault(period, [0, 0.0, 0, 0.0])
+        for i, value in enumerate((samples, loss, correct, busy)):
+            figures[i] += value
         restarted, self._restart_unreported = int(self._restart_unreported), False
         return theta, samples, loss, correct, restarted
 
@@ -121,4 +129,14 @@ class Worker:
             "busy_s": round(self.busy_s, 4),
             "samples_per_s": self.samples_trained / self.busy_s if self.busy_s else 0.0,
             "restarted": self.was_restarted,
+            "by_epoch": [
+                {
+                    "epoch": period,
+                    "samples": int(n),
+                    "train_loss": loss / n if n else None,
+                    "train_accuracy": correct / n if n else None,
+                    "samples_per_s": n / busy if busy else None,
+                }
+                for period, (n, loss, correct, busy) in sorted(self.by_period.items())
+            ],
         }
