@@ -86,11 +86,14 @@ def confusion_table(confusion: list[list[int]], worst: int = 3) -> Table:
 
 def workers_table(workers: list[dict[str, Any]]) -> Table:
     table = Table(title="Workers", title_justify="left")
-    for column in ("rank", "shard", "samples", "samples/s", "restarted", "train loss by epoch"):
-        table.add_column(column, justify="right" if column != "train loss by epoch" else "left")
+    for column in ("rank", "shard", "samples", "samples/s", "restarted"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    # The figures first, so that a narrow terminal cuts the sparkline, not them.
+    table.add_column("train loss", no_wrap=True, overflow="ellipsis")
     for w in workers:
         losses = [e["train_loss"] for e in w.get("by_epoch") or [] if e.get("train_loss") is not None]
-        trend = f"{sparkline(losses)} {losses[0]:.3f} -> {losses[-1]:.3f}" if len(losses) > 1 else ""
+        shown = [losses[i] for i in np.linspace(0, len(losses) - 1, min(len(losses), 12)).round().astype(int)] if losses else []
+        trend = f"{losses[0]:.3f} -> {losses[-1]:.3f} {sparkline(shown)}" if len(losses) > 1 else ""
         table.add_row(
             str(w["rank"]), str(w["shard"]), str(w["samples"]), f"{w['samples_per_s'] / 1000:.0f}k",
             "yes" if w.get("restarted") else "", trend,

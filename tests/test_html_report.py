@@ -99,7 +99,7 @@ def test_terminal_report_shows_the_jobs_figures(job):
     assert f"Test accuracy by epoch  " in text and f"{accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}%" in text
     assert "Per class (test set)" in text and "precision" in text and f"{report['test']['f1'][0]:.3f}" in text
     assert "Confusion matrix" in text and str(report["test"]["confusion"][1][1]) in text  # the 1s, on the diagonal
-    assert "Workers" in text and "samples/s" in text and "train loss by epoch" in text
+    assert "Workers" in text and "samples/s" in text and "train loss" in text
     assert len(report["workers"][0]["by_epoch"]) == 2  # each worker's own figures, epoch by epoch
     assert "Examples" in text and "true 7 -> 7" in text
     first = report["misclassified"][0]
