@@ -110,6 +110,12 @@ class JobSpec(BaseModel):
                 raise ValueError(f"clients_per_round: {self.clients_per_round} is more than the {self.clients} clients")
             if self.mode != "sync":
                 raise ValueError("mode: a federated job (`clients` set) runs in sync mode")
+            if self.epochs != type(self).model_fields["epochs"].default:
+                raise ValueError("epochs: a federated job (`clients` set) runs `rounds`, not epochs")
+            if self.sync_every is not None or self.sync_growth != DEFAULT_SYNC_GROWTH:
+                raise ValueError("sync_every: a federated job (`clients` set) merges once a round; its clients train `local_epochs`")
+        if self.block_momentum is not None and (self.combine == "average" or self.mode == "async"):
+            raise ValueError("block_momentum: only for `combine` bmuf in sync mode (averaging and async have no block momentum)")
         if self.mode == "sync" and self.max_staleness is not None:
             raise ValueError("max_staleness: only for `mode` async")
         if self.mode == "async" and self.reduce == "tree":

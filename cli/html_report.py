@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dtrain.cli.report import headline, target_line, worst_cells
+from dtrain.cli.report import combine_rule, job_kind, headline, target_line, worst_cells
 from dtrain.errors import UserError
 
 #: Figures' resolution: their pixel size is their size in inches times this.
@@ -128,7 +128,7 @@ def _page(report: dict[str, Any], history: list[dict[str, Any]]) -> str:
         _confusion_table(test["confusion"]),
         "</div>",
         '<h2 id="workers">Workers</h2>',
-        _workers(report.get("workers") or []),
+        _workers(report.get("workers") or [], report.get("spec", {})),
         '<h2 id="misclassified">Most confident misclassifications</h2>',
         _gallery(report.get("misclassified") or [], shape, "No test digit was misclassified."),
         '<h2 id="examples">Examples</h2>',
@@ -158,9 +158,13 @@ def _summary(report: dict[str, Any]) -> str:
         facts.append(("dataset", f"{dataset.get('name', '')}: {dataset.get('train', '?')} training, {dataset.get('test', '?')} test images"
                       + (f" from {spec['data_dir']}" if spec.get("data_dir") else "")))
     if spec:
-        facts.append(("training", f"lr {spec.get('lr')}, seed {spec.get('seed')}, combine {spec.get('combine')}"
+        facts.append(("training", f"lr {spec.get('lr')}, seed {spec.get('seed')}, {combine_rule(report)}"
                       + (f", kernel {report['kernel']}" if report.get("kernel") else "")))
-    if report.get("rounds_per_epoch"):
+        kind = job_kind(spec)
+        if kind or spec.get("clients"):
+            clients = f"{spec.get('clients_per_round') or spec['clients']} of {spec['clients']} clients a round" if spec.get("clients") else ""
+            facts.append(("setting", ", ".join(part for part in (kind, clients) if part)))
+    if report.get("rounds_per_epoch") and not spec.get("clients") and spec.get("mode") != "async":
         facts.append(("merges", f"{sum(report['rounds_per_epoch'])} rounds ({', '.join(map(str, report['rounds_per_epoch']))} by epoch)"))
     recoveries = report.get("recoveries") or []
     facts.append(("worker restarts", str(report.get("worker_restarts", 0))))
@@ -333,7 +337,7 @@ def _confusion(confusion: Sequence[Sequence[int]]) -> str:
     return f'<div class="plots">{_img(fig, alt)}</div>'
 
 
-def _workers(workers: list[dict[str, Any]]) -> str:
+def _workers(workers: list[dict[str, Any]], spec: dict[str, Any]) -> str:
     if not workers:
         return '<p class="muted">This report has no per-worker figures.</p>'
     rows = [
@@ -355,14 +359,20 @@ def _workers(workers: list[dict[str, Any]]) -> str:
         ax.set_title("Training speed by worker" + (" (red: restarted)" if any(w.get("restarted") for w in workers) else ""))
         ax.grid(axis="x", visible=False)
         alt = "Samples per second by worker: " + ", ".join(f"worker {r} {s:.0f}k" for r, s in zip(ranks, speeds))
-        plot = _img(fig, alt) + _loss_by_worker(workers)
+        plot = _img(fig, alt) + _loss_by_worker(workers, spec)
     return f'<div class="tables">{table}{plot}</div>'
 
 
-def _loss_by_worker(workers: list[dict[str, Any]]) -> str:
-    """Each worker's training loss by epoch on its own shard (where they differ: skewed shards, a straggler)."""
+def _loss_by_worker(workers: list[dict[str, Any]], spec: dict[str, Any]) -> str:
+    """Each worker's training loss by epoch on its own shard (where they differ: skewed shards, a straggler).
+
+    A federated job's workers count scorings, drawn at their rounds; an async job's count
+    their own passes over their shards, which run ahead of or behind the job's epochs."""
+    rounds = spec.get("rounds")
+    x_of = (lambda p: min(p * spec.get("eval_every", 1), rounds)) if rounds else (lambda p: p)  # noqa: E731
+    xlabel = "round" if rounds else "pass over its own shard" if spec.get("mode") == "async" else "epoch"
     curves = [(w.get("rank", i), w.get("by_epoch") or []) for i, w in enumerate(workers)]
-    curves = [(rank, [(e["epoch"], e["train_loss"]) for e in by if e.get("train_loss") is not None]) for rank, by in curves]
+    curves = [(rank, [(x_of(e["epoch"]), e["train_loss"]) for e in by if e.get("train_loss") is not None]) for rank, by in curves]
     if not any(len(points) > 1 for _, points in curves):
         return ""
     fig = _figure(5.3, 3.2)
@@ -370,12 +380,15 @@ def _loss_by_worker(workers: list[dict[str, Any]]) -> str:
     for rank, points in curves:
         if points:
             ax.plot(*zip(*points), marker="o", markersize=3, linewidth=1.2, label=f"worker {rank}")
-    ax.set_title("Training loss by worker, on its own shard")
-    ax.set_xlabel("epoch")
+    ax.set_title("Training loss by worker, on its own data")
+    ax.set_xlabel(xlabel)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("cross-entropy loss")
     if len(curves) <= 10:
         ax.legend(fontsize=7, loc="upper right")
-    alt = "Training loss by epoch of each worker: " + "; ".join(
+    alt = f"Training loss by {'round' if rounds else 'epoch'} of each worker: " + "; ".join(
         f"worker {rank} " + " ".join(f"{loss:.4f}" for _, loss in points) for rank, points in curves
     )
     return _img(fig, alt)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, note, out, prepare_out_dir
+from dtrain.cli.progress import async_figures
 from dtrain.spec import JobSpec
 
 
@@ -106,7 +107,7 @@ def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:
     return (
         f"{spec.period_label(line['epoch'])}  test acc {line['test_accuracy'] * 100:6.2f}%  "
         f"loss {line['test_loss']:.4f}  train loss {line['train_loss']:.4f}  "
-        f"{line['samples_per_s'] / 1000:6.0f}k samples/s  {line['wall_time_s']:7.1f} s"
+        f"{line['samples_per_s'] / 1000:6.0f}k samples/s  {line['wall_time_s']:7.1f} s" + async_figures(line)
     )
 
 

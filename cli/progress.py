@@ -19,6 +19,14 @@ def placed_on(nodes: dict[str, int]) -> str:
     return f" on {len(nodes)} nodes" if len(nodes) > 1 else ""
 
 
+def async_figures(record: dict[str, Any]) -> str:
+    """An async epoch's staleness and dropped updates, for the progress and log lines ('' otherwise)."""
+    if "mean_staleness" not in record:
+        return ""
+    dropped = record.get("dropped_updates", 0)
+    return f"  staleness {record['mean_staleness']:.1f}" + (f", {dropped} dropped" if dropped else "")
+
+
 def describe(kind: str, payload: dict[str, Any], spec: JobSpec) -> tuple[str, str] | None:
     """(what the job is doing, its latest figures) after an event of the runner, or None to show nothing."""
     if kind == "pending":
@@ -33,7 +41,7 @@ def describe(kind: str, payload: dict[str, Any], spec: JobSpec) -> tuple[str, st
     if kind == "epoch":
         return "training", (
             f"test acc {payload['test_accuracy'] * 100:.2f}%  loss {payload['test_loss']:.4f}  "
-            f"{payload['samples_per_s'] / 1000:.0f}k samples/s"
+            f"{payload['samples_per_s'] / 1000:.0f}k samples/s" + async_figures(payload)
         )
     return None
 

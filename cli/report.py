@@ -17,6 +17,13 @@ from dtrain.cli.sixel import pictures, sixels_wanted
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
+def thin(values: list[float], at_most: int) -> list[float]:
+    """At most `at_most` of `values`, evenly spaced, first and last kept (a long run's sparkline fits a line)."""
+    if len(values) <= at_most:
+        return values
+    return [values[i] for i in np.linspace(0, len(values) - 1, at_most).round().astype(int)]
+
+
 def sparkline(values: list[float]) -> str:
     """One character per value, scaled between the smallest and the largest."""
     lo, hi = min(values), max(values)
@@ -32,11 +39,39 @@ def headline(report: dict[str, Any]) -> str:
         done = f"{report['rounds_run']} rounds of federated averaging ({clients} of {spec['clients']} clients each)"
     else:
         done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    kind = job_kind(spec)
     return (
         f"Test accuracy {test['accuracy'] * 100:.2f}%  (loss {test['loss']:.4f})  "
-        f"after {done} on {spec['workers']} workers, "
+        f"after {done} on {spec['workers']} workers{f' ({kind})' if kind else ''}, "
         f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
     )
+
+
+def job_kind(spec: dict[str, Any]) -> str:
+    """What sets the job apart from a plain synchronous IID one, e.g. 'async, label-skew shards'."""
+    parts = []
+    if spec.get("mode") == "async":
+        parts.append("async")
+    if spec.get("shard", "iid") != "iid":
+        parts.append(f"{spec['shard']} shards")
+    if spec.get("batch_size", 1) != 1:
+        parts.append("full batches" if spec["batch_size"] == 0 else f"batches of {spec['batch_size']}")
+    if spec.get("straggler_delay"):
+        parts.append(f"worker 0 delayed {spec['straggler_delay']:g} s a block")
+    return ", ".join(parts)
+
+
+def combine_rule(report: dict[str, Any]) -> str:
+    """The combine rule as it ran: e.g. 'BMUF, block momentum 0.875 -> 0.5', 'FedAvg', 'staleness-scaled'."""
+    spec, momenta = report.get("spec", {}), report.get("block_momentum") or []
+    if spec.get("mode") == "async":
+        return "staleness-scaled updates (1 / (1 + staleness))"
+    name = "FedAvg" if spec.get("clients") else "weighted averaging"
+    if not any(momenta):
+        return name
+    first, last = momenta[0], momenta[-1]
+    span = f"{first:g}" if first == last else f"{first:g} -> {last:g}"
+    return f"{name} with server momentum {span}" if spec.get("clients") else f"BMUF, block momentum {span}"
 
 
 def period(report: dict[str, Any], scored: int) -> str:
@@ -92,8 +127,10 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     table.add_column("train loss", no_wrap=True, overflow="ellipsis")
     for w in workers:
         losses = [e["train_loss"] for e in w.get("by_epoch") or [] if e.get("train_loss") is not None]
-        shown = [losses[i] for i in np.linspace(0, len(losses) - 1, min(len(losses), 12)).round().astype(int)] if losses else []
-        trend = f"{losses[0]:.3f} -> {losses[-1]:.3f} {sparkline(shown)}" if len(losses) > 1 else ""
+        shown = thin(losses, 12)
+        trend = f"{losses[0]:.3f} -> {losses[-1]:.3f} {sparkline(shown)}" if len(losses) > 1 else (
+            f"{losses[0]:.3f}" if losses else ""
+        )
         table.add_row(
             str(w["rank"]), str(w["shard"]), str(w["samples"]), f"{w['samples_per_s'] / 1000:.0f}k",
             "yes" if w.get("restarted") else "", trend,
@@ -124,9 +161,9 @@ def print_report(
         loss = [h["test_loss"] for h in history]
         unit = "round" if report["spec"].get("rounds") else "epoch"
         console.print(
-            f"Test accuracy by {unit:<6} {sparkline(accuracy)}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
+            f"Test accuracy by {unit:<6} {sparkline(thin(accuracy, 40))}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
             f"(best {max(accuracy) * 100:.2f}% at {period(report, accuracy.index(max(accuracy)) + 1)})\n"
-            f"Test loss by {unit:<10} {sparkline(loss)}  {loss[0]:.4f} -> {loss[-1]:.4f}",
+            f"Test loss by {unit:<10} {sparkline(thin(loss, 40))}  {loss[0]:.4f} -> {loss[-1]:.4f}",
             markup=False, highlight=False, soft_wrap=True,
         )
     table = Table(title="Per class (test set)", title_justify="left")

@@ -72,7 +72,10 @@ def submit(
     combine: Annotated[str, typer.Option(help="Combine rule: bmuf (block momentum) or average.")] = "bmuf",
     block_momentum: Annotated[
         Optional[float],
-        typer.Option(help="BMUF block momentum.", show_default="1 - 1/workers, at most 0.5 on whole-shard rounds"),
+        typer.Option(
+            help="BMUF block momentum (with --clients: FedAvg's server momentum).",
+            show_default="1 - 1/workers, at most 0.5 on whole-shard rounds; 0 with --clients",
+        ),
     ] = None,
     cpus_per_worker: Annotated[
         Optional[float],

@@ -181,6 +181,10 @@ def test_async_does_not_wait_for_a_straggler_and_sync_does(ray_cluster, small_mn
         (["--mode", "later"], "--mode:"),
         (["--shard", "by-colour"], "--shard:"),
         (["--batch-size", "-1"], "--batch-size:"),
+        (["--clients", "10", "--rounds", "2", "--epochs", "5"], "--epochs: a federated job (--clients set) runs --rounds"),
+        (["--clients", "10", "--rounds", "2", "--sync-every", "5"], "--sync-every: a federated job (--clients set) merges once a round"),
+        (["--combine", "average", "--block-momentum", "0.9"], "--block-momentum: only for --combine bmuf in sync mode"),
+        (["--mode", "async", "--block-momentum", "0.5"], "--block-momentum: only for --combine bmuf in sync mode"),
     ],
 )
 def test_submit_refuses_options_that_do_not_fit_together(args, message, tmp_path):
