@@ -101,10 +101,17 @@ class ParameterServer:
         added exactly, so that they total the same however the round was reduced."""
         self.version += 1
         round_loss = exact_sum(losses)
-        if self.diverged_at is None and not (math.isfinite(round_loss) and np.isfinite(self.rule.delta).all()):
+        self._check_finite(round_loss, self.rule.delta)
+        self._add_totals(samples, round_loss, correct, restarts)
+
+    def _check_finite(self, loss: float, weights: np.ndarray) -> None:
+        """Remember the first update whose loss or weights are not finite."""
+        if self.diverged_at is None and not (math.isfinite(loss) and np.isfinite(weights).all()):
             self.diverged_at = self.version
+
+    def _add_totals(self, samples: int, loss: float, correct: int, restarts: int) -> None:
         self.samples += samples
-        self.loss_sum += round_loss
+        self.loss_sum += loss
         self.correct += correct
         self.restarts += restarts
 
@@ -133,12 +140,8 @@ class ParameterServer:
             self.rule.start = self.rule.global_theta
             self.version += 1
             self.staleness_sum += staleness
-            if self.diverged_at is None and not (math.isfinite(loss) and np.isfinite(self.rule.global_theta).all()):
-                self.diverged_at = self.version
-        self.samples += samples
-        self.loss_sum += loss
-        self.correct += correct
-        self.restarts += restarted
+            self._check_finite(loss, self.rule.global_theta)
+        self._add_totals(samples, loss, correct, restarted)
         return self.rule.global_theta, self.version
 
     def end_epoch(self, last_round: object = None) -> dict:
