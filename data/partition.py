@@ -46,9 +46,3 @@ def partition(y: np.ndarray, units: int, layout: str = "iid", seed: int = 0) -> 
     sizes = [sum(pieces[p][1] - pieces[p][0] for p in dealt[u * PIECES_PER_UNIT : (u + 1) * PIECES_PER_UNIT]) for u in range(units)]
     edges = np.concatenate([[0], np.cumsum(sizes)])
     return order, [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
-
-
-def group_bounds(unit_bounds: list[tuple[int, int]], groups: int) -> list[tuple[int, int]]:
-    """Bounds of `groups` contiguous runs of units (e.g. the clients each worker hosts)."""
-    runs = even_bounds(len(unit_bounds), groups)
-    return [(unit_bounds[a][0], unit_bounds[b - 1][1]) for a, b in runs]
