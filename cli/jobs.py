@@ -53,14 +53,15 @@ def list_jobs(address: Address = None, local: Local = False, storage: Storage = 
         out.print(f"no jobs yet in {jobs.where}", highlight=False)
         return
     table = Table(title=f"Jobs in {jobs.where}", title_justify="left")
-    for column in ("id", "state", "epoch", "test acc", "workers", "age"):
-        table.add_column(column, justify="left" if column in ("id", "state") else "right")
+    for column in ("id", "state", "kind", "progress", "test acc", "workers", "age"):
+        table.add_column(column, justify="left" if column in ("id", "state", "kind") else "right")
     now = time.time()
     for r in records:
         table.add_row(
             r.id,
             f"[{STATE_STYLE[r.state]}]{r.state}[/]",
-            r.spec.period_label(r.epoch).split()[1],
+            kind_of(r.spec),
+            r.spec.period_label(r.epoch),
             percent(r.test_accuracy),
             str(r.spec.workers),
             age(now - r.created_at),
@@ -101,6 +102,12 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     for key, value in rows:
         table.add_row(key, value)
     out.print(table)
+
+
+def kind_of(spec: JobSpec) -> str:
+    """A job's kind in a word or two: sync, async, fedavg (fedsgd), with +skew for label-skewed shards."""
+    kind = ("fedsgd" if spec.batch_size == 0 else "fedavg") if spec.federated else spec.mode
+    return kind + ("+skew" if spec.shard == "label-skew" else "")
 
 
 def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:

@@ -80,7 +80,7 @@ class JobProgress:
 
     def on_created(self, record: Any) -> None:
         self.job_id = record.id
-        self._show(f"starting {self.spec.workers} workers", "")
+        self._show("connecting to Ray", "")
 
     def on_event(self, kind: str, payload: dict[str, Any]) -> None:
         shown = describe(kind, payload, self.spec)

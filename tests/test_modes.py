@@ -232,3 +232,13 @@ def test_an_async_job_that_loses_its_server_goes_back_to_its_checkpoint_and_fini
     assert len(result.report["recoveries"]) == 1
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert result.evaluation.accuracy > 0.85
+
+
+def test_a_jobs_kind_and_progress_read_as_its_mode():
+    from dtrain.cli.jobs import kind_of
+
+    assert kind_of(JobSpec()) == "sync" and JobSpec().period_label(3) == "epoch 3/32"
+    assert kind_of(JobSpec(mode="async", shard="label-skew")) == "async+skew"
+    federated = JobSpec(clients=100, rounds=87, eval_every=5, batch_size=10)
+    assert kind_of(federated) == "fedavg" and federated.period_label(18) == "round 87/87"
+    assert kind_of(JobSpec(clients=100, rounds=10, batch_size=0)) == "fedsgd"
