@@ -27,12 +27,10 @@ from dtrain.data.idx import (
 from dtrain.data.mnist import FILES, SHIPPED_DIR, Dataset, load_dataset
 from dtrain.errors import UserError
 
-TRAIN_IMAGES = "train-images-idx3-ubyte"
-TRAIN_LABELS = "train-labels-idx1-ubyte"
-TEST_IMAGES = "t10k-images-idx3-ubyte"
-TEST_LABELS = "t10k-labels-idx1-ubyte"
-STEMS = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-MAGIC_OF = {TRAIN_IMAGES: IMAGES_MAGIC, TEST_IMAGES: IMAGES_MAGIC, TRAIN_LABELS: LABELS_MAGIC, TEST_LABELS: LABELS_MAGIC}
+# The loader's own table of the four files: their names and magic numbers.
+STEMS = tuple(stem for stem, _ in FILES.values())
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS
+MAGIC_OF = dict(FILES.values())
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

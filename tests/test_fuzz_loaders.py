@@ -47,6 +47,7 @@ from dtrain import __version__
 from dtrain.data.idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, display_path, parse_idx, read_bytes
 from dtrain.data.mnist import SHIPPED_DIR, Dataset, load_dataset
 from dtrain.errors import UserError
+from dtrain.data.mnist import FILES
 from dtrain.model import mlp
 from dtrain.model.inference import Model, load_model
 from dtrain.model.weights import MAX_INPUT_SCALE, MAX_WEIGHT, WeightsError, read_weights, save_weights
@@ -54,12 +55,10 @@ from dtrain.model.weights import MAX_INPUT_SCALE, MAX_WEIGHT, WeightsError, read
 # Budget: the whole file must stay well under ~20 s on a slow 2-core machine.
 FUZZ = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
-TRAIN_IMAGES = "train-images-idx3-ubyte"
-TRAIN_LABELS = "train-labels-idx1-ubyte"
-TEST_IMAGES = "t10k-images-idx3-ubyte"
-TEST_LABELS = "t10k-labels-idx1-ubyte"
-STEMS = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-MAGIC_OF = {TRAIN_IMAGES: IMAGES_MAGIC, TEST_IMAGES: IMAGES_MAGIC, TRAIN_LABELS: LABELS_MAGIC, TEST_LABELS: LABELS_MAGIC}
+# The loader's own table of the four files: their names and magic numbers.
+STEMS = tuple(stem for stem, _ in FILES.values())
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = STEMS
+MAGIC_OF = dict(FILES.values())
 HEADER_LEN = {IMAGES_MAGIC: 16, LABELS_MAGIC: 8}
 GZIP_MAGIC = b"\x1f\x8b"
 INTP_MAX = np.iinfo(np.intp).max
