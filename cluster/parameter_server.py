@@ -10,7 +10,7 @@ import numpy as np
 from dtrain.cluster import checkpoint
 from dtrain.cluster.combine import BlockMomentum, mean_of_sum
 from dtrain.cluster.divergence import divergence
-from dtrain.cluster.reduce import Partial, exact_sum, merge_partials
+from dtrain.cluster.reduce import Partial, exact_sum, merge_partials, partial_sum
 from dtrain.model.mlp import he_init
 
 
@@ -82,10 +82,7 @@ class ParameterServer:
 
     def apply_updates(self, *results: tuple[np.ndarray, int, float, int, int]) -> np.ndarray:
         """Merge one round of (weights, samples, loss sum, correct, restarted); return the next start point."""
-        counts = [r[1] for r in results]
-        self.rule.combine([r[0] for r in results], counts)
-        self._count_round(sum(counts), [r[2] for r in results], sum(r[3] for r in results), sum(r[4] for r in results))
-        return self.rule.start
+        return self.apply_partials(partial_sum(results))  # the flat merge is a tree of one node
 
     def apply_partials(self, *partials: Partial) -> np.ndarray:
         """Merge one round given as partial sums, one per node (cluster/reduce.py's NodeReducer);

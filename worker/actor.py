@@ -57,8 +57,6 @@ class Worker:
         )
         # A deliberately slow worker, to measure what one straggler costs each mode.
         self.delay_s = spec.straggler_delay if rank == 0 else 0.0
-        self.samples_trained = 0
-        self.busy_s = 0.0
         self.eval_every = spec.eval_every
         # This worker's own training figures by epoch (by scoring, in a federated job):
         # {period: [samples, loss sum, correct, busy s]}, since the worker (re)started.
@@ -112,8 +110,6 @@ class Worker:
         t0 = time.perf_counter()
         theta, samples, loss, correct = train(*args)
         busy = time.perf_counter() - t0
-        self.busy_s += busy
-        self.samples_trained += samples
         figures = self.by_period.setdefault(period, [0, 0.0, 0, 0.0])
         for i, value in enumerate((samples, loss, correct, busy)):
             figures[i] += value
@@ -121,13 +117,15 @@ class Worker:
         return theta, samples, loss, correct, restarted
 
     def stats(self) -> dict:
-        """Samples trained and time spent training, for the job report."""
+        """Samples trained and time spent training, in all and by epoch, for the job report."""
+        samples = int(sum(f[0] for f in self.by_period.values()))
+        busy_s = sum(f[3] for f in self.by_period.values())
         return {
             "rank": self.rank,
             "shard": len(self.trainer.y),
-            "samples": self.samples_trained,
-            "busy_s": round(self.busy_s, 4),
-            "samples_per_s": self.samples_trained / self.busy_s if self.busy_s else 0.0,
+            "samples": samples,
+            "busy_s": round(busy_s, 4),
+            "samples_per_s": samples / busy_s if busy_s else 0.0,
             "restarted": self.was_restarted,
             "by_epoch": [
                 {
