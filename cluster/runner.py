@@ -39,7 +39,7 @@ from dtrain.model.sparse import SparseRows
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
 from dtrain.worker.actor import Worker
-from dtrain.worker.shard import rounds_for
+from dtrain.worker.shard import block_slice, rounds_for
 
 #: Times Ray restarts a killed worker (in its place, with its shard) before the job gives up on it.
 WORKER_RESTARTS = 10
@@ -159,9 +159,9 @@ def interesting_examples(
     return {"examples": pick(range(min(n_examples, len(y)))), "misclassified": pick(worst)}
 
 
-def check_divergence(figures: dict[str, Any], epoch: int, spec: JobSpec | None = None) -> None:
+def check_divergence(figures: dict[str, Any], epoch: int, spec: JobSpec) -> None:
     """Fail the job when training has blown up, rather than save garbage as a model."""
-    where = spec.period_label(epoch + 1).split("/")[0] if spec else None  # "epoch 3", or "round 30"
+    where = spec.period_label(epoch + 1).split("/")[0]  # "epoch 3", or "round 30"
     why = divergence(figures, epoch, N_CLASSES, where)
     if why:
         raise JobFailed(why)
@@ -690,9 +690,9 @@ def _train_async(
 
 
 def block_samples(bounds: tuple[int, int], r: int, rounds: int) -> int:
-    """Samples in round r of `rounds` of a shard [lo, hi) (as ShardTrainer.block cuts it)."""
-    n = bounds[1] - bounds[0]
-    return (r + 1) * n // rounds - r * n // rounds
+    """Samples in round r of `rounds` of a shard [lo, hi), cut as the worker cuts it."""
+    block = block_slice(bounds[1] - bounds[0], r, rounds)
+    return block.stop - block.start
 
 
 def until_accuracy_summary(spec: JobSpec, history: list[dict[str, Any]]) -> dict[str, Any] | None:

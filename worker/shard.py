@@ -17,6 +17,11 @@ def rounds_for(shard_size: int, block: int) -> int:
     return max(1, -(-shard_size // block))
 
 
+def block_slice(n: int, round_in_epoch: int, rounds_in_epoch: int) -> slice:
+    """Round `round_in_epoch`'s share of an epoch's n samples: nearly equal consecutive blocks."""
+    return slice(round_in_epoch * n // rounds_in_epoch, (round_in_epoch + 1) * n // rounds_in_epoch)
+
+
 class ShardTrainer:
     """Per-sample SGD over one shard, one block of samples per round.
 
@@ -54,8 +59,7 @@ class ShardTrainer:
         if epoch != self._epoch:
             rng = np.random.default_rng((self.seed, self.rank, epoch))
             self._order, self._epoch = rng.permutation(len(self.y)), epoch
-        n = len(self._order)
-        return self._order[round_in_epoch * n // rounds_in_epoch : (round_in_epoch + 1) * n // rounds_in_epoch]
+        return self._order[block_slice(len(self._order), round_in_epoch, rounds_in_epoch)]
 
     def warm_up(self) -> None:
         """Load (or compile) the kernel now, on a throw-away copy, so round one is not slow."""
