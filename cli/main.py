@@ -11,6 +11,7 @@ import sys
 from dtrain.cli import submit, jobs, predict, show  # noqa: F401, I001  (registers the commands, in --help order)
 from dtrain.cli.app import EXIT_FAILED, EXIT_USER_ERROR, app, err
 from dtrain.cli.stdout import results_written
+from dtrain.cluster.connect import stop_local
 from dtrain.errors import UserError
 
 __all__ = ["app", "main"]
@@ -22,6 +23,7 @@ def main() -> None:
         run()
     finally:
         results_written()
+        stop_local()
 
 
 def run() -> None:

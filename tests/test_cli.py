@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-import time
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -98,9 +100,25 @@ def dtrain_command() -> list[str]:
     return [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
 
 
+def processes_with_env(entry: str) -> list[str]:
+    """Command lines of the live processes whose environment holds `entry` (NAME=value):
+    a process and all it started, as Ray's worker processes rename themselves."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if entry.encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120])
+        except OSError:  # it exited meanwhile
+            continue
+    return found
+
+
 def test_real_subprocess_trains_and_prints_json(tmp_path):
-    """The installed entry point, its own embedded Ray, exit code and clean stdout."""
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    """The installed entry point, its own embedded Ray, exit code and clean stdout; and the
+    embedded Ray is gone when the command has exited (dtrain stops it itself, faster than
+    Ray's exit hook)."""
+    ray_tmp = tempfile.mkdtemp(prefix="dtr", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_TMPDIR": ray_tmp}
     proc = subprocess.run(
         [*dtrain_command(), "submit", "--workers", "2", "--epochs", "1", "--json", "--out", str(tmp_path / "run")],
         capture_output=True,
@@ -113,6 +131,12 @@ def test_real_subprocess_trains_and_prints_json(tmp_path):
     payload = json.loads(proc.stdout)
     assert payload["state"] == "SUCCEEDED" and payload["test_accuracy"] > 0.9
     assert "Traceback" not in proc.stderr
+    # Every process of that embedded Ray (its workers too) has exited.
+    deadline = time.monotonic() + 30
+    while (left := processes_with_env(f"RAY_TMPDIR={ray_tmp}")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, left
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_real_subprocess_user_error_exit_2_without_traceback(tmp_path):
