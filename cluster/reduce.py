@@ -170,9 +170,9 @@ class Tree:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         by_node = groups_by_node(node_of)
+        reducer_actor = ray.remote(NodeReducer)  # one class export for all the reducers
         reducers = [
-            ray.remote(NodeReducer)
-            .options(
+            reducer_actor.options(
                 num_cpus=0,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=ranks[0]),
                 max_restarts=REDUCER_RESTARTS,

@@ -295,6 +295,9 @@ def run_job(
         )
         .remote(sizes, seed=spec.seed, momentum=plan.momenta[0], checkpoints=str(run_dir / "checkpoints"))
     )
+    # One actor class for all the workers: Ray exports (pickles and hashes) a class once
+    # per ray.remote(), and each worker process would fetch its own copy.
+    worker_actor = ray.remote(Worker)
     try:
         # Workers are placed again (fitted to the nodes left) when a node is lost with
         # workers that Ray cannot restart elsewhere.
@@ -307,8 +310,7 @@ def run_job(
                 emit("placed", {"cpus_per_worker": share})
                 with placement.native_stderr_muted():
                     workers = [
-                        ray.remote(Worker)
-                        .options(
+                        worker_actor.options(
                             num_cpus=share,
                             scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
                             # A killed worker is restarted with its arguments, so it takes its shard back,
