@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 #: (up to a whole shard). Chosen by measurement (README, "Combine rule and sync
 #: schedule"): short blocks while the model moves fast keep 8 workers' per-epoch
 #: accuracy near one worker's; long blocks later cost few syncs and, as in
-#: post-local SGD (Lin et al., 2020), end at a better model.
+#: post-local SGD (Lin et al., 2020), end at a better model. Block momentum
+#: 1 - 1/K builds up over about K rounds, so fewer workers need fewer short
+#: rounds: the first epoch has FIRST_EPOCH_ROUNDS_PER_WORKER x K rounds when that
+#: is fewer (8 at K = 2, 16 at K = 4; 30 from K = 8 on, for MNIST's 60,000 samples).
 DEFAULT_ROUND_SAMPLES = 2000
+FIRST_EPOCH_ROUNDS_PER_WORKER = 4
 DEFAULT_SYNC_GROWTH = 2.0
 
 
@@ -31,7 +35,9 @@ class JobSpec(BaseModel):
     hidden: tuple[int, ...] = Field((64,), description="Hidden layer sizes.")
     activation: Literal["relu", "sigmoid"] = "relu"
     sync_every: int | None = Field(
-        None, ge=1, description="Samples per worker between syncs in the first epoch (default: 2000 / workers)."
+        None,
+        ge=1,
+        description="Samples per worker between syncs in the first epoch (default: max(2000, shard / 4) / workers).",
     )
     sync_growth: float = Field(
         DEFAULT_SYNC_GROWTH, ge=1, le=16, allow_inf_nan=False, description="Factor the sync block grows by each epoch."
@@ -122,14 +128,16 @@ class JobSpec(BaseModel):
             raise ValueError("reduce: tree is for sync rounds; `mode` async pushes each worker's change on its own")
         return self
 
-    @property
-    def first_block(self) -> int:
-        """Samples per worker per round in the first epoch."""
-        return self.sync_every or max(1, DEFAULT_ROUND_SAMPLES // self.workers)
+    def first_block(self, shard: int) -> int:
+        """Samples per worker per round in the first epoch, for shards of `shard` samples."""
+        if self.sync_every:
+            return self.sync_every
+        fewest_rounds = -(-shard // (FIRST_EPOCH_ROUNDS_PER_WORKER * self.workers))
+        return max(1, DEFAULT_ROUND_SAMPLES // self.workers, fewest_rounds)
 
     def block_size(self, epoch: int, shard: int) -> int:
         """Samples per worker per round in `epoch` (0-based), for shards of `shard` samples."""
-        return max(1, min(shard, round(self.first_block * self.sync_growth**epoch)))
+        return max(1, min(shard, round(self.first_block(shard) * self.sync_growth**epoch)))
 
     @field_validator("hidden", mode="before")
     @classmethod
