@@ -16,6 +16,7 @@ from dtrain.data.mnist import load_dataset
 from dtrain.model import mlp
 from dtrain.model.evaluate import evaluate
 from dtrain.model.kernels import resolve_kernel, sgd
+from dtrain.model.sparse import SparseRows
 
 ACTIVATIONS = ("relu", "sigmoid")
 
@@ -506,3 +507,22 @@ def test_one_epoch_numba_sgd_learns_mnist(mnist):
     assert len(ev.predictions) == 10000 and ev.confusion.sum() == 10000
     assert ev.accuracy >= 0.93, ev.accuracy
     assert ev.loss < 0.3
+
+
+def test_numba_kernel_result_depends_on_the_samples_not_where_they_lie(mnist):
+    """The kernel prefetches the next sample's pixels while it trains the current one:
+    a shuffled order over the whole set must give bit for bit the weights of the same
+    samples copied out in that order and visited in sequence."""
+    sizes = mlp.layer_sizes(mnist.n_features, (64,), 10)
+    theta0 = mlp.he_init(sizes, np.random.default_rng(3))
+    images = SparseRows.from_dense(mnist.x_train[:5000])
+    order = np.random.default_rng(4).permutation(5000)[:1500]
+
+    shuffled, in_sequence = theta0.copy(), theta0.copy()
+    a = sgd("numba", shuffled, sizes, "relu", images, mnist.y_train[:5000], order, 0.01)
+    copied = SparseRows.from_dense(mnist.x_train[order])
+    b = sgd("numba", in_sequence, sizes, "relu", copied, mnist.y_train[order], np.arange(len(order)), 0.01)
+
+    assert np.abs(shuffled - theta0).max() > 1e-2
+    assert np.array_equal(shuffled, in_sequence)
+    assert a == b
