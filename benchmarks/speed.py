@@ -815,7 +815,7 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                          f(sps["numba_dense_input"] / base, ".1f", "x"), None])
         S.update(kernel_sps=sps, numba_ratio=sps["numba"] / base, numpy_ratio=sps["numpy"] / base)
         P.table(
-            f"1. SGD kernel, one core, 784-64-10 ReLU float32, lr {LR}, He init seed 0, MNIST in a fixed order ({n_rep(runs)})",
+            f"1. SGD kernel, one core, 784-64-10 ReLU float32, lr {LR}, He init seed 0, MNIST in a fixed shuffled order ({n_rep(runs)})",
             ["kernel", "samples", "samples/s", "vs naive", "kernel load s"], rows,
             [f"dtrain kernels get the images as {setup.get('images_form')} (as workers do; conversion "
              f"{setup.get('convert_s', 0):.2f} s, untimed). Compile/load excluded: in-process warm_up "
