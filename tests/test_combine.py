@@ -44,3 +44,27 @@ def test_default_momentum_is_one_minus_one_over_k_capped_on_whole_shard_rounds()
     assert default_block_momentum(8, 30) == pytest.approx(0.875)
     assert default_block_momentum(8, 1) == pytest.approx(0.5)
     assert default_block_momentum(2, 1) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "options, first_epochs",
+    [
+        (dict(workers=2), [8, 4, 2, 1]),  # block momentum builds up over ~K rounds: 4K rounds
+        (dict(workers=4), [16, 8, 4, 2, 1]),
+        (dict(workers=8), [30, 15, 8, 4, 2, 1]),  # 2000 samples a round over all workers
+        (dict(workers=16), [30, 15, 8, 4, 2, 1]),
+        (dict(workers=2, mode="async"), [30, 15, 8, 4, 2, 1]),  # no momentum: short blocks at any K
+        (dict(workers=4, combine="average"), [30, 15, 8, 4, 2, 1]),
+        (dict(workers=2, sync_every=500), [60, 30, 15, 8, 4, 2, 1]),
+        (dict(workers=1), [1, 1]),  # nothing to merge with
+    ],
+)
+def test_sync_schedule_for_mnist_sized_shards(options, first_epochs):
+    from dtrain.cluster.runner import RoundPlan
+    from dtrain.spec import JobSpec
+
+    spec = JobSpec(**options)
+    rounds = RoundPlan.for_job(spec, 60_000 // spec.workers).rounds
+    assert len(rounds) == spec.epochs
+    assert rounds[: len(first_epochs)] == first_epochs
+    assert set(rounds[len(first_epochs) :]) <= {1}  # whole-shard rounds from then on
