@@ -64,14 +64,17 @@ def stop_local() -> None:
 
     if not ray.is_initialized():
         return
-    from ray._private import ray_constants
-    from ray._private import worker as ray_worker
+    try:
+        from ray._private import ray_constants
+        from ray._private import worker as ray_worker
 
-    node = getattr(ray_worker, "_global_node", None)
-    if node is not None and node.head:
-        for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
-            info.process.kill()
-            info.process.wait()
+        node = ray_worker._global_node
+        monitors = node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if node is not None and node.head else []
+    except (ImportError, AttributeError):  # Ray's internals moved: its own shutdown is still right, only slower
+        monitors = []
+    for info in monitors:
+        info.process.kill()
+        info.process.wait()
     ray.shutdown()
 
 

@@ -79,9 +79,10 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
             prefetch(indptr, order[i + 2])
         if i + 1 < n_samples:
             following = order[i + 1]
-            for t in range(indptr[following], indptr[following + 1], 32):  # 32 uint16 = one 64-byte line
+            start, stop = indptr[following], indptr[following + 1]
+            for t in range(start, stop, 32):  # 32 uint16 = one 64-byte line
                 prefetch(indices, t)
-            for t in range(indptr[following], indptr[following + 1], 64):
+            for t in range(start, stop, 64):
                 prefetch(values, t)
         # a_0 as (pixel index, value) pairs
         lo = indptr[s]
