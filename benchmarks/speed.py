@@ -27,6 +27,7 @@ JSON. Writes only the --out JSON (and temporary run directories, deleted).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -624,6 +625,9 @@ def main() -> int:
         R["machine"].update(numba=numba.__version__, ray=_ray.__version__)
     except ImportError:
         pass
+    # Where SciPy is installed, numba imports it in every process that loads the kernel
+    # (0.19 s of CPU per worker here), which shows in the start-up figures.
+    R["machine"]["scipy_installed"] = importlib.util.find_spec("scipy") is not None
 
     def attempt(name: str, fn: Callable[[], Any]) -> Any:
         """Run one measurement; on failure record the error and carry on with the others."""
@@ -1066,7 +1070,8 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                      f"{m['peak_mib']:.0f} MiB vs Ray baseline {m['baseline_mib']:.0f} MiB (+{m['peak_mib'] - m['baseline_mib']:.0f} MiB)",
                      "single run"])
     P.table(f"Summary ({'QUICK run: fewer configs, 1 repeat, short jobs' if quick else 'full run'}; total "
-            f"{R['total_s']:.0f} s; load average {R['machine']['loadavg_start']} at start, {R['machine']['loadavg_end']} at end)",
+            f"{R['total_s']:.0f} s; load average {R['machine']['loadavg_start']} at start, {R['machine']['loadavg_end']} at end; "
+            f"SciPy {'installed: numba loads it in every worker' if R['machine']['scipy_installed'] else 'not installed'})",
             ["figure", "value", "runs"], rows,
             ([f"Dropped repeats (time budget): {', '.join(R['dropped_repeats'])}"] if R["dropped_repeats"] else [])
             + ([f"Errors: {R['errors']}"] if R["errors"] else []))
