@@ -39,8 +39,8 @@ class JobSpec(BaseModel):
     sync_every: int | None = Field(
         None,
         ge=1,
-        description="Samples per worker between syncs in the first epoch"
-        " (default: max(2000, shard / 4) / workers with bmuf, else 2000 / workers).",
+        description="Samples per worker between syncs in the first epoch (default with bmuf: the larger of"
+        " 2000 / workers and shard / (4 x workers), shard being the samples per worker; else 2000 / workers).",
     )
     sync_growth: float = Field(
         DEFAULT_SYNC_GROWTH, ge=1, le=16, allow_inf_nan=False, description="Factor the sync block grows by each epoch."
@@ -138,8 +138,8 @@ class JobSpec(BaseModel):
         block = max(1, DEFAULT_ROUND_SAMPLES // self.workers)
         if self.mode == "async" or self.combine != "bmuf":
             return block  # no block momentum to build up: few workers still want short blocks
-        fewest_rounds = -(-shard // (FIRST_EPOCH_ROUNDS_PER_WORKER * self.workers))
-        return max(block, fewest_rounds)
+        block_for_4k_rounds = -(-shard // (FIRST_EPOCH_ROUNDS_PER_WORKER * self.workers))
+        return max(block, block_for_4k_rounds)
 
     def block_size(self, epoch: int, shard: int) -> int:
         """Samples per worker per round in `epoch` (0-based), for shards of `shard` samples."""

@@ -63,7 +63,7 @@ def submit(
     activation: Annotated[str, typer.Option(help="Hidden activation: relu or sigmoid.")] = "relu",
     sync_every: Annotated[
         Optional[int],
-        typer.Option(help="Samples each worker trains between weight syncs in epoch 1.", show_default="max(2000, shard / 4) / workers with bmuf, else 2000 / workers"),
+        typer.Option(help="Samples each worker trains between weight syncs in epoch 1.", show_default="with bmuf, the larger of 2000/workers and shard/(4 x workers), shard = samples per worker; else 2000/workers"),
     ] = None,
     sync_growth: Annotated[
         Optional[float],

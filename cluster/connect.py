@@ -69,12 +69,12 @@ def stop_local() -> None:
         from ray._private import worker as ray_worker
 
         node = ray_worker._global_node
-        monitors = node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if node is not None and node.head else []
-    except (ImportError, AttributeError):  # Ray's internals moved: its own shutdown is still right, only slower
-        monitors = []
-    for info in monitors:
-        info.process.kill()
-        info.process.wait()
+        if node is not None and node.head:
+            for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
+                info.process.kill()
+                info.process.wait(timeout=5)
+    except Exception:  # Ray's internals moved: its own shutdown below is still right, only slower
+        pass
     ray.shutdown()
 
 

