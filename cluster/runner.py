@@ -28,7 +28,7 @@ from dtrain.cluster.connect import connect_local
 from dtrain.cluster.divergence import divergence
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.reduce import Flat, Tree, reduction_for
-from dtrain.cluster.storage import append_jsonl, read_jsonl, write_atomic, write_json
+from dtrain.cluster.storage import append_jsonl, read_jsonl, remove_partial_writes, write_atomic, write_json
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.data.partition import even_bounds, partition
 from dtrain.errors import UserError
@@ -433,8 +433,10 @@ def wait_for_turn(may_start: Callable[[], bool] | None, stop: Callable[[], bool]
 
 def start_or_resume(run_dir: Path, spec: JobSpec) -> None:
     """Prepare the run directory: kept as it is if it holds this job already (it resumes from
-    its checkpoints), else cleared of another job's metrics and checkpoints."""
+    its checkpoints, less what writes cut off by a crash left behind), else cleared of
+    another job's metrics and checkpoints."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial_writes(run_dir)
     spec_file = run_dir / "spec.json"
     if spec_file.is_file() and json.loads(spec_file.read_text()) == spec.model_dump(mode="json"):
         return

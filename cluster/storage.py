@@ -25,6 +25,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_partial_writes(directory: Path) -> list[Path]:
+    """Delete what writes cut off between writing and renaming left in `directory` (a
+    process or a whole cluster killed mid-write): their temporary files. None of them
+    replaced the file it was for, so nothing is lost. Only for a directory nothing is
+    writing to, such as a job's before its runner starts. Returns the files removed."""
+    removed = [p for p in directory.rglob(".*.tmp") if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -178,8 +178,11 @@ def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, 
     with pytest.raises(KeyboardInterrupt):
         run_job(spec, tmp_path / "r", "r", on_event=stop_after_two, dataset=small_mnist)
     assert not (tmp_path / "r" / "model.npz").exists()
+    # what a writer killed between writing and renaming leaves (storage.write_atomic's temporary file)
+    (tmp_path / "r" / ".metrics.jsonl.k3j9x.tmp").write_text('{"epoch": 3, "test_acc')
     resumed = run_job(spec, tmp_path / "r", "r", dataset=small_mnist)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert not list((tmp_path / "r").rglob("*.tmp"))
     a, _ = read_weights(tmp_path / "whole" / "model.npz")
     b, _ = read_weights(tmp_path / "r" / "model.npz")
     np.testing.assert_array_equal(a, b)
