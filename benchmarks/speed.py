@@ -43,12 +43,17 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-from threadpoolctl import threadpool_limits
+# One BLAS thread in this process, as in the workers and in the `dtrain` command (whose
+# package sets the same before NumPy loads): section 1 is "one core", and run_job scores
+# epochs in the driver while the workers use both cores. Set before NumPy loads OpenBLAS:
+# a pool limited afterwards has already started threads that spin on the workers' cores.
+for _variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
-# One BLAS thread in this process, as in the workers: section 1 is "one core",
-# and run_job scores epochs in the driver while the workers use both cores.
-threadpool_limits(1)
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(1)  # in case the caller's environment said otherwise
 
 # dtrain.cluster sets Ray's environment (token auth mode, no usage stats) for Ray to read at
 # import: it must be imported before anything imports ray, or connect_local() fails after ~20 s

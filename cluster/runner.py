@@ -351,7 +351,10 @@ def run_job(
                         },
                     )
                     watch = NodeWatch(set(placed["nodes"]), stop)
-                    with threadpool_limits(1):  # the driver scores epochs while the workers use the cores
+                    # The driver scores epochs while the workers use the cores. (The dtrain command
+                    # also starts BLAS with one thread, which spares the spin of a pool cut down
+                    # here: dtrain/cli/__init__.py.)
+                    with threadpool_limits(1):
                         history, theta, final = train_epochs(
                             spec, plan, layout, server, workers, dataset, sizes, run_dir, emit_counting, stop, t_start,
                             watch.wait, reduction,
