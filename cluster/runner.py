@@ -10,6 +10,7 @@ previous round's merge result), so weights never travel through it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -61,6 +62,9 @@ LOST_NODE_GRACE_S = 10.0
 
 #: How long workers may take to start before the job fails instead of hanging.
 PLACEMENT_TIMEOUT_S = 120.0
+
+#: Threads the driver scores each epoch on: one per core here, at most 4 (Scorer._evaluate says why).
+SCORING_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 #: progress callback: (event name, payload)
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -548,6 +552,13 @@ class Scorer:
         self.last: tuple[np.ndarray, Evaluation] | None = None
         self.done = 0
 
+    def _evaluate(self, theta: np.ndarray) -> Evaluation:
+        # One scoring thread per core (up to 4): the workers train the next epoch meanwhile, and
+        # a single thread would slow one worker's core only, which every other worker then
+        # waits for at the round's end. Measured, medians of 4 alternated 32-epoch jobs, training
+        # phase with 1 / 2 threads: 2 workers 3.39 / 3.28 s; 1 and 8 workers the same within noise.
+        return evaluate(theta, self.sizes, self.spec.activation, self.x_test, self.y_test, threads=SCORING_THREADS)
+
     def rewind(self, server: Any, t_start: float) -> bool:
         """Rewind the server to the last scored epoch; True if the job has nothing left to train.
 
@@ -565,7 +576,7 @@ class Scorer:
             )
         if done:
             theta = np.array(ray.get(server.get_global_weights.remote()))
-            self.last = (theta, evaluate(theta, self.sizes, spec.activation, self.x_test, self.y_test))
+            self.last = (theta, self._evaluate(theta))
         # Times go on from the last scored epoch, leaving out any time the job was down.
         now = time.perf_counter()
         self.t_train = now - (history[-1]["train_time_s"] if history else 0.0)
@@ -583,7 +594,7 @@ class Scorer:
         finished = time.perf_counter()
         check_divergence(figures, epoch, spec)
         theta = np.array(ray.get(weights_ref))
-        scored = evaluate(theta, self.sizes, spec.activation, self.x_test, self.y_test)
+        scored = self._evaluate(theta)
         self.last = (theta, scored)
         record = {
             "epoch": epoch + 1,

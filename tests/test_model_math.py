@@ -548,3 +548,16 @@ def test_warm_up_loads_numba_without_scipy_linalg_and_leaves_it_importable():
     assert out.returncode == 0, out.stderr
     assert "loaded during warm_up: False" in out.stdout
     assert "norm: 5.0" in out.stdout
+
+
+def test_evaluate_on_threads_gives_the_same_scores(mnist):
+    """The driver scores epochs on several threads; the figures must not depend on it."""
+    sizes = mlp.layer_sizes(mnist.n_features, (32,), 10)
+    theta = mlp.he_init(sizes, np.random.default_rng(3))
+    X, y = mnist.x_test[:1001], mnist.y_test[:1001]  # a count no thread count divides
+    one = evaluate(theta, sizes, "relu", X, y)
+    for threads in (2, 3, 4):
+        many = evaluate(theta, sizes, "relu", X, y, threads=threads)
+        np.testing.assert_allclose(many.proba, one.proba, rtol=1e-6, atol=1e-9)  # same rows, same products
+        assert many.loss == pytest.approx(one.loss, rel=1e-6) and many.accuracy == one.accuracy
+        np.testing.assert_array_equal(many.confusion, one.confusion)
