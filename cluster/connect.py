@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from dtrain.cluster.probe import probe
 from dtrain.errors import UserError
@@ -28,6 +32,9 @@ PROBE_TIMEOUT_S = 3.0
 #: through the object store, where the server reads them without copies. A cluster started
 #: with `ray start` keeps its own setting (deploy/README.md).
 INLINE_OBJECT_BYTES = 1 << 20
+
+#: How long the start-up's own node lookup polls before leaving it to Ray's (_prompt_node_lookup).
+NODE_REGISTRATION_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,52 @@ def connect_local(num_cpus: int | None = None) -> None:
     # a warning about "worker processes ... the maximum expected startup
     # concurrency" on the driver's stdout (which --json keeps for its one object).
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "256")
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        logging_level="WARNING",
-        log_to_driver=False,
-        _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES},
-    )
+    with _prompt_node_lookup():
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+            _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES},
+        )
+
+
+@contextmanager
+def _prompt_node_lookup() -> Iterator[None]:
+    """While Ray starts here: find the new node as soon as it has registered.
+
+    `ray.init` starts the raylet, waits 0.1 s, then asks the GCS for the node through
+    a C++ call that, if the raylet has not registered yet, sleeps a whole second
+    before asking again. The raylet takes 0.5-1.3 s to register here, so most
+    starts lost most of a second. This polls the GCS's node table every 20 ms first
+    (`ray.init` 2.2-3.2 s -> 1.8-2.6 s, 5 alternated runs each). Should Ray's
+    internals have moved, Ray's own lookup runs as before.
+    """
+    try:
+        from ray._private import services, state
+
+        lookup = services.get_node
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def get_node(gcs_address: str, node_id: str) -> Any:
+        try:
+            table = state.GlobalState()
+            table._initialize_global_state(services._get_gcs_client_options(gcs_address))
+            deadline = time.monotonic() + NODE_REGISTRATION_WAIT_S
+            while time.monotonic() < deadline and all(n.get("NodeID") != node_id for n in table.node_table()):
+                time.sleep(0.02)
+        except Exception:  # noqa: BLE001 - any trouble: Ray's own lookup below decides
+            pass
+        return lookup(gcs_address, node_id)
+
+    services.get_node = get_node
+    try:
+        yield
+    finally:
+        services.get_node = lookup
 
 
 def stop_local() -> None:

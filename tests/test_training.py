@@ -187,3 +187,20 @@ def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, 
     b, _ = read_weights(tmp_path / "r" / "model.npz")
     np.testing.assert_array_equal(a, b)
     assert resumed.evaluation.accuracy == whole.evaluation.accuracy
+
+
+def test_the_start_ups_node_lookup_finds_the_running_node_and_gives_ray_its_own_back(ray_cluster):
+    """connect_local polls for the new node itself (Ray's lookup sleeps a second when the
+    node is not registered yet); the lookup must find the node Ray would, and be undone."""
+    from ray._private import services
+
+    from dtrain.cluster.connect import _prompt_node_lookup
+
+    node_id = ray_cluster.get_runtime_context().get_node_id()
+    gcs_address = ray_cluster._private.worker.global_worker.node.gcs_address
+    rays_own = services.get_node
+    with _prompt_node_lookup():
+        assert services.get_node is not rays_own
+        found = services.get_node(gcs_address, node_id)
+    assert services.get_node is rays_own
+    assert found == rays_own(gcs_address, node_id)
