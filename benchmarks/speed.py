@@ -630,8 +630,8 @@ def main() -> int:
         R["machine"].update(numba=numba.__version__, ray=_ray.__version__)
     except ImportError:
         pass
-    # Where SciPy is installed, numba imports it in every process that loads the kernel
-    # (0.19 s of CPU per worker here), which shows in the start-up figures.
+    # Where SciPy is installed, numba imports it when it loads (dtrain's warm-up keeps it from
+    # importing scipy.linalg, 0.19 s of CPU per worker); recorded with the figures.
     R["machine"]["scipy_installed"] = importlib.util.find_spec("scipy") is not None
 
     def attempt(name: str, fn: Callable[[], Any]) -> Any:
@@ -1076,7 +1076,7 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                      "single run"])
     P.table(f"Summary ({'QUICK run: fewer configs, 1 repeat, short jobs' if quick else 'full run'}; total "
             f"{R['total_s']:.0f} s; load average {R['machine']['loadavg_start']} at start, {R['machine']['loadavg_end']} at end; "
-            f"SciPy {'installed: numba loads it in every worker' if R['machine']['scipy_installed'] else 'not installed'})",
+            f"SciPy {'installed' if R['machine']['scipy_installed'] else 'not installed'})",
             ["figure", "value", "runs"], rows,
             ([f"Dropped repeats (time budget): {', '.join(R['dropped_repeats'])}"] if R["dropped_repeats"] else [])
             + ([f"Errors: {R['errors']}"] if R["errors"] else []))

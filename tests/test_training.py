@@ -204,3 +204,24 @@ def test_the_start_ups_node_lookup_finds_the_running_node_and_gives_ray_its_own_
         found = services.get_node(gcs_address, node_id)
     assert services.get_node is rays_own
     assert found == rays_own(gcs_address, node_id)
+
+
+def test_the_embedded_ray_runs_without_the_head_processes_it_never_uses(ray_cluster):
+    """connect_local leaves out the dashboard (usage statistics only), the autoscaler's
+    monitor and the log monitor; the raylet and GCS it needs are there, and Ray's node
+    class is given back."""
+    from ray._private import ray_constants
+    from ray._private.node import Node
+
+    from dtrain.cluster.connect import _without_idle_head_processes
+
+    started = ray_cluster._private.worker._global_node.all_processes
+    for unused in (ray_constants.PROCESS_TYPE_DASHBOARD, ray_constants.PROCESS_TYPE_MONITOR,
+                   ray_constants.PROCESS_TYPE_LOG_MONITOR):
+        assert not started.get(unused), unused
+    for needed in (ray_constants.PROCESS_TYPE_GCS_SERVER, ray_constants.PROCESS_TYPE_RAYLET):
+        assert started.get(needed), needed
+    rays_own = (Node.__init__, Node.start_api_server)
+    with _without_idle_head_processes():
+        assert (Node.__init__, Node.start_api_server) != rays_own
+    assert (Node.__init__, Node.start_api_server) == rays_own
