@@ -148,10 +148,10 @@ def stop_local() -> None:
 
     The same as Ray's own `ray.shutdown()` at exit, less 1.5 s of waiting measured at
     every exit here: Ray's exit hook sleeps 0.5 s so that workers' log lines reach the
-    driver (dtrain runs with log_to_driver off), and Ray stops the autoscaler's monitor
-    after the GCS, so the monitor's SIGTERM handler hangs reporting to a GCS that is
-    gone until it is killed a second later. On an embedded single-node Ray the monitor
-    has nothing to save, so it is killed first.
+    driver (dtrain runs with log_to_driver off), and, when Ray started the autoscaler's
+    monitor (connect_local asks it not to), Ray stops it after the GCS, so its SIGTERM
+    handler hangs reporting to a GCS that is gone until it is killed a second later.
+    On an embedded single-node Ray the monitor has nothing to save: it is killed first.
     """
     import sys
 

@@ -18,8 +18,8 @@ class ParameterServer:
     """Global weights, a version number, and the combine rule's state.
 
     Workers' results are handed to ``apply_updates`` as object references, all
-    of a round's in one call, so the round's weights never pass through the
-    driver; with a tree reduction, ``apply_partials`` gets one partial sum per
+    of a round's in one call, so the driver never fetches them (in local mode Ray
+    carries them inside its replies: cluster/connect.py); with a tree reduction, ``apply_partials`` gets one partial sum per
     node instead (cluster/reduce.py).
 
     With a `checkpoints` directory it writes its state there at the end of
