@@ -24,14 +24,15 @@ PROBE_TIMEOUT_S = 3.0
 
 #: Task results up to this size travel inside Ray's RPC replies instead of through the
 #: shared-memory object store (Ray's default limit is 100 KiB). A sync round moves the
-#: weights (203 KiB for 784-64-10, 813 KiB for 784-256-10) from each worker to the server
-#: and back; kept out of the object store, it skips the raylet's create/seal/fetch steps.
-#: Measured with the real workers and server, ms per round: 1 worker 4.2 -> 2.6, 2 workers
-#: 5.5 -> 3.7, 8 workers 15.5 -> 12.8; training phase of `--workers 8` (32 epochs), median
-#: of 3 alternated runs: 4.72 -> 4.20 s. Larger models (3.2 MiB at hidden 1024) still go
-#: through the object store, where the server reads them without copies. A cluster started
-#: with `ray start` keeps its own setting (deploy/README.md).
-INLINE_OBJECT_BYTES = 1 << 20
+#: weights (199 KiB for 784-64-10) from each worker to the server and back; kept out of
+#: the object store, it skips the raylet's create/seal/fetch steps. Measured with the real
+#: workers and server, ms per round: 1 worker 4.2 -> 2.6, 2 workers 5.5 -> 3.7, 8 workers
+#: 15.5 -> 12.8; training phase of `--workers 8` (32 epochs), median of 3 alternated runs:
+#: 4.72 -> 4.20 s. Inside replies, weights go worker -> driver -> server, a copy per hop, so
+#: larger models (795 KiB at hidden 256, which a single run measured slower this way) keep
+#: the object store, where the server reads them without copies. A cluster started with
+#: `ray start` keeps its own setting (deploy/README.md).
+INLINE_OBJECT_BYTES = 256 << 10
 
 #: How long the start-up's own node lookup polls before leaving it to Ray's (_prompt_node_lookup).
 NODE_REGISTRATION_WAIT_S = 10.0
@@ -71,39 +72,42 @@ def _without_idle_head_processes() -> Iterator[None]:
     """While Ray starts here: leave out three head processes an embedded Ray never uses.
 
     With include_dashboard=False, `ray.init` still starts a dashboard process, only
-    to report usage statistics (which dtrain turns off), and waits 0.3-0.5 s for it
-    to answer; the autoscaler's monitor has no nodes to add to a single machine; the
-    log monitor forwards workers' prints, which dtrain does not ask for
-    (log_to_driver=False). They took 1.2 s of CPU while the workers start on 2 cores.
-    Measured, 5 alternated runs: `ray.init` 1.7-2.5 s -> 1.0 s; Ray up and 8 actors
-    ready 4.7-5.6 s -> 3.9-4.1 s. Turning usage statistics on (RAY_USAGE_STATS_ENABLED=1)
-    keeps the dashboard process. Should Ray's internals have moved, Ray starts them all.
+    to report usage statistics (which `ray.init` itself turns off for a local
+    cluster, released wheels), and waits 0.3-0.5 s for it to answer; the autoscaler's
+    monitor has no nodes to add to a single machine; the log monitor forwards
+    workers' prints, which dtrain does not ask for (log_to_driver=False). They took
+    1.2 s of CPU while the workers start on 2 cores. Measured, 5 alternated runs:
+    `ray.init` 1.7-2.5 s -> 1.0 s; Ray up and 8 actors ready 4.7-5.6 s -> 3.9-4.1 s.
+    Usage statistics turned on keep the dashboard. Should Ray's internals have moved,
+    Ray starts them all.
     """
     try:
         from ray._private.node import Node
 
-        start_node, start_api_server = Node.__init__, Node.start_api_server
+        rays_node_init, rays_start_api_server = Node.__init__, Node.start_api_server
     except (ImportError, AttributeError):
+        rays_node_init = None
+    if rays_node_init is None:
         yield
         return
-    usage_stats_off = os.environ.get("RAY_USAGE_STATS_ENABLED") == "0"
 
-    def lean_start_node(self: Any, *args: Any, **kwargs: Any) -> None:
+    def lean_node_init(self: Any, *args: Any, **kwargs: Any) -> None:
         params = kwargs.get("ray_params", args[0] if args else None)
         if kwargs.get("head") and kwargs.get("ray_init_cluster") and hasattr(params, "include_log_monitor"):
             params.no_monitor = True
             params.include_log_monitor = False
-        start_node(self, *args, **kwargs)
+        rays_node_init(self, *args, **kwargs)
 
-    def lean_start_api_server(self: Any, *, include_dashboard: bool | None, raise_on_failure: bool) -> None:
-        if include_dashboard is not False or not usage_stats_off:
-            start_api_server(self, include_dashboard=include_dashboard, raise_on_failure=raise_on_failure)
+    def lean_start_api_server(self: Any, *args: Any, **kwargs: Any) -> None:
+        # Read now: ray.init sets the variable just before it starts the head.
+        if kwargs.get("include_dashboard") is not False or os.environ.get("RAY_USAGE_STATS_ENABLED") != "0":
+            rays_start_api_server(self, *args, **kwargs)
 
-    Node.__init__, Node.start_api_server = lean_start_node, lean_start_api_server
+    Node.__init__, Node.start_api_server = lean_node_init, lean_start_api_server
     try:
         yield
     finally:
-        Node.__init__, Node.start_api_server = start_node, start_api_server
+        Node.__init__, Node.start_api_server = rays_node_init, rays_start_api_server
 
 
 @contextmanager
@@ -120,8 +124,10 @@ def _prompt_node_lookup() -> Iterator[None]:
     try:
         from ray._private import services, state
 
-        lookup = services.get_node
+        rays_lookup = services.get_node
     except (ImportError, AttributeError):
+        rays_lookup = None
+    if rays_lookup is None:
         yield
         return
 
@@ -130,17 +136,23 @@ def _prompt_node_lookup() -> Iterator[None]:
             table = state.GlobalState()
             table._initialize_global_state(services._get_gcs_client_options(gcs_address))
             deadline = time.monotonic() + NODE_REGISTRATION_WAIT_S
-            while time.monotonic() < deadline and all(n.get("NodeID") != node_id for n in table.node_table()):
+            while not node_listed(table.node_table(), node_id) and time.monotonic() < deadline:
                 time.sleep(0.02)
         except Exception:  # noqa: BLE001 - any trouble: Ray's own lookup below decides
             pass
-        return lookup(gcs_address, node_id)
+        return rays_lookup(gcs_address, node_id)
 
     services.get_node = get_node
     try:
         yield
     finally:
-        services.get_node = lookup
+        services.get_node = rays_lookup
+
+
+def node_listed(nodes: list[dict[str, Any]], node_id: str) -> bool:
+    """Whether GCS's node table lists `node_id` yet. Also True for a table whose rows lack
+    "NodeID" (Ray renamed it): polling could never end then, so Ray's own lookup decides."""
+    return any(n.get("NodeID", node_id) == node_id for n in nodes)
 
 
 def stop_local() -> None:

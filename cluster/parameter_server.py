@@ -18,9 +18,10 @@ class ParameterServer:
     """Global weights, a version number, and the combine rule's state.
 
     Workers' results are handed to ``apply_updates`` as object references, all
-    of a round's in one call, so the driver never fetches them (in local mode Ray
-    carries them inside its replies: cluster/connect.py); with a tree reduction, ``apply_partials`` gets one partial sum per
-    node instead (cluster/reduce.py).
+    of a round's in one call, so the driver never fetches them (in local mode
+    Ray carries them inside its replies: cluster/connect.py); with a tree
+    reduction, ``apply_partials`` gets one partial sum per node instead
+    (cluster/reduce.py).
 
     With a `checkpoints` directory it writes its state there at the end of
     every epoch; `rewind` goes back to one of them, which is how a job carries

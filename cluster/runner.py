@@ -4,8 +4,9 @@ Each round, every worker trains from the server's current weights on its next
 block of ``sync_every`` samples, and the server merges all the results in one
 call (or, with a tree reduction, one partial sum per node: cluster/reduce.py).
 The driver only chains object references (a round's start weights are the
-previous round's merge result): its code never fetches or sends weights (in local
-mode Ray's core relays them inside its replies: cluster/connect.py).
+previous round's merge result): its code never fetches a round's results, only
+the global model once an epoch, to score it (in local mode Ray's core relays the
+results inside its replies: cluster/connect.py).
 """
 
 from __future__ import annotations

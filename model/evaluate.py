@@ -29,13 +29,13 @@ def probabilities(
 ) -> np.ndarray:
     """Class probabilities (n, n_out) for images X (n, n_0), uint8 or float in [0, 1].
 
-    With `threads` above 1, X is cut into that many parts, scored side by side
-    (NumPy's matrix products release the GIL); the result is the same.
+    With `threads` above 1, X is cut into at least that many parts, scored side by
+    side (NumPy's matrix products release the GIL); the result is the same.
     """
     params = unflatten(theta, sizes)
     out = np.empty((len(X), sizes[-1]), dtype=np.float32)
     if threads > 1:
-        chunk = max(1, -(-len(X) // threads))
+        chunk = max(1, min(chunk, -(-len(X) // threads)))
 
     def fill(lo: int) -> None:
         out[lo : lo + chunk] = predict_proba(params, scale_pixels(X[lo : lo + chunk]), activation)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -77,24 +75,23 @@ def sgd(
     )
 
 
-@contextmanager
-def _scipy_hidden_from_numba() -> Iterator[None]:
-    """While numba loads, if it has not yet: make `import scipy.linalg` fail.
+def _load_numba_without_scipy_linalg() -> None:
+    """Import numba's NumPy implementations with `import scipy.linalg` failing meanwhile.
 
-    Loading even a cached kernel makes numba import its NumPy implementations, and
-    numba.np.arraymath imports scipy.linalg at once, only to learn whether np.dot has a
-    BLAS (which this kernel never calls): 0.19 s of CPU in every worker process where
-    SciPy is installed, 1.5 CPU-s when 8 workers start on 2 cores. Once numba has
-    loaded, the block is lifted and `import scipy.linalg` works as usual, but numba
-    itself keeps no np.dot for code compiled later in the same process (dtrain's
-    processes compile nothing else). A process that already imported it is left alone.
+    Loading even a cached kernel makes numba import numba.np.arraymath, which imports
+    scipy.linalg at once, only to learn whether a BLAS is there for np.correlate and
+    np.convolve (which this kernel never calls): 0.19 s of CPU in every worker process
+    where SciPy is installed, 1.5 CPU-s when 8 workers start on 2 cores. Only that one
+    import runs under the block; afterwards `import scipy.linalg` works as usual, and
+    numba's np.dot and np.linalg still find their BLAS when they compile (only
+    np.correlate and np.convolve keep a plain loop). A process that already imported
+    either module is left alone.
     """
     if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
-        yield
         return
     sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  # Python's documented import block
     try:
-        yield
+        import numba.np.arraymath  # noqa: F401
     finally:
         if sys.modules.get("scipy.linalg", 0) is None:
             del sys.modules["scipy.linalg"]
@@ -112,6 +109,6 @@ def warm_up(kernel: str, n_features: int = 784) -> None:
         array.flags.writeable = False  # as arrays arrive through Ray
     sizes = (n_features, 1, 2)
     theta = np.zeros(n_features * 1 + 1 + 1 * 2 + 2, np.float32)
-    with _scipy_hidden_from_numba():
-        sgd("numba", theta, sizes, "relu", images, y, np.zeros(1, np.int64), 0.0)
+    _load_numba_without_scipy_linalg()
+    sgd("numba", theta, sizes, "relu", images, y, np.zeros(1, np.int64), 0.0)
 

@@ -191,17 +191,27 @@ def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, 
 
 def test_the_start_ups_node_lookup_finds_the_running_node_and_gives_ray_its_own_back(ray_cluster):
     """connect_local polls for the new node itself (Ray's lookup sleeps a second when the
-    node is not registered yet); the lookup must find the node Ray would, and be undone."""
-    from ray._private import services
+    node is not registered yet); the lookup must find the node Ray would, at once, read
+    the node table as Ray 2.60 writes it, and be undone."""
+    import time
 
-    from dtrain.cluster.connect import _prompt_node_lookup
+    from ray._private import services, state
+
+    from dtrain.cluster.connect import _prompt_node_lookup, node_listed
 
     node_id = ray_cluster.get_runtime_context().get_node_id()
     gcs_address = ray_cluster._private.worker.global_worker.node.gcs_address
+    table = state.GlobalState()
+    table._initialize_global_state(services._get_gcs_client_options(gcs_address))
+    nodes = table.node_table()
+    assert node_listed(nodes, node_id)
+    assert not node_listed(nodes, "f" * len(node_id))  # polling goes on until the node is there
     rays_own = services.get_node
     with _prompt_node_lookup():
         assert services.get_node is not rays_own
+        t0 = time.monotonic()
         found = services.get_node(gcs_address, node_id)
+        assert time.monotonic() - t0 < 1.0
     assert services.get_node is rays_own
     assert found == rays_own(gcs_address, node_id)
 

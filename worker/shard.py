@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtrain.model.kernels import sgd, warm_up
+from dtrain.model import kernels
+from dtrain.model.kernels import sgd
 from dtrain.model.sparse import SparseRows
 
 
@@ -65,7 +66,7 @@ class ShardTrainer:
         """Load (or compile) the kernel now, on a throw-away copy, so round one is not slow."""
         from dtrain.model.mlp import n_params
 
-        warm_up(self.kernel, self.images.n_cols)  # numba's own loading, as cheap as it goes
+        kernels.warm_up(self.kernel, self.images.n_cols)  # numba's own loading, as cheap as it goes
         scratch = np.zeros(n_params(self.sizes), dtype=np.float32)
         sgd(self.kernel, scratch, self.sizes, self.activation, self.images, self.y, np.zeros(1, np.int64), self.lr)
 
