@@ -43,12 +43,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-# One BLAS thread in this process, as in the workers and in the `dtrain` command (whose
-# package sets the same before NumPy loads): section 1 is "one core", and run_job scores
-# epochs in the driver while the workers use both cores. Set before NumPy loads OpenBLAS:
-# a pool limited afterwards has already started threads that spin on the workers' cores.
-for _variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+# One BLAS thread in this process, as in the workers and in the `dtrain` command: section 1
+# is "one core", and run_job scores epochs in the driver while the workers use both cores.
+# dtrain.cli sets it the command's way, before NumPy loads OpenBLAS (its docstring says why).
+import dtrain.cli  # noqa: E402, F401, I001
 
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402

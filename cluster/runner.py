@@ -12,7 +12,6 @@ results inside its replies: cluster/connect.py).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -66,7 +65,7 @@ LOST_NODE_GRACE_S = 10.0
 PLACEMENT_TIMEOUT_S = 120.0
 
 #: Threads the driver scores each epoch on: one per core here, at most 4 (Scorer._evaluate says why).
-SCORING_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+SCORING_THREADS = min(4, int(placement.local_cpus()))
 
 #: progress callback: (event name, payload)
 OnEvent = Callable[[str, dict[str, Any]], None]

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from dtrain.model.mlp import unflatten
+from dtrain.model.mlp import DERIVATIVES, unflatten
 from dtrain.model.sparse import SparseRows
 
 #: The smallest positive float32: the probability a loss is taken of, at least.
@@ -40,6 +40,7 @@ def sgd_numpy(
     """
     params = unflatten(theta, sizes)
     relu = activation == "relu"
+    f_prime = DERIVATIVES[activation]
     lr, scale = np.float32(lr), np.float32(scale)
     (W1, b1), rest = params[0], params[1:]
     loss, correct = 0.0, 0
@@ -78,7 +79,7 @@ def sgd_numpy(
             W, b = params[l]
             a_prev = a[l]
             delta_prev = W @ delta
-            delta_prev *= (a_prev > 0) if relu else a_prev * (1 - a_prev)
+            delta_prev *= f_prime(a_prev)
             W -= np.multiply.outer(lr * a_prev, delta)
             b -= lr * delta
             delta = delta_prev
