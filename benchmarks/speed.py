@@ -11,7 +11,8 @@ Sections (printed as one table each, then a summary of the headline figures):
 4. Time to 97% and 98% test accuracy with 1 and 2 workers, in-process and as a
    real `dtrain submit` command.
 5. Start-up: command start to first trained sample; bare ray.init for context.
-6. Peak memory (PSS) of a default job's processes against Ray's own baseline.
+6. Peak memory (PSS) of a default job's processes against Ray's own baseline, and
+   against Ray with as many idle actor processes as the job has.
 7. How cost grows: kernel speed and one sync round against model size and workers.
 
 Repeats: everything in sections 1 and 2 and the headline default job (`dtrain
@@ -277,6 +278,34 @@ def submit(options: list[str], timeout: float, *, memory: bool = False) -> dict[
         "memory": run["memory"],
         "leftovers_killed": run["leftovers_killed"],
     }
+
+
+#: The default job's actor processes: 8 workers and the parameter server.
+JOB_ACTORS = 9
+#: What the idle actors of section 6 load, one baseline per level (each includes the ones before).
+ACTOR_LEVELS = ("nothing", "NumPy", "numba + kernel")
+IDLE_ACTORS_SNIPPET = """
+import json, time
+import dtrain.cli  # one BLAS thread, and Ray's environment, as in the dtrain command
+import ray
+from dtrain.cluster.connect import connect_local
+connect_local()
+
+@ray.remote(num_cpus=0)
+class Idle:
+    def load(self, level):
+        if level >= 1:
+            import numpy
+        if level >= 2:
+            from dtrain.model.kernels import warm_up
+            warm_up("numba")
+        return level
+
+actors = [Idle.remote() for _ in range({actors})]
+ray.get([a.load.remote({level}) for a in actors])
+print(json.dumps({{}}), flush=True)
+time.sleep(3)
+"""
 
 
 def python_snippet(code: str, timeout: float, *, memory: bool = False) -> dict[str, Any]:
@@ -681,6 +710,14 @@ def main() -> int:
         "print(json.dumps({'import_ray_s': t1 - t0, 'ray_init_s': t2 - t1}), flush=True); time.sleep(3)",
         120, memory=True))
 
+    # What Ray itself costs for the job's process layout: idle actors in place of the 8 workers
+    # and the server, importing nothing, then NumPy, then numba with the kernel loaded.
+    R["actor_baselines"] = {}
+    for level, what in enumerate(ACTOR_LEVELS):
+        log(f"section 6: connect_local() + {JOB_ACTORS} idle actors ({what})")
+        R["actor_baselines"][what] = attempt(f"actor_baseline_{level}", lambda: python_snippet(
+            IDLE_ACTORS_SNIPPET.format(actors=JOB_ACTORS, level=level), 120, memory=True))
+
     mem_epochs = 2 if quick else 3
     log(f"section 6: peak memory of dtrain submit --workers 8 --epochs {mem_epochs}")
     R["memory_job"] = attempt("memory_job", lambda: submit(["--workers", "8", "--epochs", str(mem_epochs)], 180, memory=True))
@@ -979,10 +1016,18 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
              peak["samples"]],
             ["bare connect_local() + sleep 3 s (Ray's baseline)", b["processes"], f(b["pss_kib"] / 1024, ".0f"),
              f(b["rss_kib"] / 1024, ".0f"), f(b["pss_shmem_kib"] / 1024, ".1f"), f(b["rss_shmem_kib"] / 1024, ".1f"), b["samples"]],
-            ["difference", peak["processes"] - b["processes"], f((peak["pss_kib"] - b["pss_kib"]) / 1024, ".0f"),
+            ["difference (the job - Ray's baseline)", peak["processes"] - b["processes"], f((peak["pss_kib"] - b["pss_kib"]) / 1024, ".0f"),
              f((peak["rss_kib"] - b["rss_kib"]) / 1024, ".0f"), f((peak["pss_shmem_kib"] - b["pss_shmem_kib"]) / 1024, ".1f"),
              f((peak["rss_shmem_kib"] - b["rss_shmem_kib"]) / 1024, ".1f"), None],
         ]
+        layers = [(what, (R.get("actor_baselines") or {}).get(what)) for what in ACTOR_LEVELS]
+        layers = [(what, r["memory"]) for what, r in layers if r and r.get("memory")]
+        for what, m in layers:
+            rows.append([f"connect_local() + {JOB_ACTORS} idle actors, loading {what}", m["processes"],
+                             f(m["pss_kib"] / 1024, ".0f"), f(m["rss_kib"] / 1024, ".0f"), f(m["pss_shmem_kib"] / 1024, ".1f"),
+                             f(m["rss_shmem_kib"] / 1024, ".1f"), m["samples"]])
+        if layers:
+            S["memory"]["actor_baselines_mib"] = {what: m["pss_kib"] / 1024 for what, m in layers}
         plasma = R.get("plasma") or {}
         once = peak["pss_shmem_kib"] * 1024 < 1.5 * dset
         P.table(
@@ -995,6 +1040,9 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
              f"mapping ({peak['rss_shmem_kib'] / 1024:.0f} MiB), summed PSS counts each page once "
              f"({peak['pss_shmem_kib'] / 1024:.0f} MiB, {'under' if once else 'NOT under'} 1.5x the dataset): "
              f"{'held once' if once else 'check: may be held more than once'}.",
+             f"Idle actors: as many actor processes as the job has (8 workers and the server), doing nothing but import, "
+             f"which is what Ray and those imports cost whatever the actors then do; the dtrain job's driver also holds "
+             f"the dataset and numba.",
              "Ray's memory_summary 'Plasma memory usage' line: "
              + (plasma.get("line") or f"unavailable ({plasma.get('unavailable', 'not probed')}; it needs grpc, i.e. ray[default])")])
 
@@ -1070,7 +1118,10 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
     if S.get("memory"):
         m = S["memory"]
         rows.append(["peak memory, 8-worker job (PSS, all processes)",
-                     f"{m['peak_mib']:.0f} MiB vs Ray baseline {m['baseline_mib']:.0f} MiB (+{m['peak_mib'] - m['baseline_mib']:.0f} MiB)",
+                     f"{m['peak_mib']:.0f} MiB vs Ray baseline {m['baseline_mib']:.0f} MiB (+{m['peak_mib'] - m['baseline_mib']:.0f} MiB)"
+                     + (f"; Ray + {JOB_ACTORS} idle actors loading " + ", ".join(
+                         f"{what} {v:.0f}" for what, v in m["actor_baselines_mib"].items()) + " MiB"
+                        if m.get("actor_baselines_mib") else ""),
                      "single run"])
     P.table(f"Summary ({'QUICK run: fewer configs, 1 repeat, short jobs' if quick else 'full run'}; total "
             f"{R['total_s']:.0f} s; load average {R['machine']['loadavg_start']} at start, {R['machine']['loadavg_end']} at end; "
