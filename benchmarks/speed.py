@@ -1024,8 +1024,8 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
         layers = [(what, r["memory"]) for what, r in layers if r and r.get("memory")]
         for what, m in layers:
             rows.append([f"connect_local() + {JOB_ACTORS} idle actors, loading {what}", m["processes"],
-                             f(m["pss_kib"] / 1024, ".0f"), f(m["rss_kib"] / 1024, ".0f"), f(m["pss_shmem_kib"] / 1024, ".1f"),
-                             f(m["rss_shmem_kib"] / 1024, ".1f"), m["samples"]])
+                         f(m["pss_kib"] / 1024, ".0f"), f(m["rss_kib"] / 1024, ".0f"), f(m["pss_shmem_kib"] / 1024, ".1f"),
+                         f(m["rss_shmem_kib"] / 1024, ".1f"), m["samples"]])
         if layers:
             S["memory"]["actor_baselines_mib"] = {what: m["pss_kib"] / 1024 for what, m in layers}
         plasma = R.get("plasma") or {}
@@ -1040,9 +1040,9 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
              f"mapping ({peak['rss_shmem_kib'] / 1024:.0f} MiB), summed PSS counts each page once "
              f"({peak['pss_shmem_kib'] / 1024:.0f} MiB, {'under' if once else 'NOT under'} 1.5x the dataset): "
              f"{'held once' if once else 'check: may be held more than once'}.",
-             f"Idle actors: as many actor processes as the job has (8 workers and the server), doing nothing but import, "
-             f"which is what Ray and those imports cost whatever the actors then do; the dtrain job's driver also holds "
-             f"the dataset and numba.",
+             "Idle actors: as many actor processes as the job has (8 workers and the server), doing nothing but import, "
+             "which is what Ray and those imports cost whatever the actors then do; the dtrain job's driver also holds "
+             "the dataset and numba.",
              "Ray's memory_summary 'Plasma memory usage' line: "
              + (plasma.get("line") or f"unavailable ({plasma.get('unavailable', 'not probed')}; it needs grpc, i.e. ray[default])")])
 
