@@ -510,6 +510,8 @@ def train_epochs(
             scorer = Scorer(spec, plan, sizes, x_test, dataset.y_test, run_dir, emit, history,
                             await_totals or (lambda ref, done: ray.get(ref)))
             if not scorer.rewind(server, t_start):
+                if attempt:  # the workers trained past the checkpoint, and train that again now
+                    ray.get([worker.forget_after.remote(scorer.done) for worker in workers], timeout=RECOVERY_TIMEOUT_S)
                 if spec.mode == "async":
                     _train_async(spec, plan, layout, server, workers, scorer, stop)
                 else:

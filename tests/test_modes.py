@@ -223,6 +223,9 @@ def test_a_federated_job_that_loses_its_server_ends_exactly_as_an_undisturbed_on
     a, _ = read_weights(tmp_path / "a" / "model.npz")
     b, _ = read_weights(tmp_path / "b" / "model.npz")
     np.testing.assert_array_equal(a, b)  # the same clients, the same rounds: the same model
+    # and each worker's own figures count every scoring period once, as undisturbed
+    for calm, worker in zip(undisturbed.report["workers"], disturbed.report["workers"]):
+        assert worker["by_epoch"] == [{**e, "samples_per_s": w["samples_per_s"]} for e, w in zip(calm["by_epoch"], worker["by_epoch"])]
 
 
 def test_an_async_job_that_loses_its_server_goes_back_to_its_checkpoint_and_finishes(ray_cluster, small_mnist, tmp_path):

@@ -161,6 +161,12 @@ def test_a_killed_parameter_server_is_restarted_and_rewound_to_its_last_checkpoi
     b, _ = read_weights(tmp_path / "b" / "model.npz")
     np.testing.assert_array_equal(a, b)
     assert disturbed.evaluation.accuracy == undisturbed.evaluation.accuracy
+    # Each worker's own figures count every epoch once, as in the undisturbed job: not the
+    # blocks it trained before the rewind as well as the same blocks again after it.
+    for calm, worker in zip(undisturbed.report["workers"], disturbed.report["workers"]):
+        assert [e["epoch"] for e in worker["by_epoch"]] == [1, 2, 3, 4, 5]
+        assert [e["samples"] for e in worker["by_epoch"]] == [e["samples"] for e in calm["by_epoch"]]
+        assert worker["samples"] == calm["samples"] == 5 * worker["shard"]
     checkpoints = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
     assert checkpoints == ["epoch-00003.npz", "epoch-00004.npz", "epoch-00005.npz"]  # the last three, no temp files
     assert not [f for f in (tmp_path / "b").rglob("*") if f.name.startswith(".")]  # no partial files

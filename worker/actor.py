@@ -116,6 +116,11 @@ class Worker:
         restarted, self._restart_unreported = int(self._restart_unreported), False
         return theta, samples, loss, correct, restarted
 
+    def forget_after(self, periods_done: int) -> None:
+        """Drop this worker's figures for the periods after the first `periods_done`: the job
+        went back to its checkpoint and trains them again, so they would count twice."""
+        self.by_period = {period: f for period, f in self.by_period.items() if period <= periods_done}
+
     def stats(self) -> dict:
         """Samples trained and time spent training, in all and by epoch, for the job report."""
         samples = int(sum(f[0] for f in self.by_period.values()))
