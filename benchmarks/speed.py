@@ -54,10 +54,6 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 threadpool_limits(1)  # in case the caller's environment said otherwise
 
-# dtrain.cluster sets Ray's environment (token auth mode, no usage stats) for Ray to read at
-# import: it must be imported before anything imports ray, or connect_local() fails after ~20 s
-# of InvalidAuthToken messages.
-import dtrain.cluster  # noqa: E402, F401
 from dtrain.data.mnist import load_dataset  # noqa: E402
 from dtrain.model.kernels import sgd, warm_up  # noqa: E402
 from dtrain.model.mlp import he_init, layer_sizes, unflatten  # noqa: E402
@@ -754,23 +750,10 @@ def main() -> int:
         scale_epochs = 2 if quick else 3
         R["throughput"] = {"epochs": scale_epochs, "runs": []}
 
-        def plasma_probe(payload: dict) -> None:
-            if payload["epoch"] != 1 or "plasma" in R:
-                return
-            try:
-                from ray._private.internal_api import memory_summary
-
-                text = memory_summary(stats_only=True)
-                lines = [line.strip() for line in text.splitlines() if "Plasma memory usage" in line]
-                R["plasma"] = {"line": lines[0] if lines else None, "text": text}
-            except Exception as e:  # noqa: BLE001
-                R["plasma"] = {"line": None, "unavailable": f"{type(e).__name__}: {e}"}
-
         def throughput_repeat(rep: int) -> None:
             for k in scale_workers:
                 spec = JobSpec(workers=k, epochs=scale_epochs)
-                hook = plasma_probe if k == 8 else None
-                run = attempt(f"throughput_w{k}_r{rep}", lambda: in_process_job(spec, dataset=ds, on_epoch=hook))
+                run = attempt(f"throughput_w{k}_r{rep}", lambda: in_process_job(spec, dataset=ds))
                 if run:
                     run["repeat"] = rep
                     R["throughput"]["runs"].append(run)
@@ -1028,7 +1011,6 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                          f(m["rss_shmem_kib"] / 1024, ".1f"), m["samples"]])
         if layers:
             S["memory"]["actor_baselines_mib"] = {what: m["pss_kib"] / 1024 for what, m in layers}
-        plasma = R.get("plasma") or {}
         once = peak["pss_shmem_kib"] * 1024 < 1.5 * dset
         P.table(
             "6. Peak memory of all the job's processes (single runs)",
@@ -1042,9 +1024,7 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
              f"{'held once' if once else 'check: may be held more than once'}.",
              "Idle actors: as many actor processes as the job has (8 workers and the server), doing nothing but import, "
              "which is what Ray and those imports cost whatever the actors then do; the dtrain job's driver also holds "
-             "the dataset and numba.",
-             "Ray's memory_summary 'Plasma memory usage' line: "
-             + (plasma.get("line") or f"unavailable ({plasma.get('unavailable', 'not probed')}; it needs grpc, i.e. ray[default])")])
+             "the dataset and numba."])
 
     # 7. growth
     sync = R.get("sync") or {}

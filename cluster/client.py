@@ -108,11 +108,11 @@ class ClusterJobs:
 
     mode = "cluster"
 
-    def __init__(self, address: str, storage: str | None):
+    def __init__(self, target: Target, storage: str | None):
         from dtrain.cluster.registry import get_or_create_registry
 
-        self.address = address
-        connect(Target("cluster", address))
+        self.address = address = target.address
+        connect(target)
         self.registry = get_or_create_registry(storage)
         self.root = self._call(self.registry.storage)
         self.where = f"{self.root} on the head node of {address}"
@@ -177,7 +177,7 @@ def open_jobs(address: str | None = None, local: bool = False, storage: str | No
     requested = requested_storage(storage)
     if target.mode == "local":
         return LocalJobs(resolve_root(requested))
-    return ClusterJobs(target.address, requested)
+    return ClusterJobs(target, requested)
 
 
 def follow(

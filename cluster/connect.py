@@ -2,25 +2,48 @@
 
 Without an address dtrain does what `ray.init()` users expect: it joins the
 cluster that `ray start` started on this machine, if that cluster answers, and
-only otherwise starts an embedded one. An address that does not answer fails
-in seconds with one line, instead of Ray's minute of retries.
+only otherwise starts an embedded one.
+
+Authentication is Ray's own. dtrain sets no RAY_AUTH_MODE for a cluster, so a
+cluster without authentication takes a client without a token, and with token
+authentication the token comes from wherever Ray reads it (RAY_AUTH_TOKEN,
+RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token). The cluster found on this machine is
+joined as `ray.init(address="auto")` joins it, which (Ray 2.60) turns token
+authentication on by itself when this machine holds a token.
+
+An address that will not do fails in seconds with one line instead of Ray's
+20 s to minutes of retries: a plain TCP connect first (nothing listening, a
+host that does not answer), then `ray.init` with Ray's own connection settings
+shortened (CLIENT_TIMEOUTS), so that a wrong token or a server that is not Ray
+fails after one attempt.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-from dtrain.cluster.probe import probe
+from dtrain.cluster.placement import native_stderr_muted
 from dtrain.errors import UserError
 
-#: How long an address may take to accept a connection before it counts as unreachable.
-PROBE_TIMEOUT_S = 3.0
+#: How long an address may take to accept a TCP connection before it counts as unreachable.
+REACH_TIMEOUT_S = 3.0
+
+#: Ray's own settings, read from its environment, that bound a client's first connection:
+#: one attempt instead of 20 a second apart (NUM_REDIS_GET_RETRIES), 1 s instead of 5 for
+#: the channel (the TCP connection is already known to work by then) and 2 s instead of
+#: 30 for the first reply. Measured from the command's start against a server that is not
+#: Ray: 80 s -> 5.9 s; against a wrong token: 21 s -> 2.2 s. A value the user set wins.
+#: tests/test_connect.py fails if a Ray release stops honouring them.
+CLIENT_TIMEOUTS = {
+    "RAY_NUM_REDIS_GET_RETRIES": "1",
+    "RAY_gcs_rpc_server_connect_timeout_s": "1",
+    "RAY_py_gcs_connect_timeout_s": "2",
+}
 
 #: Task results up to this size travel inside Ray's RPC replies instead of through the
 #: shared-memory object store (Ray's default limit is 100 KiB). A sync round moves the
@@ -34,182 +57,108 @@ PROBE_TIMEOUT_S = 3.0
 #: `ray start` keeps its own setting (deploy/README.md).
 INLINE_OBJECT_BYTES = 256 << 10
 
-#: How long the start-up's own node lookup polls before leaving it to Ray's (_prompt_node_lookup).
-NODE_REGISTRATION_WAIT_S = 10.0
+TOKEN_HINT = (
+    "give this client the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or the head node's "
+    "~/.ray/auth_token copied here) and set RAY_AUTH_MODE=token"
+)
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where to run: mode "local" (an embedded Ray) or "cluster" (join `address`)."""
+    """Where to run: mode "local" (an embedded Ray) or "cluster" (join `address`).
+
+    `ray_address` is what `ray.init` is given: "auto" for the cluster found on this
+    machine (so Ray applies its own rules for it, token included), else `address`.
+    """
 
     mode: str
     address: str | None = None
+    ray_address: str | None = None
 
 
 def connect_local(num_cpus: int | None = None) -> None:
     """Start an embedded Ray on this machine unless this process is already connected."""
-    import ray
-
-    if ray.is_initialized():
-        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats banner
+    if "ray" not in sys.modules:
+        # Token authentication, Ray 2.60's default for a new local cluster, said explicitly
+        # so that Ray does not print a warning about having chosen it (and Ray 2.55 does the
+        # same). Only before Ray loads: a Ray that has read its settings already would
+        # disagree with the processes it starts.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     # Workers ask for fractions of a CPU on purpose; without this the raylet prints
     # a warning about "worker processes ... the maximum expected startup
     # concurrency" on the driver's stdout (which --json keeps for its one object).
     os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "256")
-    with _without_idle_head_processes(), _prompt_node_lookup():
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            logging_level="WARNING",
-            log_to_driver=False,
-            _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES},
-        )
+    import ray
 
-
-@contextmanager
-def _without_idle_head_processes() -> Iterator[None]:
-    """While Ray starts here: leave out three head processes an embedded Ray never uses.
-
-    With include_dashboard=False, `ray.init` still starts a dashboard process, only
-    to report usage statistics (which `ray.init` itself turns off for a local
-    cluster, released wheels), and waits 0.3-0.5 s for it to answer; the autoscaler's
-    monitor has no nodes to add to a single machine; the log monitor forwards
-    workers' prints, which dtrain does not ask for (log_to_driver=False). They took
-    1.2 s of CPU while the workers start on 2 cores. Measured, 5 alternated runs:
-    `ray.init` 1.7-2.5 s -> 1.0 s; Ray up and 8 actors ready 4.7-5.6 s -> 3.9-4.1 s.
-    Usage statistics turned on keep the dashboard. Should Ray's internals have moved,
-    Ray starts them all.
-    """
-    try:
-        from ray._private.node import Node
-
-        rays_node_init, rays_start_api_server = Node.__init__, Node.start_api_server
-    except (ImportError, AttributeError):
-        rays_node_init = None
-    if rays_node_init is None:
-        yield
+    if ray.is_initialized():
         return
-
-    def lean_node_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        params = kwargs.get("ray_params", args[0] if args else None)
-        if kwargs.get("head") and kwargs.get("ray_init_cluster") and hasattr(params, "include_log_monitor"):
-            params.no_monitor = True
-            params.include_log_monitor = False
-        rays_node_init(self, *args, **kwargs)
-
-    def lean_start_api_server(self: Any, *args: Any, **kwargs: Any) -> None:
-        # Read now: ray.init sets the variable just before it starts the head.
-        if kwargs.get("include_dashboard") is not False or os.environ.get("RAY_USAGE_STATS_ENABLED") != "0":
-            rays_start_api_server(self, *args, **kwargs)
-
-    Node.__init__, Node.start_api_server = lean_node_init, lean_start_api_server
-    try:
-        yield
-    finally:
-        Node.__init__, Node.start_api_server = rays_node_init, rays_start_api_server
-
-
-@contextmanager
-def _prompt_node_lookup() -> Iterator[None]:
-    """While Ray starts here: find the new node as soon as it has registered.
-
-    `ray.init` starts the raylet, waits 0.1 s, then asks the GCS for the node through
-    a C++ call that, if the raylet has not registered yet, sleeps a whole second
-    before asking again. The raylet takes 0.5-1.3 s to register here, so most
-    starts lost most of a second. This polls the GCS's node table every 20 ms first
-    (`ray.init` 2.2-3.2 s -> 1.8-2.6 s, 5 alternated runs each). Should Ray's
-    internals have moved, Ray's own lookup runs as before.
-    """
-    try:
-        from ray._private import services, state
-
-        rays_lookup = services.get_node
-    except (ImportError, AttributeError):
-        rays_lookup = None
-    if rays_lookup is None:
-        yield
-        return
-
-    def get_node(gcs_address: str, node_id: str) -> Any:
-        try:
-            table = state.GlobalState()
-            table._initialize_global_state(services._get_gcs_client_options(gcs_address))
-            deadline = time.monotonic() + NODE_REGISTRATION_WAIT_S
-            while not node_listed(table.node_table(), node_id) and time.monotonic() < deadline:
-                time.sleep(0.02)
-        except Exception:  # noqa: BLE001 - any trouble: Ray's own lookup below decides
-            pass
-        return rays_lookup(gcs_address, node_id)
-
-    services.get_node = get_node
-    try:
-        yield
-    finally:
-        services.get_node = rays_lookup
-
-
-def node_listed(nodes: list[dict[str, Any]], node_id: str) -> bool:
-    """Whether GCS's node table lists `node_id` yet. Also True for a table whose rows lack
-    "NodeID" (Ray renamed it): polling could never end then, so Ray's own lookup decides."""
-    return any(n.get("NodeID", node_id) == node_id for n in nodes)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+        _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES},
+    )
 
 
 def stop_local() -> None:
-    """Stop the embedded Ray this process started (and only disconnect from a cluster).
+    """Disconnect from Ray (stopping the embedded Ray this process started), if connected."""
+    ray = sys.modules.get("ray")  # commands that never used Ray do not import it here
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
-    The same as Ray's own `ray.shutdown()` at exit, less 1.5 s of waiting measured at
-    every exit here: Ray's exit hook sleeps 0.5 s so that workers' log lines reach the
-    driver (dtrain runs with log_to_driver off), and, when Ray started the autoscaler's
-    monitor (connect_local asks it not to), Ray stops it after the GCS, so its SIGTERM
-    handler hangs reporting to a GCS that is gone until it is killed a second later.
-    On an embedded single-node Ray the monitor has nothing to save: it is killed first.
-    """
-    import sys
 
-    if "ray" not in sys.modules:  # commands that never used Ray do not import it here
-        return
-    import ray
-
-    if not ray.is_initialized():
-        return
-    try:
-        from ray._private import ray_constants
-        from ray._private import worker as ray_worker
-
-        node = ray_worker._global_node
-        if node is not None and node.head:
-            for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
-                info.process.kill()
-                info.process.wait(timeout=5)
-    except Exception:  # Ray's internals moved: its own shutdown below is still right, only slower
-        pass
-    ray.shutdown()
+def ray_address_file() -> Path:
+    """Where `ray start` records the address of the cluster it started on this machine (Ray's rule)."""
+    tmp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    return Path(tmp) / "ray" / "ray_current_cluster"
 
 
 def recorded_address() -> str | None:
-    """The address `ray start` recorded on this machine (Ray's own file, under RAY_TMPDIR or /tmp)."""
-    from ray._common.utils import get_ray_address_file
-
+    """The address `ray start` recorded on this machine, if any."""
     try:
-        with open(get_ray_address_file(None)) as f:
-            return f.read().strip() or None
+        return ray_address_file().read_text().strip() or None
     except OSError:
         return None
 
 
-def listening(address: str, timeout_s: float = 1.0) -> bool:
-    """True if something accepts TCP connections at host:port."""
-    host, _, port = address.rpartition(":")
+def split_address(address: str, source: str = "--address") -> tuple[str, int]:
+    """(host, port) of a cluster address; UserError for anything that is not host:port."""
+    if "://" in address:
+        raise UserError(f"{source}: expected the cluster's host:port (e.g. 10.0.0.5:6379), not a URL: {address!r}")
+    host, sep, port = address.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        raise UserError(f"{source}: expected host:port, 'auto' or 'local', got {address!r}")
+    if not 0 < int(port) < 65536:
+        raise UserError(f"{source}: port {port} is out of range (1-65535)")
+    return host, int(port)
+
+
+def check_reachable(address: str, source: str = "--address", timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Return if something accepts TCP connections at `address`; else UserError within `timeout_s`."""
+    host, port = split_address(address, source)
+    unreachable = f"{source}: cannot reach a Ray cluster at {address}"
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except socket.timeout:
+        raise UserError(f"{unreachable}: no answer within {timeout_s:g} s") from None
+    except OSError as e:
+        raise UserError(f"{unreachable}: {e.strerror or e}") from None
+
+
+def listening(address: str, timeout_s: float = 1.0) -> bool:
+    try:
+        check_reachable(address, timeout_s=timeout_s)
+    except UserError:
         return False
+    return True
 
 
 def resolve(address: str | None, local: bool = False) -> Target:
-    """Decide where to run from --address / RAY_ADDRESS / --local; raise UserError for an address that will not do."""
+    """Decide where to run from --address / RAY_ADDRESS / --local; UserError for an address that will not do."""
     if local and address:
         raise UserError("--local and --address: choose one (--local runs an embedded Ray in this process)")
     if local:
@@ -219,30 +168,65 @@ def resolve(address: str | None, local: bool = False) -> Target:
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address == "local":
         return Target("local")
-    if not address:
-        # A cluster `ray start` left running here is joined; a stale record of one that is gone is not.
+    if not address or address == "auto":
         recorded = recorded_address()
-        if not recorded or not listening(recorded):
-            return Target("local")
-        address, source = recorded, "the Ray cluster started on this machine"
-    elif address == "auto":
-        address = recorded_address()
         if not address:
+            # A cluster `ray start` left running here is joined; a stale record of one that is gone is not.
+            if not recorded or not listening(recorded):
+                return Target("local")
+        elif not recorded:
             raise UserError(f"{source} auto: no Ray cluster was started on this machine (start one with `ray start --head`)")
-    probe(address, PROBE_TIMEOUT_S, source)
-    return Target("cluster", address)
+        source = "the Ray cluster started on this machine"
+        check_reachable(recorded, source)
+        return Target("cluster", recorded, "auto")
+    check_reachable(address, source)
+    return Target("cluster", address, address)
 
 
 def connect(target: Target) -> None:
-    """Connect this process to `target` (once)."""
-    import ray
-
+    """Connect this process to `target` (once); UserError, in one line and within seconds, if it cannot."""
     if target.mode == "local":
         connect_local()
         return
+    for name, value in CLIENT_TIMEOUTS.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray.exceptions import AuthenticationError
+
     if ray.is_initialized():
         return
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token_path and not Path(token_path).expanduser().is_file():
+        raise UserError(f"RAY_AUTH_TOKEN_PATH: {token_path}: no such file (expected the cluster's token)")
+    t0 = time.monotonic()
     try:
-        ray.init(address=target.address, logging_level="WARNING", log_to_driver=False)
-    except ConnectionError as e:
-        raise UserError(f"--address: cannot join the Ray cluster at {target.address}: {str(e).splitlines()[0]}") from None
+        # Ray's client logs a line per failed attempt on descriptor 2: the user gets one line from us instead.
+        with native_stderr_muted():
+            ray.init(address=target.ray_address, logging_level="WARNING", log_to_driver=False)
+    except AuthenticationError:  # token mode on here, and no token to send
+        raise UserError(f"{_where(target)}: token authentication is on here, but this client has no token: {TOKEN_HINT}") from None
+    except (ConnectionError, RuntimeError) as e:
+        raise UserError(_connection_problem(target, e, time.monotonic() - t0)) from None
+
+
+def _where(target: Target) -> str:
+    source = "--address" if target.ray_address != "auto" else "the Ray cluster started on this machine"
+    return f"{source}: {target.address}"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _connection_problem(target: Target, e: BaseException, waited_s: float) -> str:
+    """One line saying why `ray.init` could not join `target`, from what Ray raised."""
+    told = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
+    if "InvalidAuthToken" in told or "Unauthenticated" in told or "AuthenticationError" in told:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            return f"{_where(target)}: the cluster refused this client's authentication token: {TOKEN_HINT}"
+        return f"{_where(target)}: the cluster needs an authentication token: {TOKEN_HINT}"
+    if "TimedOut" in told or "Timed out" in told or "timed out" in told:
+        return f"{_where(target)}: something listens there, but it did not answer as a Ray cluster within {waited_s:.0f} s"
+    return f"{_where(target)}: cannot join the Ray cluster: {_first_line(e)}"
