@@ -487,10 +487,10 @@ def make_workers(ray: Any, images_ref: Any, y_ref: Any, spec: JobSpec, sizes: tu
     with one round per epoch its block is that one sample. (The brief's alternative, a whole shard
     cut into shard-size rounds, would time np.array_split of the shard on every call: 56 ms for
     60000 samples, more than a sync.)"""
-    from dtrain.worker.actor import Worker
+    from dtrain.worker.actor import Worker, WorkerSettings
 
     cls = ray.remote(Worker).options(num_cpus=share)
-    return [cls.remote(images_ref, y_ref, rank, rank + 1, spec=spec, sizes=sizes, kernel="numba", rank=rank)
+    return [cls.remote(images_ref, y_ref, rank, rank + 1, settings=WorkerSettings.of(spec), sizes=sizes, kernel="numba", rank=rank)
             for rank in range(first_rank, first_rank + n)]
 
 

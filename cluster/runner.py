@@ -40,7 +40,7 @@ from dtrain.model.mlp import layer_sizes
 from dtrain.model.sparse import SparseRows
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
-from dtrain.worker.actor import Worker
+from dtrain.worker.actor import Worker, WorkerSettings
 from dtrain.worker.shard import block_slice, rounds_for
 
 #: Times Ray restarts a killed worker (in its place, with its shard) before the job gives up on it.
@@ -304,6 +304,7 @@ def run_job(
     # One actor class for all the workers: Ray exports (pickles and hashes) a class once
     # per ray.remote(), and each worker process would fetch its own copy.
     worker_actor = ray.remote(Worker)
+    settings = WorkerSettings.of(spec)
     try:
         # Workers are placed again (fitted to the nodes left) when a node is lost with
         # workers that Ray cannot restart elsewhere.
@@ -326,7 +327,7 @@ def run_job(
                             max_task_retries=-1,
                         )
                         .remote(
-                            x_ref, y_ref, lo, hi, spec=spec, sizes=sizes, kernel=kernel, rank=rank,
+                            x_ref, y_ref, lo, hi, settings=settings, sizes=sizes, kernel=kernel, rank=rank,
                             clients=layout.clients[rank], first_client=layout.first_client[rank],
                         )
                         for rank, (lo, hi) in enumerate(bounds)
