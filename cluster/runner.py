@@ -248,9 +248,6 @@ def run_job(
     `may_start` says whether the job may reserve its CPUs yet (jobs queue in
     submission order on a cluster); it is polled until it does.
     """
-    import ray
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     emit = on_event or (lambda kind, payload: None)
     stop = should_stop or (lambda: False)
     t_start = time.perf_counter()
@@ -268,7 +265,10 @@ def run_job(
     warm = preparing.submit(warm_up, kernel, dataset.n_features)
     training_set = preparing.submit(training_rows, dataset, layout)
     preparing.shutdown(wait=False)
-    connect_local()
+    connect_local()  # before Ray is imported here: it sets Ray's environment for this process (connect.py)
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
     nodes = placement.node_cpus()
     share = placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
     emit("connected", {"cpus": sum(nodes), "nodes": len(nodes), "cpus_per_worker": share})

@@ -116,9 +116,10 @@ def processes_with_env(entry: str) -> list[str]:
 def test_real_subprocess_trains_and_prints_json(tmp_path):
     """The installed entry point, its own embedded Ray, exit code and clean stdout; and the
     embedded Ray is gone when the command has exited (dtrain stops it itself, faster than
-    Ray's exit hook)."""
+    Ray's exit hook). From a fresh HOME, as a new user's first run: Ray prints nothing of its own."""
     ray_tmp = tempfile.mkdtemp(prefix="dtr", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_TMPDIR": ray_tmp}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_TMPDIR=ray_tmp, HOME=str(tmp_path / "home"))
     proc = subprocess.run(
         [*dtrain_command(), "submit", "--workers", "2", "--epochs", "1", "--json", "--out", str(tmp_path / "run")],
         capture_output=True,
@@ -131,6 +132,7 @@ def test_real_subprocess_trains_and_prints_json(tmp_path):
     payload = json.loads(proc.stdout)
     assert payload["state"] == "SUCCEEDED" and payload["test_accuracy"] > 0.9
     assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("job ")] == []  # no Ray warnings
     # Every process of that embedded Ray (its workers too) has exited.
     deadline = time.monotonic() + 30
     while (left := processes_with_env(f"RAY_TMPDIR={ray_tmp}")) and time.monotonic() < deadline:

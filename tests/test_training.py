@@ -193,3 +193,12 @@ def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, 
     b, _ = read_weights(tmp_path / "r" / "model.npz")
     np.testing.assert_array_equal(a, b)
     assert resumed.evaluation.accuracy == whole.evaluation.accuracy
+
+
+def test_worker_processes_import_no_pydantic():
+    """Workers get plain settings, so the 8 worker processes of a job skip pydantic's import."""
+    import subprocess
+    import sys
+
+    check = "import sys, dtrain.worker.actor; print(sorted(m for m in ('pydantic', 'dtrain.spec') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip() == "[]"
