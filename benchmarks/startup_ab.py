@@ -58,7 +58,7 @@ def one_job(path: Path, workers: int, scratch: Path) -> dict:
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=home)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{path}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
+        return {"failed": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
     result = json.loads(proc.stdout)
     return {
         "end_to_end_s": wall,
@@ -89,10 +89,16 @@ def main() -> int:
         runs: dict[str, list[dict]] = {name: [] for name in sides}
         for name, path in sides.items():
             print(f"warm-up: {name}", file=sys.stderr, flush=True)
-            one_job(path, args.workers, scratch)
+            one_job(path, args.workers, scratch)  # compiles the kernel; a failure here is not counted
+        failures: dict[str, list[str]] = {name: [] for name in sides}
         for i in range(args.runs):
             for name, path in sides.items():
-                run = one_job(path, args.workers, scratch)
+                # A run that fails (a loaded host can time Ray's start-up out) is recorded and run again.
+                while "failed" in (run := one_job(path, args.workers, scratch)):
+                    failures[name].append(run["failed"])
+                    print(f"run {i + 1}/{args.runs} {name}: failed, again: {run['failed']}", file=sys.stderr, flush=True)
+                    if len(failures[name]) > args.runs:
+                        raise SystemExit(f"{name}: too many failed runs")
                 runs[name].append(run)
                 print(f"run {i + 1}/{args.runs} {name:6}  end to end {run['end_to_end_s']:5.2f} s  "
                       f"start-up {run['startup_s']:5.2f} s  accuracy {run['test_accuracy']:.4f}", file=sys.stderr, flush=True)
@@ -106,6 +112,7 @@ def main() -> int:
         "runs": args.runs,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_end": os.getloadavg()},
         "medians": medians,
+        "failed_runs": failures,
         "ratio_after_before": {k: medians["after"][k] / medians["before"][k] for k in ("end_to_end_s", "startup_s")},
         "all": runs,
     }

@@ -24,6 +24,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,7 @@ class Target:
     mode: str
     address: str | None = None
     ray_address: str | None = None
+    source: str = "--address"  # where the address came from, for error messages
 
 
 def connect_local(num_cpus: int | None = None) -> None:
@@ -178,9 +181,9 @@ def resolve(address: str | None, local: bool = False) -> Target:
             raise UserError(f"{source} auto: no Ray cluster was started on this machine (start one with `ray start --head`)")
         source = "the Ray cluster started on this machine"
         check_reachable(recorded, source)
-        return Target("cluster", recorded, "auto")
+        return Target("cluster", recorded, "auto", source)
     check_reachable(address, source)
-    return Target("cluster", address, address)
+    return Target("cluster", address, address, source)
 
 
 def connect(target: Target) -> None:
@@ -188,9 +191,25 @@ def connect(target: Target) -> None:
     if target.mode == "local":
         connect_local()
         return
-    for name, value in CLIENT_TIMEOUTS.items():
-        os.environ.setdefault(name, value)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    with client_timeouts():
+        _join(target)
+
+
+@contextmanager
+def client_timeouts() -> Iterator[None]:
+    """CLIENT_TIMEOUTS in the environment while Ray is imported and joins a cluster, then gone
+    again, so no Ray process started later by this one inherits them."""
+    added = [name for name in CLIENT_TIMEOUTS if name not in os.environ]
+    os.environ.update({name: CLIENT_TIMEOUTS[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _join(target: Target) -> None:
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -211,8 +230,7 @@ def connect(target: Target) -> None:
 
 
 def _where(target: Target) -> str:
-    source = "--address" if target.ray_address != "auto" else "the Ray cluster started on this machine"
-    return f"{source}: {target.address}"
+    return f"{target.source}: {target.address}"
 
 
 def _first_line(e: BaseException) -> str:
