@@ -36,6 +36,8 @@ def describe(kind: str, payload: dict[str, Any], spec: JobSpec) -> tuple[str, st
         return f"starting {spec.workers} workers{shared}", ""
     if kind == "started":
         return "training", f"started in {payload['startup_s']:.1f} s" + placed_on(payload.get("nodes") or {})
+    if kind == "recovering" and payload.get("resumed"):
+        return "resuming", f"from epoch {payload['epochs_done']}, its last checkpoint"
     if kind == "recovering":
         return "recovering", f"back to epoch {payload['epochs_done']}: {payload['reason']}"
     if kind == "epoch":

@@ -68,9 +68,7 @@ class LocalJobs:
         """Run a FAILED or CANCELLED job again in this process, from its last checkpoint."""
         record = self.job(job_id)
         check_resumable(record)
-        record = self.store.update(
-            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=local_owner()
-        )
+        record = self.store.reopen(job_id, local_owner())
         on_created(record)
         return self._execute(record, on_event, None)
 

@@ -189,6 +189,18 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         return (self.job_dir(job_id) / "cancel").exists()
 
+    def clear_cancel(self, job_id: str) -> None:
+        """Remove a cancel request once it has been honoured (or the job ended without it)."""
+        (self.job_dir(job_id) / "cancel").unlink(missing_ok=True)
+
+    def reopen(self, job_id: str, owner: Owner) -> JobRecord:
+        """Make an ended job PENDING again for `owner` to resume. A cancel request left from
+        its last run is dropped first: it was for that run, not this one."""
+        self.clear_cancel(job_id)
+        return self.update(
+            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=owner
+        )
+
     def forget(self, job_id: str) -> None:
         """Remove a job that was refused before it started (nothing of it is worth keeping)."""
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)

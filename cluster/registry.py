@@ -123,9 +123,7 @@ class JobRegistry:
         with self.lock:
             if job_id in self.running:
                 raise UserError(f"job {job_id} is already being resumed")
-        self.store.update(
-            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=self._owner()
-        )
+        self.store.reopen(job_id, self._owner())
         return self._launch(job_id, refused=lambda: self.store.save(record))
 
     def _owner(self) -> Owner:

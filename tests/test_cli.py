@@ -215,6 +215,11 @@ def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster
 
 
 def test_local_job_is_cancelled_from_another_process(tmp_path):
+    start_and_cancel_a_local_job(tmp_path)
+
+
+def start_and_cancel_a_local_job(tmp_path) -> tuple[Path, str]:
+    """A long local job in a `dtrain submit` process, cancelled by `dtrain cancel` once it trains."""
     from dtrain.cluster.client import LocalJobs
 
     storage = tmp_path / "storage"
@@ -236,6 +241,31 @@ def test_local_job_is_cancelled_from_another_process(tmp_path):
     assert proc.returncode == 1
     assert f"job {job_id} cancelled: stopped after" in err and "Traceback" not in err
     assert jobs.metrics(job_id)  # the epochs it trained are kept
+    return storage, job_id
+
+
+def test_a_cancelled_local_job_resumes_and_trains_on(tmp_path):
+    """The cancel request that stopped a job is not still there to stop its resumed run at once."""
+    from dtrain.cluster.client import LocalJobs
+
+    storage, job_id = start_and_cancel_a_local_job(tmp_path)
+    jobs = LocalJobs(storage)
+    stopped_at = jobs.job(job_id).epoch
+    proc = subprocess.Popen(
+        [*dtrain_command(), "resume", job_id, "--local", "--storage", str(storage)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not (jobs.job(job_id).state == "RUNNING" and jobs.job(job_id).epoch > stopped_at):
+        assert time.monotonic() < deadline, "the resumed job never trained"
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.2)
+    cancelled = run_cli("cancel", job_id, "--storage", str(storage), "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"job {job_id} cancelled: stopped after" in err, err
+    assert f"resuming  from epoch {stopped_at}, its last checkpoint" in err and "Traceback" not in err
 
 
 def test_detach_needs_a_cluster_and_unknown_jobs_are_one_line(tmp_path):
