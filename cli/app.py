@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from dtrain import __version__
 from dtrain.errors import UserError
@@ -63,8 +64,9 @@ def user_errors() -> Iterator[None]:
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
-    """Print one error line (no traceback) and return the Exit to raise."""
-    err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    """Print one error line (no traceback) and return the Exit to raise. The message is
+    printed as it is: it quotes what the user typed, which is no Rich markup."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -278,3 +278,38 @@ def test_detach_needs_a_cluster_and_unknown_jobs_are_one_line(tmp_path):
         assert result.exit_code == 2
         assert result.stderr.strip() == f"error: no job '0123abcd' in {storage} (`dtrain list` shows the jobs)"
     assert run_cli("list", "--storage", storage).stdout.startswith("no jobs yet in")
+
+
+@pytest.mark.parametrize("text", ["ab[/]cd", "[red]x.png", "[bold", "x[/bold]y", "\\[link=a]b"])
+def test_user_text_that_looks_like_markup_is_printed_as_it_is(tmp_path, text):
+    """Errors quote the user's text verbatim, in one line: never parsed as Rich markup."""
+    storage = str(tmp_path / "storage")
+    cases = [
+        (["status", text, "--storage", storage], f"error: no job {text!r} in {storage} (`dtrain list` shows the jobs)"),
+        (["predict", str(tmp_path / text), str(tmp_path / "digit.png")], f"error: {tmp_path / text}: no such file"),
+        (["submit", "--data-dir", str(tmp_path / text)],
+         f"error: {tmp_path / text}: no such directory (expected the four IDX files of a dataset)"),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_a_job_message_with_markup_is_shown_verbatim(tmp_path):
+    """`status` and `list` show what the record says, brackets included (a FAILED job's message quotes paths)."""
+    from dtrain.cluster.jobstore import JobStore, local_owner
+    from dtrain.spec import JobSpec
+
+    storage = tmp_path / "st[/]or[red]age"
+    store = JobStore(storage)
+    record = store.create(JobSpec(), local_owner())
+    store.update(record.id, state="FAILED", message="/data/[/]x: no such directory")
+    status = runner.invoke(app, ["status", record.id, "--storage", str(storage)])
+    assert status.exit_code == 0, (status.output, status.exception)
+    assert "FAILED  /data/[/]x: no such directory" in status.stdout
+    listed = runner.invoke(app, ["list", "--storage", str(storage)])
+    assert listed.exit_code == 0, (listed.output, listed.exception)
+    assert f"Jobsin{storage}" in "".join(listed.stdout.split())  # the title may wrap
+    empty = runner.invoke(app, ["list", "--storage", str(tmp_path / "[/]none")])
+    assert empty.exit_code == 0 and empty.stdout.strip() == f"no jobs yet in {tmp_path / '[/]none'}"
