@@ -166,10 +166,19 @@ def test_out_that_is_a_file_or_holds_a_run_is_refused_and_left_alone(tmp_path):
     assert a_file.read_text() == "keep me" and (previous / "model.npz").read_bytes() == b"an earlier model"
 
 
-def test_more_workers_than_the_cluster_can_hold_is_refused(ray_cluster, tmp_path):
-    result = run_cli("submit", "--workers", "1000", "--out", str(tmp_path / "run"))
+def test_more_workers_than_the_cluster_can_hold_is_refused(tmp_path):
+    """One worker more than the rule allows on this machine's CPUs, whatever their number:
+    refused before any Ray starts, so the test never launches a huge job."""
+    from dtrain.cluster.placement import MAX_WORKERS_PER_CPU, local_cpus
+
+    cpus = local_cpus()
+    workers = int(MAX_WORKERS_PER_CPU * cpus) + 1
+    result = run_cli("submit", "--local", "--workers", str(workers), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --workers: 1000 workers on 2 CPUs")
+    assert result.stderr.strip().splitlines() == [
+        f"error: --workers: {workers} workers on {cpus:g} CPUs; expected at most {workers - 1} ({MAX_WORKERS_PER_CPU} per CPU)"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_usage_errors_are_one_line_too():
