@@ -322,3 +322,15 @@ def test_a_job_message_with_markup_is_shown_verbatim(tmp_path):
     assert f"Jobsin{storage}" in "".join(listed.stdout.split())  # the title may wrap
     empty = runner.invoke(app, ["list", "--storage", str(tmp_path / "[/]none")])
     assert empty.exit_code == 0 and empty.stdout.strip() == f"no jobs yet in {tmp_path / '[/]none'}"
+
+
+def test_a_path_that_is_not_utf8_is_printed_as_its_own_bytes(tmp_path):
+    """A file name from the command line that is not UTF-8 (Python holds it as surrogates)
+    goes back out to stdout as the same bytes, not as a UnicodeEncodeError traceback."""
+    storage = os.fsencode(tmp_path) + b"/caf\xe9"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # as under a UTF-8 locale such as en_US.UTF-8
+    proc = subprocess.run(
+        [*map(os.fsencode, dtrain_command()), b"list", b"--storage", storage], capture_output=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"no jobs yet in " + storage + b"\n"
