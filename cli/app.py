@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from dtrain import __version__
 from dtrain.errors import UserError
@@ -63,8 +65,9 @@ def user_errors() -> Iterator[None]:
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
-    """Print one error line (no traceback) and return the Exit to raise."""
-    err.print(f"[bold red]error:[/bold red] {message}", markup=True, highlight=False, soft_wrap=True)
+    """Print one error line (no traceback) and return the Exit to raise. The message is
+    printed as it is: it quotes what the user typed, which is no Rich markup."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -83,12 +86,25 @@ def main_options(
     """Distributed per-sample SGD for a NumPy MLP on MNIST, over a Ray cluster."""
 
 
-def prepare_out_dir(path: Path, option: str = "--out") -> None:
-    """Create a directory for artifacts; refuse one that is a file, cannot be made, or already holds files."""
+def check_out_dir(path: Path, option: str = "--out") -> None:
+    """Refuse a directory for artifacts that is a file, already holds files, or could not be
+    made; create nothing (a command that is refused later leaves no directory behind)."""
     if path.exists() and not path.is_dir():
         raise UserError(f"{option}: {path} is a file, expected a directory")
-    if path.is_dir() and any(path.iterdir()):
-        raise UserError(f"{option}: {path} is not empty; choose a new directory (nothing in it was changed)")
+    if path.is_dir():
+        if any(path.iterdir()):
+            raise UserError(f"{option}: {path} is not empty; choose a new directory (nothing in it was changed)")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: cannot create {path}: {parent} is not a writable directory")
+
+
+def prepare_out_dir(path: Path, option: str = "--out") -> None:
+    """check_out_dir, then create the directory."""
+    check_out_dir(path, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

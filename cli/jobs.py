@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, note, out, prepare_out_dir
 from dtrain.cli.progress import async_figures
@@ -50,16 +51,16 @@ def list_jobs(address: Address = None, local: Local = False, storage: Storage = 
         print(json.dumps([r.summary() for r in records]))
         return
     if not records:
-        out.print(f"no jobs yet in {jobs.where}", highlight=False)
+        out.print(f"no jobs yet in {jobs.where}", markup=False, highlight=False, soft_wrap=True)
         return
-    table = Table(title=f"Jobs in {jobs.where}", title_justify="left")
+    table = Table(title=Text(f"Jobs in {jobs.where}"), title_justify="left")
     for column in ("id", "state", "kind", "progress", "test acc", "workers", "age"):
         table.add_column(column, justify="left" if column in ("id", "state", "kind") else "right")
     now = time.time()
     for r in records:
         table.add_row(
             r.id,
-            f"[{STATE_STYLE[r.state]}]{r.state}[/]",
+            Text(r.state, STATE_STYLE[r.state]),
             kind_of(r.spec),
             r.spec.period_label(r.epoch),
             percent(r.test_accuracy),
@@ -80,7 +81,7 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
         return
     ended = r.ended_at or time.time()  # an interrupted job has no end time
     rows = [
-        ("state", f"[{STATE_STYLE[r.state]}]{r.state}[/]" + (f"  {r.message}" if r.message else "")),
+        ("state", Text.assemble((r.state, STATE_STYLE[r.state]), f"  {r.message}" if r.message else "")),
         tuple(r.spec.period_label(r.epoch).split()),
         ("test accuracy", percent(r.test_accuracy)),
         ("test loss", "-" if r.test_loss is None else f"{r.test_loss:.4f}"),
@@ -100,7 +101,7 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value if isinstance(value, Text) else Text(value))
     out.print(table)
 
 
@@ -173,7 +174,10 @@ def cancel(job_id: JobId, address: Address = None, local: Local = False, storage
     if as_json:
         print(json.dumps(record.summary()))
     else:
-        out.print(f"job {record.id}: {record.state}" + (f" ({record.message})" if record.message else ""), highlight=False, soft_wrap=True)
+        out.print(
+            f"job {record.id}: {record.state}" + (f" ({record.message})" if record.message else ""),
+            markup=False, highlight=False, soft_wrap=True,
+        )
 
 
 @app.command()
@@ -202,7 +206,10 @@ def pull(
     if as_json:
         print(json.dumps({"job_id": job_id, "dir": str(dest), "files": [p.name for p in written]}))
     else:
-        out.print(f"{len(written)} files of job {job_id} in {dest}: {', '.join(p.name for p in written)}", highlight=False, soft_wrap=True)
+        out.print(
+            f"{len(written)} files of job {job_id} in {dest}: {', '.join(p.name for p in written)}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
 
 
 @app.command()

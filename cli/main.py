@@ -26,9 +26,11 @@ def main() -> None:
         stop_local()
 
 
-def run() -> None:
+def run(args: list[str] | None = None) -> None:
+    """Run the command `args` (default: sys.argv[1:]) and exit with its status."""
+    keep_undecodable_bytes(sys.stdout)
     try:
-        code = app(standalone_mode=False)
+        code = app(args=args, prog_name="dtrain", standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
     except UserError as e:  # a command that did not catch its own: still one line
@@ -48,6 +50,14 @@ def run() -> None:
             err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     sys.exit(code or 0)
+
+
+def keep_undecodable_bytes(stream: object) -> None:
+    """Let `stream` print text holding bytes that were not UTF-8 (a file name, as Python decodes
+    it from the command line) as those same bytes, instead of failing with UnicodeEncodeError."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+        reconfigure(errors="surrogateescape")
 
 
 def is_ray_error(e: BaseException) -> bool:

@@ -36,6 +36,8 @@ def describe(kind: str, payload: dict[str, Any], spec: JobSpec) -> tuple[str, st
         return f"starting {spec.workers} workers{shared}", ""
     if kind == "started":
         return "training", f"started in {payload['startup_s']:.1f} s" + placed_on(payload.get("nodes") or {})
+    if kind == "recovering" and payload.get("resumed"):
+        return "resuming", f"from epoch {payload['epochs_done']}, its last checkpoint"
     if kind == "recovering":
         return "recovering", f"back to epoch {payload['epochs_done']}: {payload['reason']}"
     if kind == "epoch":
@@ -57,10 +59,10 @@ class JobProgress:
         self.last_line = ""
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[figures]}"),
+            TextColumn("{task.fields[figures]}", markup=False),
             TimeElapsedColumn(),
             console=console,
             transient=False,

@@ -62,7 +62,7 @@ def reserve_stdout() -> TextIO:
     except (AttributeError, OSError, io.UnsupportedOperation):
         return sys.stdout
     sys.stdout.flush()
-    results = os.fdopen(os.dup(fd), "w", buffering=1)
+    results = os.fdopen(os.dup(fd), "w", buffering=1, errors=getattr(sys.stdout, "errors", None))
     os.dup2(err_fd, fd)
     # print() and the rich consoles write results there too; Ray's threads do not.
     sys.stdout = MainThreadStdout(results, sys.stderr)

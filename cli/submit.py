@@ -26,7 +26,7 @@ from dtrain.cli.app import (
     err,
     fail,
     note,
-    prepare_out_dir,
+    check_out_dir,
     user_errors,
 )
 from dtrain.errors import UserError
@@ -150,7 +150,7 @@ def submit(
             )
         )
         if out_dir:
-            prepare_out_dir(out_dir)
+            check_out_dir(out_dir)  # made when the artifacts are copied into it
         jobs = open_jobs(address, local, storage)
         refuse_local_detach(detach, jobs)
         dataset = None
@@ -197,7 +197,7 @@ def resume(
 
     with user_errors():
         if out_dir:
-            prepare_out_dir(out_dir)
+            check_out_dir(out_dir)  # made when the artifacts are copied into it
         jobs = open_jobs(address, local, storage)
         refuse_local_detach(detach, jobs)
         spec = jobs.job(job_id).spec

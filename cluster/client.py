@@ -23,6 +23,7 @@ from dtrain.cluster.jobstore import (
     JobStore,
     check_resumable,
     local_owner,
+    new_job_id,
     resolve_root,
     wait_for_local_cancel,
 )
@@ -68,9 +69,7 @@ class LocalJobs:
         """Run a FAILED or CANCELLED job again in this process, from its last checkpoint."""
         record = self.job(job_id)
         check_resumable(record)
-        record = self.store.update(
-            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=local_owner()
-        )
+        record = self.store.reopen(job_id, local_owner())
         on_created(record)
         return self._execute(record, on_event, None)
 
@@ -130,13 +129,21 @@ class ClusterJobs:
             raise
 
     def submit(self, spec: JobSpec) -> JobRecord:
-        answer = self._call(self.registry.submit, spec)
+        answer = self._call(self.registry.submit, spec, new_job_id())  # the id makes a retried call find its job
         if "error" in answer:
             raise UserError(answer["error"])
         return JobRecord.model_validate(answer)
 
     def resume(self, job_id: str) -> JobRecord:
-        answer = self._call(self.registry.resume, job_id)
+        from ray.exceptions import RayActorError
+
+        try:  # not retried: run again, a resume that did start would be refused as running
+            answer = self._call(self.registry.resume.options(max_task_retries=0), job_id)
+        except RayActorError:
+            raise UserError(
+                f"the cluster's job registry restarted while resuming job {job_id}; "
+                f"`dtrain status {job_id}` shows whether it resumed, else run `dtrain resume {job_id}` again"
+            ) from None
         if "error" in answer:
             raise UserError(answer["error"])
         return JobRecord.model_validate(answer)

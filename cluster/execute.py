@@ -41,8 +41,15 @@ def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict
             "worker_restarts": record.worker_restarts + payload["worker_restarts"],
         }
     if kind == "recovering":
-        return {"recoveries": record.recoveries + 1, "message": f"recovering from epoch {payload['epochs_done']}: {payload['reason']}"}
+        return {"recoveries": record.recoveries + 1, "message": recovery_message(payload)}
     return {}
+
+
+def recovery_message(payload: dict[str, Any]) -> str:
+    """What a "recovering" event says: a resume goes on from its last epoch, a recovery goes back to it."""
+    if payload.get("resumed"):
+        return f"resuming from epoch {payload['epochs_done']}, its last checkpoint"
+    return f"recovering from epoch {payload['epochs_done']}: {payload['reason']}"
 
 
 def first_in_line(store: JobStore, record: JobRecord) -> bool:
@@ -86,6 +93,7 @@ def execute(
 
     def end(state: str, message: str = "") -> None:
         store.update(job_id, state=state, message=message, ended_at=time.time(), workers_alive=0)
+        store.clear_cancel(job_id)  # honoured, or too late: either way not for a later resume
 
     try:
         result = run_job(

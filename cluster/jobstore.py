@@ -43,7 +43,9 @@ class Owner(BaseModel):
     """Who runs the job, so a reader can tell a live job from one whose runner is gone.
 
     kind "local": the dtrain process `pid` on `host` runs it in an embedded Ray.
-    kind "cluster": the job registry `registry` (one per cluster lifetime) runs it.
+    kind "cluster": the job registry `registry` runs it: the id of the cluster's head node,
+    so the same across restarts of the registry actor, and new with each cluster. Once
+    the job's runner starts, `pid` is the runner's process (on the head node).
     """
 
     kind: Literal["local", "cluster"]
@@ -96,6 +98,10 @@ def resolve_root(storage: str | os.PathLike | None) -> Path:
     return Path(raw).expanduser().absolute()
 
 
+def new_job_id() -> str:
+    return secrets.token_hex(4)
+
+
 def valid_job_id(job_id: str) -> bool:
     return 1 <= len(job_id) <= 32 and all(c in "0123456789abcdef" for c in job_id)
 
@@ -110,20 +116,27 @@ class JobStore:
     def job_dir(self, job_id: str) -> Path:
         return self.jobs / job_id
 
-    def create(self, spec: JobSpec, owner: Owner) -> JobRecord:
-        """A new PENDING job with a short id that no other job in this store has."""
+    def create(self, spec: JobSpec, owner: Owner, job_id: str | None = None) -> JobRecord:
+        """A new PENDING job with a short id that no other job in this store has.
+
+        With `job_id` (chosen by the client, so that a retried submit finds its job)
+        that id or FileExistsError.
+        """
+        if job_id is not None and not valid_job_id(job_id):
+            raise UserError(f"{job_id!r} is not a job id (up to 32 hex digits)")
         try:
             self.jobs.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"--storage: cannot create {self.jobs}: {e.strerror}") from None
-        for _ in range(100):
-            job_id = secrets.token_hex(4)
+        for candidate in [job_id] if job_id else (new_job_id() for _ in range(100)):
             try:
-                self.job_dir(job_id).mkdir()  # exclusive: two clients never get one id
+                self.job_dir(candidate).mkdir()  # exclusive: two clients never get one id
             except FileExistsError:
+                if job_id:
+                    raise
                 continue
-            record = JobRecord(id=job_id, spec=spec, owner=owner)
-            write_json(self.job_dir(job_id) / "spec.json", spec.model_dump(mode="json"))
+            record = JobRecord(id=candidate, spec=spec, owner=owner)
+            write_json(self.job_dir(candidate) / "spec.json", spec.model_dump(mode="json"))
             self.save(record)
             return record
         raise RuntimeError(f"could not find a free job id in {self.jobs}")
@@ -188,6 +201,18 @@ class JobStore:
 
     def cancel_requested(self, job_id: str) -> bool:
         return (self.job_dir(job_id) / "cancel").exists()
+
+    def clear_cancel(self, job_id: str) -> None:
+        """Remove a cancel request once it has been honoured (or the job ended without it)."""
+        (self.job_dir(job_id) / "cancel").unlink(missing_ok=True)
+
+    def reopen(self, job_id: str, owner: Owner) -> JobRecord:
+        """Make an ended job PENDING again for `owner` to resume. A cancel request left from
+        its last run is dropped first: it was for that run, not this one."""
+        self.clear_cancel(job_id)
+        return self.update(
+            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=owner
+        )
 
     def forget(self, job_id: str) -> None:
         """Remove a job that was refused before it started (nothing of it is worth keeping)."""

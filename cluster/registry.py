@@ -6,11 +6,17 @@ in the "dtrain" namespace from any node; it creates a runner per job and
 answers list/status/cancel/pull. The runner drives the job (data, parameter
 server, workers) and is its record's only writer. Both are threaded actors, so
 the registry answers while jobs start, run and stop.
+
+A registry that dies is restarted by Ray under the same name, and calls to it
+are retried (its methods are safe to run twice). It keeps nothing that the
+storage directory does not: the restarted one takes up the running jobs of
+its cluster again, each through its runner, found by name ("runner-<job id>"),
+so a job never gets a second runner.
 """
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +59,8 @@ class JobRunner:
         self.record = self.store.load(job_id)
         self.stop_requested = threading.Event()
         self.dataset = None
+        self.running = threading.Lock()
+        self.ran = False
 
     def prepare(self) -> str | None:
         """Check that the job can run here (its data, the workers it asks for): None, or why not."""
@@ -68,15 +76,28 @@ class JobRunner:
         return None
 
     def run(self) -> str:
-        """Train the job to the end; returns its final state (the record holds the details)."""
-        try:
-            execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset)
-        except (JobCancelled, JobFailed, UserError):
-            pass  # the record says how it ended
+        """Train the job to the end; returns its final state (the record holds the details).
+
+        Runs the job once per runner process: a second call (from a restarted registry)
+        waits for the first's end. The record names this process as the job's runner.
+        """
+        with self.running:
+            if not self.ran:
+                self.ran = True
+                owner = self.record.owner.model_copy(update={"pid": os.getpid()})
+                self.record = self.store.update(self.record.id, owner=owner)
+                try:
+                    execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset)
+                except (JobCancelled, JobFailed, UserError):
+                    pass  # the record says how it ended
         return self.store.load(self.record.id).state
 
     def cancel(self) -> None:
         self.stop_requested.set()
+
+
+def runner_name(job_id: str) -> str:
+    return f"runner-{job_id}"
 
 
 @dataclass
@@ -90,11 +111,19 @@ class JobRegistry:
     """The cluster's jobs: submit, list, status, cancel, artifacts."""
 
     def __init__(self, storage: str | None):
-        self.id = secrets.token_hex(8)  # new for each cluster lifetime: older running records are stale
+        import ray
+
+        # The head node's id: the same for a restarted registry, new with each cluster,
+        # so records of an earlier cluster's jobs read as interrupted.
+        self.id = ray.get_runtime_context().get_node_id()
         self.root = resolve_root(storage or DEFAULT_STORAGE)
         self.store = JobStore(self.root)
         self.running: dict[str, _Running] = {}
         self.lock = threading.Lock()
+        self._take_up_running_jobs()
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def storage(self) -> str:
         return str(self.root)
@@ -108,13 +137,42 @@ class JobRegistry:
             f"not {storage}; omit --storage, or restart the cluster to change it"
         )
 
-    def submit(self, spec: JobSpec) -> dict[str, Any]:
-        """Start a job: its record (PENDING) and its runner. Returns the record, or {"error": why it was refused}."""
+    def _take_up_running_jobs(self) -> None:
+        """After a restart: watch again each job of this cluster that has not ended, through
+        its runner if it still has one, else through a new runner that resumes it (a job
+        whose runner had not started yet when the registry was lost)."""
+        import ray
+
+        for record in self.store.records():
+            if record.done or record.owner.kind != "cluster" or record.owner.registry != self.id:
+                continue
+            running = self.running[record.id] = _Running(runner=None)
+            try:
+                running.runner = ray.get_actor(runner_name(record.id), namespace=NAMESPACE)
+            except ValueError:  # no runner by that name
+                threading.Thread(target=self._start, args=(record.id, running, self._refused_later), daemon=True).start()
+            else:
+                threading.Thread(target=self._watch, args=(record.id, running), daemon=True).start()
+
+    def _refused_later(self, job_id: str, problem: str) -> None:
+        self.store.update(job_id, state="FAILED", message=problem, ended_at=time.time())
+
+    def submit(self, spec: JobSpec, job_id: str) -> dict[str, Any]:
+        """Start a job (the client chose its id): its record (PENDING) and its runner.
+        Returns the record, or {"error": why it was refused}. Run again with the same
+        arguments (Ray retries it after a restart), it returns the job the first call made."""
         try:
-            record = self.store.create(spec, self._owner())
+            self.store.create(spec, self._owner(), job_id)
         except UserError as e:
             return {"error": str(e)}
-        return self._launch(record.id, refused=lambda: self.store.forget(record.id))
+        except FileExistsError:
+            record = self.store.load(job_id)
+            if record.spec != spec:
+                return {"error": f"job id {job_id} is taken; submit again"}
+            with self.lock:
+                if record.done or job_id in self.running:
+                    return record.model_dump(mode="json")
+        return self._launch(job_id, refused=lambda problem: self.store.forget(job_id))
 
     def resume(self, job_id: str) -> dict[str, Any]:
         """Start a FAILED or CANCELLED job again from its last checkpoint (e.g. after a cluster restart)."""
@@ -123,58 +181,53 @@ class JobRegistry:
         with self.lock:
             if job_id in self.running:
                 raise UserError(f"job {job_id} is already being resumed")
-        self.store.update(
-            job_id, state="PENDING", message="resuming from its last checkpoint", ended_at=None, placed_at=None, owner=self._owner()
-        )
-        return self._launch(job_id, refused=lambda: self.store.save(record))
+        self.store.reopen(job_id, self._owner())
+        return self._launch(job_id, refused=lambda problem: self.store.save(record))
 
     def _owner(self) -> Owner:
         import ray
 
         return Owner(kind="cluster", host=ray.util.get_node_ip_address(), registry=self.id)
 
-    def _launch(self, job_id: str, refused: Callable[[], None]) -> dict[str, Any]:
+    def _launch(self, job_id: str, refused: Callable[[str], None]) -> dict[str, Any]:
         """Start the job's runner; once it has checked the job can run, let it run and watch it."""
-        import ray
-
         with self.lock:
             if job_id in self.running:
                 return {"error": f"job {job_id} is already running"}
             running = _Running(runner=None)
             self.running[job_id] = running  # from now on `cancel` finds it, even while it prepares
-        running.runner = runner = (
-            ray.remote(JobRunner)
-            .options(
-                namespace=NAMESPACE,
-                lifetime="detached",
-                num_cpus=0,
-                resources=placement.ON_HEAD,
-                max_concurrency=4,  # cancel() must get through while run() trains
-                # A lost runner is restarted and runs the job again, which resumes it from
-                # its last checkpoint; its parameter server and workers die with it.
-                max_restarts=RUNNER_RESTARTS,
-                max_task_retries=-1,
-            )
-            .remote(str(self.root), job_id)
-        )
+        problem = self._start(job_id, running, lambda _, why: refused(why))
+        if problem:
+            return {"error": problem}
+        return self.store.load(job_id).model_dump(mode="json")
+
+    def _start(self, job_id: str, running: _Running, refused: Callable[[str, str], None]) -> str | None:
+        """Create the job's runner and have it check the job; then watch it run. Returns why it
+        cannot run (having called `refused(job_id, why)` and forgotten the runner), or None."""
+        import ray
+
         try:
+            running.runner = runner = new_runner(str(self.root), job_id)
             problem = ray.get(runner.prepare.remote(), timeout=PREPARE_TIMEOUT_S)
         except Exception as e:  # the runner could not even start
             problem = f"the job's runner did not start: {type(e).__name__}"
         if problem:
-            ray.kill(runner)
+            if running.runner is not None:
+                ray.kill(running.runner)
             with self.lock:
                 self.running.pop(job_id, None)
-            refused()
-            return {"error": problem}
+            refused(job_id, problem)
+            running.ended.set()
+            return problem
         threading.Thread(target=self._watch, args=(job_id, running), daemon=True).start()
-        return self.store.load(job_id).model_dump(mode="json")
+        return None
 
     def _watch(self, job_id: str, running: _Running) -> None:
         """Wait for a job's runner to finish, record how it ended if the runner could not, and remove it.
 
         A runner that ends its job writes the final state itself; one that was killed
         (cancelled too slowly) or died for good cannot, and this is then the only writer.
+        The call to `run` starts the job, or waits for the run a lost registry started.
         """
         import ray
 
@@ -230,6 +283,38 @@ class JobRegistry:
         return self.store.load(job_id).model_dump(mode="json")
 
 
+def new_runner(root: str, job_id: str, wait_s: float = 30.0) -> Any:
+    """A new runner for the job, named after it. A name still held by the job's last runner
+    (killed when that run ended, and not yet gone) is waited for, up to `wait_s`."""
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return (
+                ray.remote(JobRunner)
+                .options(
+                    name=runner_name(job_id),
+                    namespace=NAMESPACE,
+                    lifetime="detached",
+                    num_cpus=0,
+                    resources=placement.ON_HEAD,
+                    # cancel() must get through while run() trains, and while the run() calls
+                    # of registries that were lost wait for it.
+                    max_concurrency=16,
+                    # A lost runner is restarted and runs the job again, which resumes it from
+                    # its last checkpoint; its parameter server and workers die with it.
+                    max_restarts=RUNNER_RESTARTS,
+                    max_task_retries=-1,
+                )
+                .remote(root, job_id)
+            )
+        except ValueError:  # the name is taken
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def get_or_create_registry(storage: str | None) -> Any:
     """The cluster's registry (created on first use, on the head node, with `storage` as its root).
 
@@ -247,6 +332,10 @@ def get_or_create_registry(storage: str | None) -> Any:
             num_cpus=0,
             resources=placement.ON_HEAD,
             max_concurrency=64,  # status and list answer while submits and cancels wait
+            # Ray restarts a lost registry under the same name and runs the calls it was
+            # answering again: each method is safe to run twice (submit by its job id).
+            max_restarts=-1,
+            max_task_retries=-1,
         )
         .remote(storage)
     )

@@ -289,7 +289,7 @@ def run_job(
 
     done_before = len(read_jsonl(run_dir / "metrics.jsonl"))
     if done_before:
-        emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint"})
+        emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint", "resumed": True})
     startup = None
     server = (
         ray.remote(ParameterServer)

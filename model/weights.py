@@ -15,11 +15,10 @@ Files are read with ``allow_pickle=False``: nothing in them can run code.
 
 from __future__ import annotations
 
+import io
 import json
 import lzma
 import math
-import os
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dtrain import __version__
+from dtrain.cluster.storage import write_atomic
 from dtrain.errors import UserError
 from dtrain.model.mlp import ACTIVATIONS
 
@@ -53,7 +53,7 @@ class WeightsError(UserError):
 
 
 def save_weights(path: str | Path, theta: np.ndarray, sizes: tuple[int, ...], metadata: dict[str, Any]) -> None:
-    """Write theta as W1, b1, ... plus metadata, atomically (write to a temp file, then rename)."""
+    """Write theta as W1, b1, ... plus metadata, atomically and durably (see write_atomic)."""
     from dtrain.model.mlp import unflatten
 
     meta = {
@@ -67,23 +67,9 @@ def save_weights(path: str | Path, theta: np.ndarray, sizes: tuple[int, ...], me
     for l, (W, b) in enumerate(unflatten(theta.astype(np.float32, copy=False), sizes), start=1):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a model is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(Path(path), buffer.getvalue())  # synced, then renamed: whole or not at all
 
 
 # What reading a damaged archive can raise, besides WeightsError. zipfile: BadZipFile, EOFError,

@@ -97,6 +97,19 @@ class TwoNodes:
             [*DTRAIN, *args], capture_output=True, text=True, timeout=timeout, env=env or self.env
         )
 
+    def registry_pid(self, timeout: float = 120) -> int:
+        """The process id of the cluster's job registry, asked of the registry itself
+        (a call that waits while Ray restarts it)."""
+        from dtrain.cluster.registry import NAMESPACE, REGISTRY_NAME
+
+        code = (
+            "import ray; ray.init(address=%r, logging_level='ERROR'); "
+            "print(ray.get(ray.get_actor(%r, namespace=%r).pid.remote()))" % (self.address, REGISTRY_NAME, NAMESPACE)
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=self.env)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout.split()[-1])
+
     def json(self, *args: str, timeout: float = 180):
         proc = self.run(*args, "--json", timeout=timeout)
         assert proc.returncode == 0, proc.stderr

@@ -168,10 +168,19 @@ def test_out_that_is_a_file_or_holds_a_run_is_refused_and_left_alone(tmp_path):
     assert a_file.read_text() == "keep me" and (previous / "model.npz").read_bytes() == b"an earlier model"
 
 
-def test_more_workers_than_the_cluster_can_hold_is_refused(ray_cluster, tmp_path):
-    result = run_cli("submit", "--workers", "1000", "--out", str(tmp_path / "run"))
+def test_more_workers_than_the_cluster_can_hold_is_refused(tmp_path):
+    """One worker more than the rule allows on this machine's CPUs, whatever their number:
+    refused before any Ray starts, so the test never launches a huge job."""
+    from dtrain.cluster.placement import MAX_WORKERS_PER_CPU, local_cpus
+
+    cpus = local_cpus()
+    workers = int(MAX_WORKERS_PER_CPU * cpus) + 1
+    result = run_cli("submit", "--local", "--workers", str(workers), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --workers: 1000 workers on 2 CPUs")
+    assert result.stderr.strip().splitlines() == [
+        f"error: --workers: {workers} workers on {cpus:g} CPUs; expected at most {workers - 1} ({MAX_WORKERS_PER_CPU} per CPU)"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_usage_errors_are_one_line_too():
@@ -217,6 +226,11 @@ def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster
 
 
 def test_local_job_is_cancelled_from_another_process(tmp_path):
+    start_and_cancel_a_local_job(tmp_path)
+
+
+def start_and_cancel_a_local_job(tmp_path) -> tuple[Path, str]:
+    """A long local job in a `dtrain submit` process, cancelled by `dtrain cancel` once it trains."""
     from dtrain.cluster.client import LocalJobs
 
     storage = tmp_path / "storage"
@@ -238,6 +252,31 @@ def test_local_job_is_cancelled_from_another_process(tmp_path):
     assert proc.returncode == 1
     assert f"job {job_id} cancelled: stopped after" in err and "Traceback" not in err
     assert jobs.metrics(job_id)  # the epochs it trained are kept
+    return storage, job_id
+
+
+def test_a_cancelled_local_job_resumes_and_trains_on(tmp_path):
+    """The cancel request that stopped a job is not still there to stop its resumed run at once."""
+    from dtrain.cluster.client import LocalJobs
+
+    storage, job_id = start_and_cancel_a_local_job(tmp_path)
+    jobs = LocalJobs(storage)
+    stopped_at = jobs.job(job_id).epoch
+    proc = subprocess.Popen(
+        [*dtrain_command(), "resume", job_id, "--local", "--storage", str(storage)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not (jobs.job(job_id).state == "RUNNING" and jobs.job(job_id).epoch > stopped_at):
+        assert time.monotonic() < deadline, "the resumed job never trained"
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.2)
+    cancelled = run_cli("cancel", job_id, "--storage", str(storage), "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"job {job_id} cancelled: stopped after" in err, err
+    assert f"resuming  from epoch {stopped_at}, its last checkpoint" in err and "Traceback" not in err
 
 
 def test_detach_needs_a_cluster_and_unknown_jobs_are_one_line(tmp_path):
@@ -250,3 +289,50 @@ def test_detach_needs_a_cluster_and_unknown_jobs_are_one_line(tmp_path):
         assert result.exit_code == 2
         assert result.stderr.strip() == f"error: no job '0123abcd' in {storage} (`dtrain list` shows the jobs)"
     assert run_cli("list", "--storage", storage).stdout.startswith("no jobs yet in")
+
+
+@pytest.mark.parametrize("text", ["ab[/]cd", "[red]x.png", "[bold", "x[/bold]y", "\\[link=a]b"])
+def test_user_text_that_looks_like_markup_is_printed_as_it_is(tmp_path, text):
+    """Errors quote the user's text verbatim, in one line: never parsed as Rich markup."""
+    storage = str(tmp_path / "storage")
+    cases = [
+        (["status", text, "--storage", storage], f"error: no job {text!r} in {storage} (`dtrain list` shows the jobs)"),
+        (["predict", str(tmp_path / text), str(tmp_path / "digit.png")], f"error: {tmp_path / text}: no such file"),
+        (["submit", "--data-dir", str(tmp_path / text)],
+         f"error: {tmp_path / text}: no such directory (expected the four IDX files of a dataset)"),
+    ]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_a_job_message_with_markup_is_shown_verbatim(tmp_path):
+    """`status` and `list` show what the record says, brackets included (a FAILED job's message quotes paths)."""
+    from dtrain.cluster.jobstore import JobStore, local_owner
+    from dtrain.spec import JobSpec
+
+    storage = tmp_path / "st[/]or[red]age"
+    store = JobStore(storage)
+    record = store.create(JobSpec(), local_owner())
+    store.update(record.id, state="FAILED", message="/data/[/]x: no such directory")
+    status = runner.invoke(app, ["status", record.id, "--storage", str(storage)])
+    assert status.exit_code == 0, (status.output, status.exception)
+    assert "FAILED  /data/[/]x: no such directory" in status.stdout
+    listed = runner.invoke(app, ["list", "--storage", str(storage)])
+    assert listed.exit_code == 0, (listed.output, listed.exception)
+    assert f"Jobsin{storage}" in "".join(listed.stdout.split())  # the title may wrap
+    empty = runner.invoke(app, ["list", "--storage", str(tmp_path / "[/]none")])
+    assert empty.exit_code == 0 and empty.stdout.strip() == f"no jobs yet in {tmp_path / '[/]none'}"
+
+
+def test_a_path_that_is_not_utf8_is_printed_as_its_own_bytes(tmp_path):
+    """A file name from the command line that is not UTF-8 (Python holds it as surrogates)
+    goes back out to stdout as the same bytes, not as a UnicodeEncodeError traceback."""
+    storage = os.fsencode(tmp_path) + b"/caf\xe9"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}  # as under a UTF-8 locale such as en_US.UTF-8
+    proc = subprocess.run(
+        [*map(os.fsencode, dtrain_command()), b"list", b"--storage", storage], capture_output=True, timeout=60, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"no jobs yet in " + storage + b"\n"

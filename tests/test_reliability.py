@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
+import threading
+
 import pytest
 
 from clusters import TwoNodes
@@ -67,18 +68,55 @@ def test_a_lost_node_takes_its_workers_which_are_placed_again_on_the_node_left(t
 def test_a_lost_runner_is_restarted_and_resumes_the_job_from_its_checkpoint(two_node_cluster, baseline):
     cluster = two_node_cluster
     job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
-    assert cluster.wait_for_epoch(job_id, 2)["epoch"] < EPOCHS - 1, "too late to disturb the job"
-    runners = subprocess.run(["pgrep", "-f", "ray::JobRunner"], capture_output=True, text=True).stdout.split()
-    assert runners, "no job runner process found"
-    for pid in runners:  # this job's runner is the only one running
-        os.kill(int(pid), signal.SIGKILL)
+    running = cluster.wait_for_epoch(job_id, 2)
+    assert running["epoch"] < EPOCHS - 1, "too late to disturb the job"
+    runner = running["owner"]["pid"]  # the runner records its process in the job's record
+    assert runner > 0
+    os.kill(runner, signal.SIGKILL)  # this job's runner only, whatever else runs on the machine
 
     final = cluster.follow(job_id)
     assert final["state"] == "SUCCEEDED", final["message"]
     assert final["recoveries"] >= 1
+    assert final["owner"]["pid"] not in (0, runner)  # the restarted runner finished it
     assert final["test_accuracy"] == baseline["test_accuracy"]
     delay = (final["ended_at"] - final["started_at"]) - (baseline["ended_at"] - baseline["started_at"])
     print(f"runner loss cost the job {delay:.1f} s")
+    assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
+    no_partial_files(cluster.storage / "jobs" / job_id)
+
+
+def test_a_lost_registry_is_restarted_and_the_running_job_runs_on(two_node_cluster, baseline):
+    """Kill the job registry's process mid-job: Ray restarts it under the same name, it takes
+    the job up again from the storage directory, the job never reads FAILED and succeeds,
+    trained by the one runner it had from the start."""
+    cluster = two_node_cluster
+    job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
+    running = cluster.wait_for_epoch(job_id, 1)
+    runner = running["owner"]["pid"]
+    registry = cluster.registry_pid()
+
+    seen: list[dict] = []  # what `dtrain status` says meanwhile, over and over, until the job ends
+    def watch_status() -> None:
+        while not (seen and seen[-1].get("state") in ("SUCCEEDED", "FAILED", "CANCELLED")):
+            proc = cluster.run("status", job_id, "--json", timeout=120)
+            seen.append(json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr})
+    watcher = threading.Thread(target=watch_status, daemon=True)
+    watcher.start()
+
+    os.kill(registry, signal.SIGKILL)
+    assert cluster.registry_pid() != registry  # a new registry process answers, under the same name
+    assert cluster.job(job_id)["state"] == "RUNNING" and cluster.job(job_id)["epoch"] < EPOCHS, "too late"
+
+    final = cluster.follow(job_id)
+    watcher.join(timeout=120)
+    assert final["state"] == "SUCCEEDED", final["message"]
+    assert final["test_accuracy"] == baseline["test_accuracy"]
+    states = [s.get("state") or s["error"] for s in seen]
+    assert len(states) >= 2 and set(states) <= {"RUNNING", "SUCCEEDED"}, states
+    # One runner trained it: the same process throughout, no recovery (a second runner would
+    # have resumed the job from a checkpoint), and each epoch recorded once.
+    assert final["owner"]["pid"] == runner
+    assert final["recoveries"] == 0
     assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
     no_partial_files(cluster.storage / "jobs" / job_id)
 
