@@ -92,7 +92,9 @@ def test_three_jobs_at_once_succeed_while_the_registry_keeps_answering(cluster):
     assert timing.returncode == 0, err
     latency = json.loads(out)
     assert latency["calls"] >= 10
-    assert latency["max_s"] < 0.5, latency  # status and list answer at once while jobs run
+    # status and list answer while jobs run, not after them (a job takes tens of seconds here);
+    # the bound leaves room for a loaded host, where single answers took up to 0.65 s.
+    assert latency["max_s"] < 2.0, latency
 
     jobs = [cluster.job(i) for i in ids]
     assert [j["state"] for j in jobs] == ["SUCCEEDED"] * 3
