@@ -48,25 +48,33 @@ def prefetch(typingctx, arr, idx):
 
 
 # reassoc/contract let LLVM vectorise the row loops; no "fast" flags that assume
-# finite values, so a diverging run still shows its NaN.
-@njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "contract"})
+# finite values, so a diverging run still shows its NaN. error_model="numpy": the
+# softmax's division is never by zero (total >= 1), so no zero check and no exception
+# path in the loop.
+@njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"reassoc", "contract"})
 def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scale):  # pragma: no cover - compiled
     """Train theta (float32, flat) in place on sparse rows `order`; returns (loss sum, correct)."""
     L = sizes.shape[0] - 1
-    w_off = np.empty(L, np.int64)
-    b_off = np.empty(L, np.int64)
+    w_off = np.empty(L + 1, np.int64)  # W_l starts at theta[w_off[l]] (l = 1..L), b_l at theta[b_off[l]]
+    b_off = np.empty(L + 1, np.int64)
     o = 0
     widest = 0
-    for l in range(L):
+    for l in range(1, L + 1):
         w_off[l] = o
-        o += sizes[l] * sizes[l + 1]
+        o += sizes[l - 1] * sizes[l]
         b_off[l] = o
-        o += sizes[l + 1]
-        widest = max(widest, sizes[l + 1])
+        o += sizes[l]
+        widest = max(widest, sizes[l])
     n0 = sizes[0]
+    n1 = sizes[1]
+    # Work buffers and W_1's view, made once per call: W_1's rows are indexed, not
+    # taken as per-row array views, which cost a reference count in and out for each
+    # of the ~150 rows of a sample (NRT_incref/decref).
+    W1 = theta[: n0 * n1].reshape((n0, n1))
+    b1 = theta[n0 * n1 : n0 * n1 + n1]
     A = np.zeros((L + 1, widest), np.float32)  # A[l]: a_l (A[L]: softmax output)
     D = np.zeros((L + 1, widest), np.float32)  # D[l]: delta_l
-    nz = np.empty(n0, np.int64)
+    nz = np.empty(n0, np.uint16)  # unsigned: W1[nz[k]] needs no negative-index wraparound
     xv = np.empty(n0, np.float32)
     one = np.float32(1.0)
     loss = 0.0
@@ -93,21 +101,24 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         for k in range(m):
             nz[k] = indices[lo + k]
             xv[k] = np.float32(values[lo + k]) * scale
-        # forward
+        # forward, layer 1: z_1 = b_1 + sum over non-zero pixels of x_i W_1[i]
+        z = A[1]
+        for j in range(n1):
+            z[j] = b1[j]
+        for k in range(m):
+            v = xv[k]
+            i = nz[k]
+            for j in range(n1):
+                z[j] += v * W1[i, j]
+        # forward, layers 2..L (a_{l-1} is dense)
         for l in range(1, L + 1):
             n = sizes[l]
-            n_prev = sizes[l - 1]
-            W = theta[w_off[l - 1] : w_off[l - 1] + n_prev * n].reshape((n_prev, n))
-            b = theta[b_off[l - 1] : b_off[l - 1] + n]
-            z = A[l, :n]
-            z[:] = b
-            if l == 1:
-                for k in range(m):
-                    v = xv[k]
-                    row = W[nz[k]]
-                    for j in range(n):
-                        z[j] += v * row[j]
-            else:
+            if l > 1:
+                n_prev = sizes[l - 1]
+                W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+                b = theta[b_off[l] : b_off[l] + n]
+                z = A[l, :n]
+                z[:] = b
                 a_prev = A[l - 1]
                 for i in range(n_prev):
                     v = a_prev[i]
@@ -115,6 +126,7 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
                     for j in range(n):
                         z[j] += v * row[j]
             if l < L:
+                z = A[l]
                 for j in range(n):
                     if is_relu:
                         z[j] = max(z[j], np.float32(0.0))
@@ -139,15 +151,16 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         loss -= math.log(max(p[label], np.float32(1.1754944e-38)))
         if best == label:
             correct += 1
-        # backward: delta_L = p - onehot(y)
+        # backward: delta_L = p - onehot(y); each layer's weights read (for delta_{l-1})
+        # and updated in the same loop, old value first
         for j in range(n_out):
             D[L, j] = p[j]
         D[L, label] -= one
         for l in range(L, 1, -1):
             n = sizes[l]
             n_prev = sizes[l - 1]
-            W = theta[w_off[l - 1] : w_off[l - 1] + n_prev * n].reshape((n_prev, n))
-            b = theta[b_off[l - 1] : b_off[l - 1] + n]
+            W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+            b = theta[b_off[l] : b_off[l] + n]
             d = D[l, :n]
             a_prev = A[l - 1]
             for i in range(n_prev):
@@ -164,15 +177,13 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
                     D[l - 1, i] = acc * ai * (one - ai)
             for j in range(n):
                 b[j] -= lr * d[j]
-        n1 = sizes[1]
-        W = theta[: n0 * n1].reshape((n0, n1))
-        b = theta[n0 * n1 : n0 * n1 + n1]
-        d = D[1, :n1]
+        # update W_1's rows of the non-zero pixels, and b_1
+        d = D[1]
         for k in range(m):
             g = lr * xv[k]
-            row = W[nz[k]]
+            i = nz[k]
             for j in range(n1):
-                row[j] -= g * d[j]
+                W1[i, j] -= g * d[j]
         for j in range(n1):
-            b[j] -= lr * d[j]
+            b1[j] -= lr * d[j]
     return loss, correct
