@@ -177,9 +177,12 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
                     D[l - 1, i] = acc * ai * (one - ai)
             for j in range(n):
                 b[j] -= lr * d[j]
-        # update W_1's rows of the non-zero pixels, and b_1
+        # update W_1's rows of the non-zero pixels, and b_1. Last row first: the forward
+        # pass just read them in ascending order and ~150 rows of 64 floats overflow
+        # L1 (32 KiB), so the last ones read are the ones still there. Each element is
+        # updated once, so the order of the rows changes no result.
         d = D[1]
-        for k in range(m):
+        for k in range(m - 1, -1, -1):
             g = lr * xv[k]
             i = nz[k]
             for j in range(n1):
