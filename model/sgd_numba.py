@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -47,6 +47,73 @@ def prefetch(typingctx, arr, idx):
     return types.void(arr, idx), codegen
 
 
+#: Hidden units of layer 1 handled at once: z_1 (or delta_1) for 64 units is four
+#: AVX-512 registers, held there while the ~150 rows of a sample stream past. A
+#: width known when compiling is what lets LLVM keep them in registers and emit
+#: the row loop as four full-width loads and FMAs, with no remainder loop and no
+#: runtime alias checks.
+CHUNK = 64
+#: floats in one AVX-512 register and in one 64-byte cache line
+VECTOR = 16
+
+
+@intrinsic
+def stack_floats(typingctx, count):
+    """A pointer to `count` (a constant) float32s on the stack. Unlike a NumPy array
+    they provably alias no weight, so LLVM keeps them in registers across the row loops."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, ir.FloatType(), size=count.literal_value)
+
+    return types.CPointer(types.float32)(count), codegen
+
+
+@njit(cache=True, nogil=True)
+def aligned_zeros(n):  # pragma: no cover - compiled
+    """n float32 zeros starting on a 64-byte boundary (a view into a slightly larger array)."""
+    buffer = np.zeros(n + VECTOR, np.float32)
+    skip = (-(buffer.ctypes.data // 4)) % VECTOR
+    return buffer[skip : skip + n]
+
+
+# No "reassoc" in the two row loops: z_1 is a sum over the pixels, and with it LLVM
+# may split that sum into partial sums (it did, in a 16-wide version), which changes
+# the rounding. "contract" keeps the FMAs the kernel always had. LLVM inlines both.
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
+def add_rows(z, W1, nz, xv, m, c):  # pragma: no cover - compiled
+    """z[c, j] += sum over k < m of xv[k] * W1[nz[k], c, j], k in order. (Chunked
+    arrays, so that the last index is j alone and LLVM knows it is never negative:
+    W1[i, j0 + j] would cost a negative-index check per element, as a gather.)"""
+    acc = carray(stack_floats(CHUNK), CHUNK)
+    for j in range(CHUNK):
+        acc[j] = z[c, j]
+    for k in range(m):
+        v = xv[k]
+        i = nz[k]
+        for j in range(CHUNK):
+            acc[j] += v * W1[i, c, j]
+    for j in range(CHUNK):
+        z[c, j] = acc[j]
+
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
+def subtract_rows(W1, nz, xv, m, d, c, lr):  # pragma: no cover - compiled
+    """W1[nz[k], c, j] -= lr * xv[k] * d[c, j] for k < m. Last row first:
+    the forward pass just read them in ascending order and ~150 rows of 64 floats
+    overflow L1 (32 KiB), so the last ones read are the ones still there. Each
+    element is updated once, so the order of the rows changes no result."""
+    dd = carray(stack_floats(CHUNK), CHUNK)
+    for j in range(CHUNK):
+        dd[j] = d[c, j]
+    for k in range(m - 1, -1, -1):
+        g = lr * xv[k]
+        i = nz[k]
+        for j in range(CHUNK):
+            W1[i, c, j] -= g * dd[j]
+
+
 # reassoc/contract let LLVM vectorise the row loops; no "fast" flags that assume
 # finite values, so a diverging run still shows its NaN. error_model="numpy": the
 # softmax's division is never by zero (total >= 1), so no zero check and no exception
@@ -67,13 +134,24 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         widest = max(widest, sizes[l])
     n0 = sizes[0]
     n1 = sizes[1]
-    # Work buffers and W_1's view, made once per call: W_1's rows are indexed, not
-    # taken as per-row array views, which cost a reference count in and out for each
-    # of the ~150 rows of a sample (NRT_incref/decref).
-    W1 = theta[: n0 * n1].reshape((n0, n1))
+    # W_1 is trained in a copy whose rows are padded with zeros to a multiple of CHUNK
+    # floats and start on 64-byte boundaries: a row is then whole chunks, whole
+    # AVX-512 vectors and whole cache lines (in theta, a row of 64 floats sits where
+    # NumPy's allocator put theta, typically 32 bytes into a line, so it spans 5
+    # lines). The padding's delta is zero, so it stays zero, and it is never copied
+    # back. Rows are indexed, not taken as per-row array views, which cost a
+    # reference count in and out for each of ~150 rows a sample.
+    n_chunks = -(-n1 // CHUNK)
+    n1p = n_chunks * CHUNK
+    W1 = aligned_zeros(n0 * n1p).reshape((n0, n1p))
+    W1[:, :n1] = theta[: n0 * n1].reshape((n0, n1))
+    W1_chunks = W1.reshape((n0, n_chunks, CHUNK))  # the same memory, row i's chunk c
     b1 = theta[n0 * n1 : n0 * n1 + n1]
+    widest = max(widest, n1p)
     A = np.zeros((L + 1, widest), np.float32)  # A[l]: a_l (A[L]: softmax output)
     D = np.zeros((L + 1, widest), np.float32)  # D[l]: delta_l
+    z1_chunks = A[1, :n1p].reshape((n_chunks, CHUNK))  # z_1 and delta_1, chunked as W_1's rows
+    d1_chunks = D[1, :n1p].reshape((n_chunks, CHUNK))
     nz = np.empty(n0, np.uint16)  # unsigned: W1[nz[k]] needs no negative-index wraparound
     xv = np.empty(n0, np.float32)
     one = np.float32(1.0)
@@ -105,11 +183,10 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         z = A[1]
         for j in range(n1):
             z[j] = b1[j]
-        for k in range(m):
-            v = xv[k]
-            i = nz[k]
-            for j in range(n1):
-                z[j] += v * W1[i, j]
+        for j in range(n1, n1p):
+            z[j] = np.float32(0.0)
+        for c in range(n_chunks):
+            add_rows(z1_chunks, W1_chunks, nz, xv, m, c)
         # forward, layers 2..L (a_{l-1} is dense)
         for l in range(1, L + 1):
             n = sizes[l]
@@ -177,16 +254,11 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
                     D[l - 1, i] = acc * ai * (one - ai)
             for j in range(n):
                 b[j] -= lr * d[j]
-        # update W_1's rows of the non-zero pixels, and b_1. Last row first: the forward
-        # pass just read them in ascending order and ~150 rows of 64 floats overflow
-        # L1 (32 KiB), so the last ones read are the ones still there. Each element is
-        # updated once, so the order of the rows changes no result.
+        # update W_1's rows of the non-zero pixels, and b_1
         d = D[1]
-        for k in range(m - 1, -1, -1):
-            g = lr * xv[k]
-            i = nz[k]
-            for j in range(n1):
-                W1[i, j] -= g * d[j]
+        for c in range(n_chunks - 1, -1, -1):
+            subtract_rows(W1_chunks, nz, xv, m, d1_chunks, c, lr)
         for j in range(n1):
             b1[j] -= lr * d[j]
+    theta[: n0 * n1].reshape((n0, n1))[:, :] = W1[:, :n1]
     return loss, correct
