@@ -199,9 +199,8 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
                 a_prev = A[l - 1]
                 for i in range(n_prev):
                     v = a_prev[i]
-                    row = W[i]
                     for j in range(n):
-                        z[j] += v * row[j]
+                        z[j] += v * W[i, j]
             if l < L:
                 z = A[l]
                 for j in range(n):
@@ -243,10 +242,9 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
             for i in range(n_prev):
                 acc = np.float32(0.0)
                 g = lr * a_prev[i]
-                row = W[i]
                 for j in range(n):
-                    acc += row[j] * d[j]
-                    row[j] -= g * d[j]
+                    acc += W[i, j] * d[j]
+                    W[i, j] -= g * d[j]
                 ai = a_prev[i]
                 if is_relu:
                     D[l - 1, i] = acc if ai > 0 else np.float32(0.0)
