@@ -80,7 +80,8 @@ def aligned_zeros(n):  # pragma: no cover - compiled
 
 # No "reassoc" in the two row loops: z_1 is a sum over the pixels, and with it LLVM
 # may split that sum into partial sums (it did, in a 16-wide version), which changes
-# the rounding. "contract" keeps the FMAs the kernel always had. LLVM inlines both.
+# the rounding. "contract" keeps the FMAs the kernel always had. Each helper is its own
+# function (called a few times a sample), compiled with its own flags.
 @njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
 def add_rows(z, W1, nz, xv, m, c):  # pragma: no cover - compiled
     """z[c, j] += sum over k < m of xv[k] * W1[nz[k], c, j], k in order. (Chunked
@@ -114,6 +115,21 @@ def subtract_rows(W1, nz, xv, m, d, c, lr):  # pragma: no cover - compiled
             W1[i, c, j] -= g * dd[j]
 
 
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
+def add_dense_rows(z, W, a_prev, n_prev, c):  # pragma: no cover - compiled
+    """z[c, j] += sum over i < n_prev of a_prev[i] * W[i, c, j], i in order: a dense
+    layer's forward pass, VECTOR outputs (one register) at a time."""
+    acc = carray(stack_floats(VECTOR), VECTOR)
+    for j in range(VECTOR):
+        acc[j] = z[c, j]
+    for i in range(n_prev):
+        v = a_prev[i]
+        for j in range(VECTOR):
+            acc[j] += v * W[i, c, j]
+    for j in range(VECTOR):
+        z[c, j] = acc[j]
+
+
 # reassoc/contract let LLVM vectorise the row loops; no "fast" flags that assume
 # finite values, so a diverging run still shows its NaN. error_model="numpy": the
 # softmax's division is never by zero (total >= 1), so no zero check and no exception
@@ -122,32 +138,43 @@ def subtract_rows(W1, nz, xv, m, d, c, lr):  # pragma: no cover - compiled
 def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scale):  # pragma: no cover - compiled
     """Train theta (float32, flat) in place on sparse rows `order`; returns (loss sum, correct)."""
     L = sizes.shape[0] - 1
-    w_off = np.empty(L + 1, np.int64)  # W_l starts at theta[w_off[l]] (l = 1..L), b_l at theta[b_off[l]]
+    n0 = sizes[0]
+    n1 = sizes[1]
+    # The weights are trained in a copy, P, and copied back at the end. In it each
+    # layer's rows are padded with zeros, W_1's to a multiple of CHUNK floats and the
+    # other layers' to a multiple of VECTOR, and start on 64-byte boundaries: a row
+    # is then whole chunks, whole AVX-512 vectors and whole cache lines (in theta, a
+    # row of 64 floats sits where NumPy's allocator put theta, typically 32 bytes
+    # into a line, so it spans 5 lines). The padding's delta is zero, so it stays
+    # zero, and it is never copied back. Rows are indexed, not taken as per-row
+    # array views, which cost a reference count in and out for each row.
+    width = np.empty(L + 1, np.int64)  # padded row length of W_l (l = 1..L)
+    w_off = np.empty(L + 1, np.int64)  # W_l starts at theta[w_off[l]], b_l at theta[b_off[l]]
     b_off = np.empty(L + 1, np.int64)
+    p_off = np.empty(L + 1, np.int64)  # padded W_l starts at P[p_off[l]]
     o = 0
-    widest = 0
+    po = 0
     for l in range(1, L + 1):
+        block = CHUNK if l == 1 else VECTOR
+        width[l] = -(-sizes[l] // block) * block
         w_off[l] = o
         o += sizes[l - 1] * sizes[l]
         b_off[l] = o
         o += sizes[l]
-        widest = max(widest, sizes[l])
-    n0 = sizes[0]
-    n1 = sizes[1]
-    # W_1 is trained in a copy whose rows are padded with zeros to a multiple of CHUNK
-    # floats and start on 64-byte boundaries: a row is then whole chunks, whole
-    # AVX-512 vectors and whole cache lines (in theta, a row of 64 floats sits where
-    # NumPy's allocator put theta, typically 32 bytes into a line, so it spans 5
-    # lines). The padding's delta is zero, so it stays zero, and it is never copied
-    # back. Rows are indexed, not taken as per-row array views, which cost a
-    # reference count in and out for each of ~150 rows a sample.
-    n_chunks = -(-n1 // CHUNK)
-    n1p = n_chunks * CHUNK
-    W1 = aligned_zeros(n0 * n1p).reshape((n0, n1p))
-    W1[:, :n1] = theta[: n0 * n1].reshape((n0, n1))
-    W1_chunks = W1.reshape((n0, n_chunks, CHUNK))  # the same memory, row i's chunk c
-    b1 = theta[n0 * n1 : n0 * n1 + n1]
-    widest = max(widest, n1p)
+        p_off[l] = po
+        po += sizes[l - 1] * width[l]
+    P = aligned_zeros(po)
+    for l in range(1, L + 1):
+        n_prev, n = sizes[l - 1], sizes[l]
+        padded = P[p_off[l] : p_off[l] + n_prev * width[l]].reshape((n_prev, width[l]))
+        padded[:, :n] = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+    n1p = width[1]
+    n_chunks = n1p // CHUNK
+    W1_chunks = P[: n0 * n1p].reshape((n0, n_chunks, CHUNK))  # row i's chunk c
+    b1 = theta[b_off[1] : b_off[1] + n1]
+    widest = 0
+    for l in range(1, L + 1):
+        widest = max(widest, width[l])
     A = np.zeros((L + 1, widest), np.float32)  # A[l]: a_l (A[L]: softmax output)
     D = np.zeros((L + 1, widest), np.float32)  # D[l]: delta_l
     z1_chunks = A[1, :n1p].reshape((n_chunks, CHUNK))  # z_1 and delta_1, chunked as W_1's rows
@@ -192,15 +219,16 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
             n = sizes[l]
             if l > 1:
                 n_prev = sizes[l - 1]
-                W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
-                b = theta[b_off[l] : b_off[l] + n]
-                z = A[l, :n]
-                z[:] = b
-                a_prev = A[l - 1]
-                for i in range(n_prev):
-                    v = a_prev[i]
-                    for j in range(n):
-                        z[j] += v * W[i, j]
+                w = width[l]
+                W = P[p_off[l] : p_off[l] + n_prev * w].reshape((n_prev, w // VECTOR, VECTOR))
+                z = A[l]
+                for j in range(n):
+                    z[j] = theta[b_off[l] + j]
+                for j in range(n, w):
+                    z[j] = np.float32(0.0)
+                z_chunks = A[l, :w].reshape((w // VECTOR, VECTOR))
+                for c in range(w // VECTOR):
+                    add_dense_rows(z_chunks, W, A[l - 1], n_prev, c)
             if l < L:
                 z = A[l]
                 for j in range(n):
@@ -235,7 +263,7 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         for l in range(L, 1, -1):
             n = sizes[l]
             n_prev = sizes[l - 1]
-            W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+            W = P[p_off[l] : p_off[l] + n_prev * width[l]].reshape((n_prev, width[l]))
             b = theta[b_off[l] : b_off[l] + n]
             d = D[l, :n]
             a_prev = A[l - 1]
@@ -258,5 +286,8 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
             subtract_rows(W1_chunks, nz, xv, m, d1_chunks, c, lr)
         for j in range(n1):
             b1[j] -= lr * d[j]
-    theta[: n0 * n1].reshape((n0, n1))[:, :] = W1[:, :n1]
+    for l in range(1, L + 1):
+        n_prev, n = sizes[l - 1], sizes[l]
+        padded = P[p_off[l] : p_off[l] + n_prev * width[l]].reshape((n_prev, width[l]))
+        theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))[:, :] = padded[:, :n]
     return loss, correct
