@@ -81,9 +81,9 @@ def stack_floats(typingctx, count):
 
 
 @njit(cache=True, nogil=True)
-def aligned_zeros(n):  # pragma: no cover - compiled
-    """n float32 zeros starting on a 64-byte boundary (a view into a slightly larger array)."""
-    buffer = np.zeros(n + VECTOR, np.float32)
+def aligned_empty(n):  # pragma: no cover - compiled
+    """n float32s starting on a 64-byte boundary (a view into a slightly larger array)."""
+    buffer = np.empty(n + VECTOR, np.float32)
     skip = (-(buffer.ctypes.data // 4)) % VECTOR
     return buffer[skip : skip + n]
 
@@ -174,11 +174,19 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         o += sizes[l]
         p_off[l] = po
         po += sizes[l - 1] * width[l]
-    P = aligned_zeros(po)
+    # Plain loops, not 2D slice assignments: a call with no samples took 48 us with
+    # those and takes 13 us with these, and workers call the kernel on blocks of a
+    # few hundred samples (~2 us each).
+    P = aligned_empty(po)
     for l in range(1, L + 1):
-        n_prev, n = sizes[l - 1], sizes[l]
-        padded = P[p_off[l] : p_off[l] + n_prev * width[l]].reshape((n_prev, width[l]))
-        padded[:, :n] = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+        n_prev, n, w = sizes[l - 1], sizes[l], width[l]
+        padded = P[p_off[l] : p_off[l] + n_prev * w].reshape((n_prev, w))
+        W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+        for i in range(n_prev):
+            for j in range(n):
+                padded[i, j] = W[i, j]
+            for j in range(n, w):
+                padded[i, j] = np.float32(0.0)
     n1p = width[1]
     n_chunks = n1p // CHUNK
     W1_chunks = P[: n0 * n1p].reshape((n0, n_chunks, CHUNK))  # row i's chunk c
@@ -298,7 +306,10 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         for j in range(n1):
             b1[j] -= lr * d[j]
     for l in range(1, L + 1):
-        n_prev, n = sizes[l - 1], sizes[l]
-        padded = P[p_off[l] : p_off[l] + n_prev * width[l]].reshape((n_prev, width[l]))
-        theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))[:, :] = padded[:, :n]
+        n_prev, n, w = sizes[l - 1], sizes[l], width[l]
+        padded = P[p_off[l] : p_off[l] + n_prev * w].reshape((n_prev, w))
+        W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
+        for i in range(n_prev):
+            for j in range(n):
+                W[i, j] = padded[i, j]
     return loss, correct
