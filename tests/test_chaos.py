@@ -1,0 +1,109 @@
+"""The chaos soak, short: one SIGKILL of each kind (a worker, a parameter server, a job's
+runner, the job registry, the second node's raylet) into jobs of every algorithm on a
+two-node cluster; nothing may be lost (benchmarks/chaos.py does the checking).
+
+Runs the real script in its own process (~2 min on 2 cores), as CI and a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHAOS = REPO / "benchmarks" / "chaos.py"
+KINDS = ("worker", "server", "runner", "registry", "raylet")
+
+
+def test_short_chaos_soak_loses_nothing(tmp_path):
+    out = tmp_path / "chaos.json"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(CHAOS), "--short", "--out", str(out)],
+                          capture_output=True, text=True, timeout=480)
+    took = time.monotonic() - t0
+    print(proc.stdout)
+    print(f"short chaos soak took {took:.0f} s")
+    assert out.exists(), f"exit {proc.returncode}, no results:\n{proc.stderr[-4000:]}"
+    result = json.loads(out.read_text())
+
+    made = [k["kind"] for k in result["kills"] if "skipped" not in k]
+    assert sorted(made) == sorted(KINDS), result["kills"]  # one of each kind, each really made
+    assert all(k["pid"] > 0 and k["jobs_running"] for k in result["kills"])  # each into running jobs
+    raylet = next(k for k in result["kills"] if k["kind"] == "raylet")
+    assert raylet.get("node_added") and not raylet.get("leftover_processes")  # a node came back; nothing orphaned
+
+    jobs = result["jobs"]
+    assert {j["algorithm"] for j in jobs} == {"sync", "async", "federated"} and len(jobs) >= 3
+    problems = {j["job_id"]: j["problems"] for j in jobs if j["problems"]}
+    assert not problems, problems
+    assert all(j["state"] == "SUCCEEDED" for j in jobs)
+    assert all(j["checks"]["bit_identical_to_baseline"] for j in jobs if j["algorithm"] in ("sync", "federated"))
+    assert result["lost"] == 0 and result["ok"], result["failures"]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+# ---------------------------------------------------------------- a bug the soak found
+
+# `dtrain submit --detach --json` printed Ray's "(raylet) The node with node id ... has been
+# marked dead" line on stdout, before the job's JSON, when it ran while a node was lost
+# (benchmarks/chaos.py, a submit in the seconds after the raylet kill). Ray's error listener
+# thread prints such messages to sys.stdout; `status`, `list` and the other job commands keep
+# stdout for their results first (cli/stdout.py reserve_stdout, via jobs_or_fail), but the
+# submit and resume commands talk to the cluster before they do (cli/submit.py: open_jobs
+# and start_on_cluster run before drive() calls reserve_stdout, and the --detach branch
+# never calls it). The tests below stand in for Ray with a fake cluster whose calls print
+# from another thread, as Ray's listener does.
+
+FAKE_CLUSTER = """
+import sys, threading
+from dtrain.cluster import client
+from dtrain.cluster.jobstore import JobRecord, Owner
+from dtrain.spec import JobSpec
+
+RAY_SAYS = "(raylet) The node with node id: 90bc0b71 has been marked dead because the detector has missed too many heartbeats from it."
+
+def ray_prints():  # as Ray's error listener thread does, while the command talks to the cluster
+    t = threading.Thread(target=print, args=(RAY_SAYS,))
+    t.start()
+    t.join()
+
+class FakeJobs:
+    mode = "cluster"
+    where = "a fake cluster"
+    root = "/nonexistent"
+    def submit(self, spec):
+        ray_prints()
+        return JobRecord(id="0123abcd", spec=spec, owner=Owner(kind="cluster", host="h"))
+    def job(self, job_id):
+        ray_prints()
+        return JobRecord(id=job_id, spec=JobSpec(), owner=Owner(kind="cluster", host="h"))
+
+client.open_jobs = lambda *args, **kwargs: FakeJobs()
+from dtrain.cli.main import main
+sys.argv = ["dtrain", *sys.argv[1:]]
+main()
+"""
+
+
+def run_with_fake_cluster(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", FAKE_CLUSTER, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_status_json_keeps_ray_messages_off_stdout():
+    proc = run_with_fake_cluster("status", "0123abcd", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["job_id"] == "0123abcd"  # JSON alone on stdout
+    assert "marked dead" in proc.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="bug: submit --detach --json lets Ray's messages onto stdout (see above)")
+def test_submit_detach_json_keeps_ray_messages_off_stdout():
+    proc = run_with_fake_cluster("submit", "--workers", "2", "--epochs", "1", "--detach", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["job_id"] == "0123abcd"  # fails: the raylet line comes first
