@@ -465,20 +465,25 @@ class Soak:
         return done
 
     def replace_node(self, done: dict[str, Any], below: dict[int, int]) -> None:
-        """After a raylet kill: check that its processes went with it, then add a new second node."""
+        """After a raylet kill: let the cluster reap it and forget the node, check that the node's
+        processes went with their raylet, then add a new second node."""
         try:
-            time.sleep(self.args.node_back_after)
+            # At once: the killed raylet is a zombie until its parent (the cluster process) reaps it,
+            # and a zombie still "exists" for the node's processes that check on it. And Ray's
+            # Cluster.add_node waits for as many live nodes as it has listed: it must forget this one.
+            self.cluster.command("remove-node", timeout=120)
+            time.sleep(max(0.0, done["at"] + self.args.node_back_after - time.time()))
             leftovers = [p for p, s in below.items() if same_process(p, s)]
             done["leftover_processes"] = [{"pid": p, "title": title(p)[:80]} for p in leftovers]
-            for p in leftovers:  # processes of our own lost node: end them, by pid
+            if leftovers:
+                log(f"{len(leftovers)} processes of the lost node outlived its raylet by "
+                    f"{self.args.node_back_after:g} s: {done['leftover_processes']}; ending them")
+            for p in leftovers:  # processes of our own lost node: end them, by pid, as a lost machine would
                 try:
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             t = time.time()
-            # The cluster's bookkeeping forgets the lost node (and ends what is left of it) first:
-            # Ray's Cluster.add_node waits for as many live nodes as it has, and would count it.
-            self.cluster.command("remove-node", timeout=120)
             added = self.cluster.command("add-node", timeout=180)["added"]
             self.second_node = added
             done["node_added"] = added
