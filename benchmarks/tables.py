@@ -337,6 +337,34 @@ def startup_ab() -> str:
             + f"\n\nafter / before: end to end {r['end_to_end_s']:.3f}, start-up {r['startup_s']:.3f}.")
 
 
+# ------------------------------------------------------------------ chaos.json
+
+
+def chaos() -> str:
+    """benchmarks/chaos.py's own table (its `table_rows`), run on the saved JSON."""
+    spec = importlib.util.spec_from_file_location("_dtrain_chaos", REPO / "benchmarks" / "chaos.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its dataclasses look it up there
+    spec.loader.exec_module(module)
+    C = load("chaos.json")
+    header, rows = module.table_rows(C)
+    made = [k for k in C["kills"] if "skipped" not in k]
+    jobs = C["table"][-1]["count"]
+    m = C["machine"]
+    resumed = C["table"][-1]["resumed"]
+    identical = sum(1 for j in C["jobs"] if j["checks"].get("bit_identical_to_baseline"))
+    compared = sum(1 for j in C["jobs"] if j["algorithm"] in ("sync", "federated"))
+    return (f"A {C['mode']} run, seed {C['seed']}: {len(made)} kills over {C['kill_window_s']:.0f} s into {jobs} jobs, "
+            f"{C['config']['slots']} at a time; {C['runtime_s']:.0f} s in all on {m['cpus']} shared cores (load average "
+            f"{m['loadavg_start'][0]} at start, {m['loadavg_end'][0]} at end).\n\n"
+            + markdown(header, rows)
+            + f"\n\nRows count the kills made while a job of theirs ran (one kill can hit two jobs); `all` counts "
+              f"each kill once. Recoveries: times a job went back to its last checkpoint (a lost server, runner or "
+              f"node, a resume); worker restarts: workers Ray restarted in place. Extra s: a job's time from its "
+              f"workers' start to its end, against the undisturbed run of its spec. Jobs that ended FAILED and were "
+              f"taken to SUCCEEDED by `dtrain resume`: {resumed}. {identical} of {compared} sync and federated jobs ended with weights bit-identical to "
+              f"their undisturbed run; lost: {C['lost']}.")
+
+
 # ------------------------------------------------------------------ the registry
 
 #: block name -> (results file, the script that writes it, generator)
@@ -366,6 +394,7 @@ TABLES: dict[str, tuple[str, str, Callable[[], str]]] = {
     "ps-tree": ("ps_ceiling.json", "ps_ceiling.py", ps_tree),
     "ps-projection": ("ps_ceiling.json", "ps_ceiling.py", ps_projection),
     "startup-ab": ("startup_ab.json", "startup_ab.py", startup_ab),
+    "chaos": ("chaos.json", "chaos.py", chaos),
 }
 
 
