@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dtrain.cli.main import app
-from dtrain.cluster.runner import Layout, run_job
+from dtrain.cluster.layout import Layout
+from dtrain.cluster.runner import run_job
 from dtrain.data.partition import partition
 from dtrain.model.kernels import sgd
 from dtrain.model.mlp import backprop, he_init, layer_sizes, unflatten
