@@ -123,6 +123,10 @@ def submit(
     local_epochs: Annotated[int, typer.Option(help="Federated: passes each sampled client makes over its data per round.")] = 1,
     rounds: Annotated[Optional[int], typer.Option(help="Federated: rounds to run (instead of --epochs).")] = None,
     eval_every: Annotated[int, typer.Option(help="Federated: rounds between scorings of the global model.")] = 1,
+    mu: Annotated[
+        Optional[float],
+        typer.Option(help="FedProx: each client's proximal term mu/2 * ||w - w_global||^2 (with --clients).", show_default="none: FedAvg"),
+    ] = None,
     out_dir: CopyTo = None,
     detach: Detach = False,
     address: Address = None,
@@ -147,6 +151,7 @@ def submit(
                 data_dir=str(data_dir.absolute()) if data_dir else None, batch_size=batch_size, shard=shard,
                 mode=mode, max_staleness=max_staleness, reduce=reduce, straggler_delay=straggler_delay, clients=clients,
                 clients_per_round=clients_per_round, local_epochs=local_epochs, rounds=rounds, eval_every=eval_every,
+                mu=mu,
             )
         )
         if out_dir:
