@@ -343,12 +343,10 @@ def worker_images(X: np.ndarray) -> tuple[Any, str]:
     """The training images in the form the runner hands its workers (and the kernels), so the
     kernels are timed on what they get in a job: sparse rows where this version has them."""
     try:
-        from dtrain.cluster import runner
+        from dtrain.model.sparse import SparseRows
     except ImportError:
         return X, "dense"
-    if hasattr(runner, "SparseRows"):
-        return runner.SparseRows.from_dense(X), "sparse rows"
-    return X, "dense"
+    return SparseRows.from_dense(X), "sparse rows"
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

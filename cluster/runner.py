@@ -9,8 +9,6 @@ end it saves the model and writes a typed report (cluster/job_report.py).
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,8 +27,10 @@ from dtrain.cluster.job_report import JobReport, examples, until_accuracy_summar
 from dtrain.cluster.layout import Layout, training_rows
 from dtrain.cluster.outcome import JobCancelled, JobFailed, OnEvent, WorkersLost
 from dtrain.cluster.parameter_server import ParameterServer
-from dtrain.cluster.storage import read_jsonl, remove_partial_writes, write_json
+from dtrain.cluster.storage import read_jsonl, write_json
+from dtrain.cluster.rundir import start_or_resume, wait_for_turn
 from dtrain.cluster.training import Job, NodeWatch, train_periods
+from dtrain.cluster.workers import PLACEMENT_TIMEOUT_S, start_workers, wait_until_ready
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation
@@ -38,12 +38,8 @@ from dtrain.model.kernels import resolve_kernel
 from dtrain.model.mlp import layer_sizes
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
-from dtrain.worker.actor import Worker, WorkerSettings
 
 __all__ = ["JobCancelled", "JobFailed", "JobResult", "OnEvent", "WorkersLost", "check_fits", "run_job"]
-
-#: Times Ray restarts a killed worker (in its place, with its shard) before the job gives up on it.
-WORKER_RESTARTS = 10
 
 #: Times Ray restarts a lost parameter server before the job gives up on it.
 SERVER_RESTARTS = 5
@@ -51,8 +47,6 @@ SERVER_RESTARTS = 5
 #: Times a job places its workers again after losing a node (fitted to the nodes left).
 MAX_REPLACEMENTS = 3
 
-#: How long workers may take to start before the job fails instead of hanging.
-PLACEMENT_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -145,7 +139,19 @@ def run_job(
     done_before = len(read_jsonl(run_dir / "metrics.jsonl"))
     if done_before:
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint"})
-    server = (
+    server = start_server(job)
+    try:
+        trained = place_and_train(job, server, share, data_refs, kernel, warm)
+    finally:
+        ray.kill(server)
+    return finish(job, job_id, kernel, trained, recoveries)
+
+
+def start_server(job: Job) -> Any:
+    """The parameter server actor, on the head node, holding the algorithm's update rule."""
+    import ray
+
+    return (
         ray.remote(ParameterServer)
         .options(
             num_cpus=0,
@@ -153,13 +159,8 @@ def run_job(
             max_restarts=SERVER_RESTARTS,
             max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
         )
-        .remote(sizes, seed=spec.seed, rule=algorithm.rule(plan), checkpoints=str(run_dir / "checkpoints"))
+        .remote(job.sizes, seed=job.spec.seed, rule=job.algorithm.rule(job.plan), checkpoints=str(job.run_dir / "checkpoints"))
     )
-    try:
-        trained = place_and_train(job, server, share, data_refs, kernel, warm)
-    finally:
-        ray.kill(server)
-    return finish(job, job_id, kernel, trained, recoveries)
 
 
 def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kernel: str, warm: Future) -> Trained:
@@ -210,34 +211,6 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
     raise AssertionError("unreachable")
 
 
-def start_workers(job: Job, group: Any, share: float, data_refs: tuple, kernel: str) -> list:
-    """One worker actor per shard, each in its bundle of the placement group."""
-    import ray
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    # One actor class for all the workers: Ray exports (pickles and hashes) a class once
-    # per ray.remote(), and each worker process would fetch its own copy.
-    worker_actor = ray.remote(Worker)
-    settings, layout = WorkerSettings.of(job.spec), job.layout
-    with placement.native_stderr_muted():
-        return [
-            worker_actor.options(
-                num_cpus=share,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=rank),
-                # A killed worker is restarted with its arguments, so it takes its shard back,
-                # and its pending task runs again: a task's result depends on its arguments
-                # alone, so the redone round gives exactly the result the lost one would have.
-                max_restarts=WORKER_RESTARTS,
-                max_task_retries=-1,
-            )
-            .remote(
-                *data_refs, lo, hi, settings=settings, sizes=job.sizes, kernel=kernel, rank=rank,
-                clients=layout.clients[rank], first_client=layout.first_client[rank],
-            )
-            for rank, (lo, hi) in enumerate(layout.workers)
-        ]
-
-
 def finish(job: Job, job_id: str, kernel: str, trained: Trained, recoveries: list[str]) -> JobResult:
     """Save the model and write report.json."""
     spec, dataset, history, final = job.spec, job.dataset, trained.history, trained.final
@@ -271,58 +244,3 @@ def finish(job: Job, job_id: str, kernel: str, trained: Trained, recoveries: lis
     return JobResult(job_id, "SUCCEEDED", job.run_dir, spec, history, final, dataset, report)
 
 
-def wait_for_turn(may_start: Callable[[], bool] | None, stop: Callable[[], bool], emit: OnEvent, poll_s: float = 0.5) -> bool:
-    """Wait until the job may reserve its CPUs; False if it was stopped first."""
-    said = False
-    while may_start is not None and not may_start():
-        if stop():
-            return False
-        if not said:
-            emit("pending", {"message": "queued behind older jobs that are waiting for CPUs"})
-            said = True
-        time.sleep(poll_s)
-    return True
-
-
-def start_or_resume(run_dir: Path, spec: JobSpec) -> None:
-    """Prepare the run directory: kept as it is if it holds this job already (it resumes from
-    its checkpoints, less what writes cut off by a crash left behind), else cleared of
-    another job's metrics and checkpoints. A spec.json written before a field was added
-    to the spec is the same job if it reads as the same spec."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_partial_writes(run_dir)
-    spec_file = run_dir / "spec.json"
-    if spec_file.is_file() and same_spec(json.loads(spec_file.read_text()), spec):
-        return
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    write_json(spec_file, spec.model_dump(mode="json"))
-
-
-def same_spec(saved: Any, spec: JobSpec) -> bool:
-    try:
-        return JobSpec.model_validate(saved) == spec
-    except ValueError:
-        return False
-
-
-def wait_until_ready(workers: list, share: float) -> dict[str, Any]:
-    """Wait for every worker to be up with its kernel loaded; fail rather than hang.
-
-    Returns {"nodes": workers on each node (by node id), "node_of": each worker's node id,
-    "pids": each worker's process id}, lists in rank order.
-    """
-    import ray
-
-    ready = [w.ready.remote() for w in workers]
-    _, pending = ray.wait(ready, num_returns=len(ready), timeout=PLACEMENT_TIMEOUT_S)
-    if pending:
-        raise JobFailed(
-            f"{len(pending)} of {len(workers)} workers could not be started within {PLACEMENT_TIMEOUT_S:.0f} s "
-            f"(each asks for {share:g} CPU; the cluster has {placement.total_cpus():g})"
-        )
-    answers = ray.get(ready)
-    nodes: dict[str, int] = {}
-    for answer in answers:
-        nodes[answer["node"]] = nodes.get(answer["node"], 0) + 1
-    return {"nodes": nodes, "node_of": [a["node"] for a in answers], "pids": [a["pid"] for a in answers]}
