@@ -7,13 +7,15 @@ had, so older files load too (fields added later have defaults).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from dtrain.model.evaluate import Evaluation
 from dtrain.spec import JobSpec
+
+if TYPE_CHECKING:
+    from dtrain.model.evaluate import Evaluation
 
 
 class Example(BaseModel):
@@ -54,6 +56,25 @@ class JobReport(BaseModel):
     until_accuracy: dict[str, Any] | None = None
     examples: list[Example] = Field(default_factory=list)
     misclassified: list[Example] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, report: JobReport | dict[str, Any]) -> JobReport:
+        """A report as read from report.json (a dict), or one already typed."""
+        return report if isinstance(report, JobReport) else cls.model_validate(report)
+
+    @property
+    def algorithm(self) -> str:
+        """The training algorithm's name (sync, async, fedavg, fedprox), as JobSpec.algorithm."""
+        spec = self.job_spec()
+        if spec is not None:
+            return spec.algorithm
+        if self.spec.get("clients"):
+            return "fedavg" if self.spec.get("mu") is None else "fedprox"
+        return str(self.spec.get("mode", "sync"))
+
+    @property
+    def federated(self) -> bool:
+        return bool(self.spec.get("clients"))
 
     def job_spec(self) -> JobSpec | None:
         """The spec as a JobSpec, or None if this dtrain cannot read it (a report from another version)."""
