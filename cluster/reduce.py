@@ -10,7 +10,7 @@ that node's results (local objects, no network) and returns one partial:
 
 and the server merges one partial per node (`ParameterServer.apply`).
 The products n_k * theta_k are exact in float64 and the flat merge sums the
-same products (combine.weighted_sum); their sums round only where one weight's
+same products (model/average.py); their sums round only where one weight's
 values on different workers are orders of magnitude apart, so both reductions,
 whatever the grouping, give the same weights to the last bit in practice (the
 tests' jobs and the two-node recovery jobs, tree or flat, end with identical
