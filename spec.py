@@ -81,10 +81,22 @@ class JobSpec(BaseModel):
     local_epochs: int = Field(1, ge=1, le=1000, description="Federated: passes each sampled client makes over its data per round.")
     rounds: int | None = Field(None, ge=1, description="Federated: rounds to run (instead of --epochs).")
     eval_every: int = Field(1, ge=1, description="Federated: rounds between two scorings of the global model.")
+    # FedProx (Li et al., 2020): federated averaging whose clients add a proximal term.
+    mu: float | None = Field(
+        None, ge=0, le=1000, allow_inf_nan=False,
+        description="FedProx: weight mu of each client's proximal term mu/2 * ||w - w_global||^2 (federated jobs).",
+    )
 
     @property
     def federated(self) -> bool:
         return self.clients is not None
+
+    @property
+    def algorithm(self) -> str:
+        """The training algorithm's name (cluster/algorithms/): sync, async, fedavg or fedprox."""
+        if self.federated:
+            return "fedavg" if self.mu is None else "fedprox"
+        return self.mode
 
     @property
     def periods(self) -> int:
@@ -105,7 +117,7 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_modes(self) -> JobSpec:
-        federated_only = {"clients_per_round": None, "local_epochs": 1, "rounds": None, "eval_every": 1}
+        federated_only = {"clients_per_round": None, "local_epochs": 1, "rounds": None, "eval_every": 1, "mu": None}
         if self.clients is None:
             for name, default in federated_only.items():
                 if getattr(self, name) != default:

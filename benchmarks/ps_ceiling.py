@@ -39,7 +39,7 @@ times fresh objects every round against a pool of one round (784-64-10, K = 64):
 3-9% slower in the runs so far, so pooled figures may be that much low.
 
 Timing. "Pipelined": rounds submitted back to back as the runner submits them
-(`start = server.apply_updates.remote(*results)`, each round's output ref replacing the
+(`start = server.apply.remote(*results)`, each round's output ref replacing the
 last); the actor runs them in order, so elapsed / rounds is the server's busy time per
 round: its capacity. "One at a time": submit a round, wait for its start weights, repeat:
 adds the driver's round trip, as a round's critical path would. Each figure is the median
@@ -72,6 +72,7 @@ threadpool_limits(1)
 # it must be imported before ray.
 import dtrain.cluster  # noqa: E402, F401
 from dtrain.cluster.combine import default_block_momentum  # noqa: E402
+from dtrain.cluster.algorithms.bmuf import BlockMomentumRule  # noqa: E402
 from dtrain.cluster.parameter_server import ParameterServer  # noqa: E402
 from dtrain.cluster.reduce import NodeReducer, Partial  # noqa: E402
 from dtrain.cluster.reduce import partial_sum as reduce_partial_sum  # noqa: E402
@@ -119,17 +120,21 @@ def partial_sum(*results: tuple) -> Partial:
 
 class ProfiledServer(ParameterServer):
     """The real ParameterServer plus timers and no-op probes. Nothing of the parent is
-    overridden: apply_updates and apply_partials are the job's code."""
+    overridden: apply is the job's code."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.timings: list[tuple[float, float]] = []
 
-    def apply_updates_timed(self, *results: tuple) -> np.ndarray:
-        """apply_updates, timing its body and combine.weighted_mean inside it."""
-        from dtrain.cluster import combine
+    def set_momentum(self, momentum: float) -> None:
+        """Block momentum from the next merge on (a job's schedule fixes it per epoch instead)."""
+        self.rule.momenta = [float(momentum)]
 
-        original, spent = combine.weighted_mean, [0.0]
+    def apply_updates_timed(self, *results: tuple) -> np.ndarray:
+        """apply, timing its body and the weighted sum inside it (reduce.weighted_sum)."""
+        from dtrain.cluster import reduce
+
+        original, spent = reduce.weighted_sum, [0.0]
 
         def timed_mean(thetas: Any, counts: Any) -> np.ndarray:
             t = time.perf_counter()
@@ -138,12 +143,12 @@ class ProfiledServer(ParameterServer):
             finally:
                 spent[0] += time.perf_counter() - t
 
-        combine.weighted_mean = timed_mean  # this actor's process only, for this call only
+        reduce.weighted_sum = timed_mean  # this actor's process only, for this call only
         t0 = time.perf_counter()
         try:
-            out = self.apply_updates(*results)
+            out = self.apply(*results)
         finally:
-            combine.weighted_mean = original
+            reduce.weighted_sum = original
         self.timings.append((time.perf_counter() - t0, spent[0]))
         return out
 
@@ -156,8 +161,8 @@ class ProfiledServer(ParameterServer):
         return None
 
     def noop_return(self, *results: tuple) -> np.ndarray:
-        """As noop, and returns the start weights as apply_updates does."""
-        return self.rule.start
+        """As noop, and returns the start weights as apply does."""
+        return self.start()
 
     def get_inside(self, refs: list) -> float:
         """Seconds for ray.get of the refs inside this actor (refs passed in a list: not resolved by Ray)."""
@@ -168,7 +173,7 @@ class ProfiledServer(ParameterServer):
         return time.perf_counter() - t0
 
     def state(self) -> tuple[np.ndarray, np.ndarray, int]:
-        return self.rule.start, self.rule.global_theta, self.version
+        return self.rule.start(), self.rule.model(), self.version
 
 
 class Producer:
@@ -315,12 +320,12 @@ def kernel_speeds(repeats: int) -> dict[str, Any]:
 def schedule(k: int, n_train: int) -> list[dict[str, int]]:
     """The default sync schedule for K workers, epoch by epoch until whole-shard rounds: the
     largest worker's block (samples per round) and rounds per epoch, as the runner plans it."""
-    from dtrain.cluster.runner import RoundPlan
+    from dtrain.cluster.algorithms import algorithm_for
     from dtrain.spec import JobSpec
 
     shard = -(-n_train // k)  # the largest of K nearly equal contiguous shards
     spec = JobSpec(workers=k)
-    plan = RoundPlan.for_job(spec, shard)
+    plan = algorithm_for(spec).schedule(shard)
     out = []
     for e, rounds in enumerate(plan.rounds):
         out.append({"epoch": e + 1, "rounds": rounds, "block": -(-shard // rounds), "momentum": plan.momenta[e]})
@@ -388,8 +393,8 @@ def measure(ray: Any, R: dict[str, Any], repeats: int, target_ms: float) -> None
         p = n_params(sizes)
         mib = p * 4 / MIB
         ray.get([pr.set_model.remote(sizes, seed) for seed, pr in enumerate(producers)])
-        server = ray.remote(ParameterServer).options(num_cpus=0, max_task_retries=0).remote(sizes, seed=0, momentum=0.0)
-        prof = ray.remote(ProfiledServer).options(num_cpus=0, max_task_retries=0).remote(sizes, seed=0, momentum=0.0)
+        server = ray.remote(ProfiledServer).options(num_cpus=0, max_task_retries=0).remote(sizes, seed=0, rule=BlockMomentumRule([0.0]))
+        prof = ray.remote(ProfiledServer).options(num_cpus=0, max_task_retries=0).remote(sizes, seed=0, rule=BlockMomentumRule([0.0]))
         ray.get([server.ready.remote(), prof.ready.remote()])
         R["grid"][model] = {"params": p, "mib": mib, "by_k": {}}
         log(f"1. {model} ({p} params, {mib:.2f} MiB): merge throughput")
@@ -401,7 +406,7 @@ def measure(ray: Any, R: dict[str, Any], repeats: int, target_ms: float) -> None
             server.set_momentum.remote(momentum)
 
             def flat(r: int, pool: list = pool, server: Any = server) -> Any:
-                return server.apply_updates.remote(*pool[r % len(pool)])
+                return server.apply.remote(*pool[r % len(pool)])
 
             warm = [one_at_a_time(ray, flat, 1) for _ in range(3)]
             rounds = rounds_for_target(med(warm), target_ms)
@@ -496,7 +501,7 @@ def tree(ray: Any, prof: Any, reducer: Any, reducer_actor: Any, pool: list, k: i
         ray.wait(flat_parts, num_returns=len(flat_parts), timeout=300, fetch_local=False)
 
         def server_only(r: int, parts: list = parts) -> Any:
-            return prof.apply_partials.remote(*parts[r % len(parts)])
+            return prof.apply.remote(*parts[r % len(parts)])
 
         def one_reducer(r: int, groups: list = groups) -> Any:
             return reducer.remote(*groups[r % len(groups)][0])
@@ -505,7 +510,7 @@ def tree(ray: Any, prof: Any, reducer: Any, reducer_actor: Any, pool: list, k: i
             return reducer_actor.reduce.remote(*groups[r % len(groups)][0])
 
         def tree_round(r: int, groups: list = groups) -> Any:
-            return prof.apply_partials.remote(*[reducer.remote(*grp) for grp in groups[r % len(groups)]])
+            return prof.apply.remote(*[reducer.remote(*grp) for grp in groups[r % len(groups)]])
 
         ray.get(server_only(0))
         rounds = rounds_for_target(med([one_at_a_time(ray, server_only, 1) for _ in range(3)]), target_ms)
@@ -546,8 +551,8 @@ def same_weights(ray: Any, prof: Any, pool: list, parts: list, momentum: float, 
         start_w, global_w, _ = ray.get(prof.state.remote())
         return np.array(start_w), np.array(global_w), ray.get(prof.end_epoch.remote())
 
-    fs, fg, ff = run(lambda r: prof.apply_updates.remote(*pool[r % len(pool)]))
-    ts, tg, tf = run(lambda r: prof.apply_partials.remote(*parts[r % len(parts)]))
+    fs, fg, ff = run(lambda r: prof.apply.remote(*pool[r % len(pool)]))
+    ts, tg, tf = run(lambda r: prof.apply.remote(*parts[r % len(parts)]))
     diff = float(max(np.abs(fs - ts).max(), np.abs(fg - tg).max()))
     scale = float(np.abs(fg).max())
     totals_equal = all(ff[key] == tf[key] for key in ("version", "samples", "train_accuracy", "worker_restarts")) and \
@@ -562,7 +567,7 @@ def fresh_vs_reused(ray: Any, producers: list, server: Any, k: int, samples: int
     out = {}
     for label, distinct in (("fresh", rounds), ("pool_of_1", 1)):
         pool = make_pool(ray, producers, k, samples, distinct)
-        fn = lambda r, pool=pool: server.apply_updates.remote(*pool[r % len(pool)])  # noqa: E731
+        fn = lambda r, pool=pool: server.apply.remote(*pool[r % len(pool)])  # noqa: E731
         ray.get(fn(0))
         runs = [pipelined(ray, fn, rounds)[0] for _ in range(max(3, repeats))]
         out[label] = {"ms_runs": runs, "ms_per_round": med(runs)}
@@ -575,7 +580,7 @@ def fresh_vs_reused(ray: Any, producers: list, server: Any, k: int, samples: int
 
 def driver_submit(ray: Any, producers: list, server: Any, k: int, repeats: int) -> dict[str, Any]:
     """What the runner's loop costs the driver per worker call and round: K train_block-shaped calls."""
-    start = server.get_weights.remote()
+    start = server.start.remote()
     ray.get(start)
     runs = []
     for _ in range(repeats):

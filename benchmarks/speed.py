@@ -343,12 +343,10 @@ def worker_images(X: np.ndarray) -> tuple[Any, str]:
     """The training images in the form the runner hands its workers (and the kernels), so the
     kernels are timed on what they get in a job: sparse rows where this version has them."""
     try:
-        from dtrain.cluster import runner
+        from dtrain.model.sparse import SparseRows
     except ImportError:
         return X, "dense"
-    if hasattr(runner, "SparseRows"):
-        return runner.SparseRows.from_dense(X), "sparse rows"
-    return X, "dense"
+    return SparseRows.from_dense(X), "sparse rows"
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -496,21 +494,24 @@ def make_workers(ray: Any, images_ref: Any, y_ref: Any, spec: JobSpec, sizes: tu
 
 def make_server(ray: Any, theta0: np.ndarray, sizes: tuple[int, ...], test_refs: tuple) -> Any:
     """The parameter server as runner.py makes it (seeded He init of `sizes`; theta0 is the same model)."""
+    from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
     from dtrain.cluster.parameter_server import ParameterServer
 
-    return ray.remote(ParameterServer).options(num_cpus=0).remote(sizes, seed=0, momentum=0.875)
+    return ray.remote(ParameterServer).options(num_cpus=0).remote(sizes, seed=0, rule=BlockMomentumRule([0.875]))
 
 
 def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
     """ms per round: every worker trains 1 sample from the server's start weights, the server
     merges them all in one call; rounds chained by reference as the runner does."""
-    start = server.get_weights.remote()
+    from dtrain.worker.tasks import Block
+
+    start = server.start.remote()
     for _ in range(2):  # warm: first calls deserialise, allocate
-        start = server.apply_updates.remote(*[w.train_block.remote(start, 0, 0, 1) for w in workers])
+        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1)) for w in workers])
     ray.get(start)
     t0 = time.perf_counter()
     for _ in range(rounds):
-        start = server.apply_updates.remote(*[w.train_block.remote(start, 0, 0, 1) for w in workers])
+        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1)) for w in workers])
     ray.get(start)
     return (time.perf_counter() - t0) / rounds * 1000
 

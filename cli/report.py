@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dtrain.cli.render import digit_rows, draws_colour, side_by_side
 from dtrain.cli.sixel import pictures, sixels_wanted
+from dtrain.cluster.job_report import JobReport
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -31,12 +32,13 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
 
 
-def headline(report: dict[str, Any]) -> str:
+def headline(report: JobReport) -> str:
     """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
-    test, epochs, timing, spec = report["test"], report["epochs_run"], report["timing"], report["spec"]
-    if spec.get("clients"):
+    test, epochs, timing, spec = report.test, report.epochs_run, report.timing, report.spec
+    if report.federated:
         clients = spec.get("clients_per_round") or spec["clients"]
-        done = f"{report['rounds_run']} rounds of federated averaging ({clients} of {spec['clients']} clients each)"
+        name = "FedProx" if report.algorithm == "fedprox" else "federated averaging"
+        done = f"{report.rounds_run} rounds of {name} ({clients} of {spec['clients']} clients each)"
     else:
         done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
     kind = job_kind(spec)
@@ -61,30 +63,30 @@ def job_kind(spec: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def combine_rule(report: dict[str, Any]) -> str:
-    """The combine rule as it ran: e.g. 'BMUF, block momentum 0.875 -> 0.5', 'FedAvg', 'staleness-scaled'."""
-    spec, momenta = report.get("spec", {}), report.get("block_momentum") or []
-    if spec.get("mode") == "async":
+def combine_rule(report: JobReport) -> str:
+    """The server's update rule as it ran: e.g. 'BMUF, block momentum 0.875 -> 0.5', 'FedAvg', 'staleness-scaled'."""
+    momenta, algorithm = report.block_momentum, report.algorithm
+    if algorithm == "async":
         return "staleness-scaled updates (1 / (1 + staleness))"
-    name = "FedAvg" if spec.get("clients") else "weighted averaging"
+    name = {"fedavg": "FedAvg", "fedprox": f"FedProx (mu {report.spec.get('mu')})"}.get(algorithm, "weighted averaging")
     if not any(momenta):
         return name
     first, last = momenta[0], momenta[-1]
     span = f"{first:g}" if first == last else f"{first:g} -> {last:g}"
-    return f"{name} with server momentum {span}" if spec.get("clients") else f"BMUF, block momentum {span}"
+    return f"{name} with server momentum {span}" if report.federated else f"BMUF, block momentum {span}"
 
 
-def period(report: dict[str, Any], scored: int) -> str:
+def period(report: JobReport, scored: int) -> str:
     """'epoch N', or in a federated job 'round R', for the job's scored period `scored` (1-based)."""
-    spec = report["spec"]
+    spec = report.spec
     if spec.get("rounds"):
         return f"round {min(scored * spec.get('eval_every', 1), spec['rounds'])}"
     return f"epoch {scored}"
 
 
-def target_line(report: dict[str, Any]) -> str | None:
+def target_line(report: JobReport) -> str | None:
     """Whether an --until-accuracy target was reached, for a job that had one."""
-    target = report.get("until_accuracy")
+    target = report.until_accuracy
     if not target:
         return None
     return f"Target {target['target'] * 100:.2f}%: " + (
@@ -140,7 +142,7 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
 
 def print_report(
     console: Console,
-    report: dict[str, Any],
+    report: JobReport | dict[str, Any],
     where: str,
     history: list[dict[str, Any]] | None = None,
     graphics: bool = False,
@@ -149,7 +151,8 @@ def print_report(
     """The report on `console`. Digits are drawn as sixel images with `graphics` where the
     terminal draws them (else `note` says why), in grey half blocks on a terminal with
     colour, and with the ASCII ramp otherwise."""
-    test = report["test"]
+    report = JobReport.of(report)
+    test = report.test
     line = headline(report)
     accuracy = line.split("  ")[0]
     console.print(f"[bold]{accuracy}[/bold]{escape(line.removeprefix(accuracy))}", soft_wrap=True)
@@ -159,7 +162,7 @@ def print_report(
     if history and len(history) > 1:
         accuracy = [h["test_accuracy"] for h in history]
         loss = [h["test_loss"] for h in history]
-        unit = "round" if report["spec"].get("rounds") else "epoch"
+        unit = "round" if report.spec.get("rounds") else "epoch"
         console.print(
             f"Test accuracy by {unit:<6} {sparkline(thin(accuracy, 40))}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
             f"(best {max(accuracy) * 100:.2f}% at {period(report, accuracy.index(max(accuracy)) + 1)})\n"
@@ -176,19 +179,19 @@ def print_report(
         )
     console.print(table)
     console.print(confusion_table(test["confusion"]))
-    if report.get("workers"):
-        console.print(workers_table(report["workers"]))
-    shape = tuple(report["dataset"]["image_shape"])
+    if report.workers:
+        console.print(workers_table(report.workers))
+    shape = tuple(report.dataset["image_shape"])
     sections = [(title, items) for title, items in (
-        ("Examples", report["examples"]), ("Most confident misclassifications", report["misclassified"][:3])
+        ("Examples", report.examples), ("Most confident misclassifications", report.misclassified[:3])
     ) if items]
     sixels = bool(sections) and sixels_wanted(graphics, note or (lambda message: None))
     colour = draws_colour(console)
     for title, items in sections:
         console.print(f"[bold]{title}[/bold]")
-        images = [np.asarray(item["pixels"], dtype=np.uint8).reshape(shape) for item in items]
+        images = [np.asarray(item.pixels, dtype=np.uint8).reshape(shape) for item in items]
         captions = [
-            [f"test #{item['index']}", f"true {item['label']} -> {item['predicted']}", f"p = {item['confidence'] * 100:.1f}%"]
+            [f"test #{item.index}", f"true {item.label} -> {item.predicted}", f"p = {item.confidence * 100:.1f}%"]
             for item in items
         ]
         if sixels:

@@ -1,20 +1,15 @@
-"""`dtrain submit`: validate the options into a JobSpec, run or submit the job, follow it, report."""
+"""`dtrain submit` and `dtrain resume`: validate the options into a JobSpec, run or submit the job, follow it (cli/follow.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from dtrain.cli.app import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
     Address,
     CopyTo,
     Detach,
@@ -23,9 +18,6 @@ from dtrain.cli.app import (
     Local,
     Storage,
     app,
-    err,
-    fail,
-    note,
     check_out_dir,
     user_errors,
 )
@@ -54,6 +46,8 @@ def build_spec(options: dict[str, Any]) -> JobSpec:
         raise UserError(f"{option_name(field)}: {message}") from None
 
 
+# Long: one parameter per option of the job spec (Typer reads the options from the signature);
+# the body is a dozen lines.
 @app.command()
 def submit(
     workers: Annotated[int, typer.Option(help="Worker actors, each owning one shard of the training set.")] = 8,
@@ -123,6 +117,10 @@ def submit(
     local_epochs: Annotated[int, typer.Option(help="Federated: passes each sampled client makes over its data per round.")] = 1,
     rounds: Annotated[Optional[int], typer.Option(help="Federated: rounds to run (instead of --epochs).")] = None,
     eval_every: Annotated[int, typer.Option(help="Federated: rounds between scorings of the global model.")] = 1,
+    mu: Annotated[
+        Optional[float],
+        typer.Option(help="FedProx: each client's proximal term mu/2 * ||w - w_global||^2 (with --clients).", show_default="none: FedAvg"),
+    ] = None,
     out_dir: CopyTo = None,
     detach: Detach = False,
     address: Address = None,
@@ -136,6 +134,7 @@ def submit(
     detaches and leaves the job running). Exit code 0: the job succeeded;
     1: it failed or was cancelled; 2: a bad option, file or address.
     """
+    from dtrain.cli.follow import drive, refuse_local_detach
     from dtrain.cluster.client import open_jobs
 
     with user_errors():
@@ -147,6 +146,7 @@ def submit(
                 data_dir=str(data_dir.absolute()) if data_dir else None, batch_size=batch_size, shard=shard,
                 mode=mode, max_staleness=max_staleness, reduce=reduce, straggler_delay=straggler_delay, clients=clients,
                 clients_per_round=clients_per_round, local_epochs=local_epochs, rounds=rounds, eval_every=eval_every,
+                mu=mu,
             )
         )
         if out_dir:
@@ -193,6 +193,7 @@ def resume(
     The epochs it had finished are kept; training goes on from the last one,
     and ends with the same weights the job would have had without the break.
     """
+    from dtrain.cli.follow import drive, refuse_local_detach
     from dtrain.cluster.client import open_jobs
 
     with user_errors():
@@ -210,112 +211,3 @@ def resume(
         detach=detach,
         as_json=as_json,
     )
-
-
-def refuse_local_detach(detach: bool, jobs: Any) -> None:
-    if detach and jobs.mode == "local":
-        raise UserError(
-            "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
-            "(start one with `ray start --head`, or pass --address)"
-        )
-
-
-def drive(
-    jobs: Any,
-    spec: JobSpec,
-    *,
-    start_on_cluster: Callable[[], Any] | None,
-    run_here: Callable[[Callable[[Any], None], Callable[[str, dict[str, Any]], None]], Any],
-    out_dir: Path | None,
-    detach: bool,
-    as_json: bool,
-) -> None:
-    """Start a job (on the cluster, or here in local mode), follow it with a progress display, report.
-
-    Exit code 0: the job succeeded; 1: it failed or was cancelled; 2: a user error; 130: Ctrl-C.
-    """
-    from dtrain.cli.progress import JobProgress
-    from dtrain.cli.stdout import reserve_stdout
-    from dtrain.cluster.client import follow, pull
-
-    if start_on_cluster is not None:
-        with user_errors():
-            record = start_on_cluster()
-        if detach:
-            if as_json:
-                print(json.dumps(record.summary()))
-            else:
-                print(record.id)
-                note(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow")
-            return
-
-    results = reserve_stdout()
-    job_id = None
-
-    def created(r: Any) -> None:
-        nonlocal job_id
-        job_id = r.id
-        progress.on_created(r)
-
-    try:
-        with user_errors(), JobProgress(err, spec) as progress:
-            if start_on_cluster is not None:
-                created(record)
-                record = follow(jobs, record.id, progress.on_event)
-            else:
-                try:
-                    record = run_here(created, progress.on_event)
-                except Exception as e:
-                    # However the job ended, execute recorded it; the record says how (exit 1, one line).
-                    record = jobs.job(job_id) if job_id else None
-                    if record is None or not record.done:
-                        raise e from None
-    except KeyboardInterrupt:
-        if start_on_cluster is not None:  # detaching is what Ctrl-C does here, not an error
-            note(
-                f"detached from job {job_id}; it keeps running. Follow it with `dtrain logs {job_id} --follow`, "
-                f"stop it with `dtrain cancel {job_id}`"
-            )
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        raise fail(f"job {job_id} interrupted and cancelled", EXIT_INTERRUPTED) from None
-
-    if record.state != "SUCCEEDED":
-        if as_json:
-            print(json.dumps({"job_id": record.id, "state": record.state, "error": record.message}), file=results)
-        raise fail(f"job {record.id} {record.state.lower()}: {record.message}", EXIT_FAILED)
-
-    with user_errors():
-        if out_dir:
-            pull(jobs, record.id, out_dir)
-        report = jobs.report(record.id)
-    job_dir = f"{jobs.root}/jobs/{record.id}"
-    if as_json:
-        history = jobs.metrics(record.id)
-        print(
-            json.dumps(
-                {
-                    "job_id": record.id,
-                    "state": record.state,
-                    "test_accuracy": report["test"]["accuracy"],
-                    "test_loss": report["test"]["loss"],
-                    "epochs": report["epochs_run"],
-                    "rounds": report.get("rounds_run"),
-                    "workers": spec.workers,
-                    "mode": jobs.mode,
-                    "job_dir": job_dir,
-                    "out": str(out_dir) if out_dir else None,
-                    "timing": report["timing"],
-                    "history": [
-                        {k: h[k] for k in ("epoch", "round", "test_accuracy", "test_loss", "samples_per_s", "wall_time_s") if k in h}
-                        for h in history
-                    ],
-                }
-            ),
-            file=results,
-        )
-    else:
-        from dtrain.cli.report import print_report
-
-        where = f"Job {record.id}: artifacts in {job_dir}" + ("" if jobs.mode == "local" else " on the head node")
-        where += f", copied to {out_dir}" if out_dir else ("" if jobs.mode == "local" else f"; `dtrain pull {record.id}` copies them to ./{record.id}")
-        print_report(Console(file=results), report, where, jobs.metrics(record.id))

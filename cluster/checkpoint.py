@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dtrain.cluster.storage import write_atomic
+from dtrain.files import write_atomic
 
 #: Checkpoints kept per job; older ones are removed once a newer one is on disk.
 KEEP = 3

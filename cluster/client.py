@@ -27,7 +27,7 @@ from dtrain.cluster.jobstore import (
     resolve_root,
     wait_for_local_cancel,
 )
-from dtrain.cluster.storage import write_atomic
+from dtrain.files import write_atomic
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
 

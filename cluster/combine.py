@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dtrain.model.average import weighted_mean
+
 
 #: Block momentum once a round is a whole epoch (README, "Combine rule and sync schedule").
 WHOLE_EPOCH_MOMENTUM = 0.5
@@ -38,40 +40,6 @@ def default_block_momentum(workers: int, rounds_in_epoch: int) -> float:
         return 0.0
     eta = 1.0 - 1.0 / workers
     return min(eta, WHOLE_EPOCH_MOMENTUM) if rounds_in_epoch <= 1 else eta
-
-
-def weighted_sum(thetas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:
-    """sum_k n_k * theta_k in float64.
-
-    Each product is exact (a float32's 24-bit significand times a sample count fits
-    float64's 53 bits), so only the additions can round, and for one weight's K nearby
-    values they rarely do: sums of the same products in another order or grouping (the
-    per-node partial sums of cluster/reduce.py) come out the same to the last bit.
-    """
-    total = np.zeros(thetas[0].shape, dtype=np.float64)
-    term = np.empty_like(total)
-    for theta, n in zip(thetas, counts):
-        np.copyto(term, theta)
-        term *= n
-        total += term
-    return total
-
-
-def mean_of_sum(total: np.ndarray, samples: int, dtype: np.dtype) -> np.ndarray:
-    """The sample-weighted mean from weighted_sum's (or the partials') total, in the weights' dtype."""
-    if samples <= 0:
-        raise ValueError("no samples were trained in this round")
-    return (total / float(samples)).astype(dtype)
-
-
-def weighted_mean(thetas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:
-    """Sample-weighted mean of flat parameter vectors, in a fixed order (reproducible).
-
-    Summed in float64 from exact products, then divided: the tree reduction (per-node
-    partial sums) gives the same mean, so a job's weights do not depend on how its
-    round was reduced.
-    """
-    return mean_of_sum(weighted_sum(thetas, counts), sum(counts), thetas[0].dtype)
 
 
 class BlockMomentum:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dtrain.cluster.storage import read_jsonl, write_json
+from dtrain.files import read_jsonl, write_json
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
 

@@ -1,48 +1,66 @@
-"""The parameter server actor: holds the global model and merges each round into it."""
+"""The parameter server actor: the global model's state, `apply(update)`, checkpoints and rewind.
+
+How an update changes the model is the algorithm's rule (cluster/algorithms/):
+the server holds the rule, a version number, the epoch's training totals and
+the divergence state, and writes a checkpoint at the end of every epoch;
+`rewind` goes back to one of them, which is how a job carries on after this
+server, a worker or the job's runner was lost, or resumes.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from dtrain.cluster import checkpoint
-from dtrain.cluster.combine import BlockMomentum, mean_of_sum
 from dtrain.cluster.divergence import divergence
-from dtrain.cluster.reduce import Partial, exact_sum, merge_partials, partial_sum
 from dtrain.model.mlp import he_init
 
 
+class Rule(Protocol):
+    """An algorithm's server-side update rule (cluster/algorithms/): the weights it keeps, and
+    how one `apply` call's updates change them. `apply` reports to the server with
+    `server.advance` (a new version) and `server.count` (training totals)."""
+
+    def reset(self, theta0: np.ndarray) -> None: ...
+    def start(self) -> np.ndarray: ...  # the weights workers train from next
+    def model(self) -> np.ndarray: ...  # the global model: what is scored and saved
+    def apply(self, server: ParameterServer, updates: tuple[Any, ...]) -> None: ...
+    def arrays(self) -> dict[str, np.ndarray]: ...  # the state a checkpoint keeps (checkpoint.ARRAYS)
+    def load(self, arrays: dict[str, np.ndarray]) -> None: ...
+    def epoch_figures(self) -> dict[str, Any]: ...  # the rule's own figures of the epoch; resets them
+
+
 class ParameterServer:
-    """Global weights, a version number, and the combine rule's state.
+    """The global model: its rule's state, a version number, and the epoch's totals.
 
-    Workers' results are handed to ``apply_updates`` as object references, all
-    of a round's in one call, so the driver never fetches them (in local mode
-    Ray carries them inside its replies: cluster/connect.py); with a tree
-    reduction, ``apply_partials`` gets one partial sum per node instead
-    (cluster/reduce.py).
-
-    With a `checkpoints` directory it writes its state there at the end of
-    every epoch; `rewind` goes back to one of them, which is how a job carries
-    on after this server, a worker or the job's runner was lost, or resumes.
+    Workers' results reach `apply` as object references, all of a round's in one
+    call (or one partial sum per node with a tree reduction: cluster/reduce.py;
+    or one push at a time in asynchronous mode), so the driver never fetches them
+    (in local mode Ray carries them inside its replies: cluster/connect.py).
     """
 
-    def __init__(self, sizes: tuple[int, ...], *, seed: int, momentum: float, checkpoints: str | None = None):
+    def __init__(self, sizes: tuple[int, ...], *, seed: int, rule: Rule, checkpoints: str | None = None):
         # The initial model is made here from its seed rather than sent: a restart reruns
         # this constructor, and small arguments are all Ray must keep for that.
         self.theta0 = he_init(sizes, np.random.default_rng(seed))
         self.n_classes = sizes[-1]
-        self.momentum0 = momentum
+        self.rule = rule
         self.checkpoints = Path(checkpoints) if checkpoints else None
         self._start_over()
 
     def _start_over(self) -> None:
-        self.rule = BlockMomentum(self.theta0, self.momentum0)
+        self.rule.reset(self.theta0)
         self.version = 0
         self.epochs_done = 0
-        self.diverged_at: int | None = None  # first round whose loss or weights were not finite
+        self.diverged_at: int | None = None  # first version whose loss or weights were not finite
         self._reset_epoch_totals()
+
+    def _reset_epoch_totals(self) -> None:
+        self.samples, self.loss_sum, self.correct, self.restarts = 0, 0.0, 0, 0
 
     def ready(self) -> int:
         """Answers once the server is up: its process id."""
@@ -50,97 +68,33 @@ class ParameterServer:
 
         return os.getpid()
 
-    def rewind(self, epochs_done: int) -> int:
-        """Go back to the state after `epochs_done` epochs (or the newest checkpoint before it).
+    def start(self) -> tuple[np.ndarray, int]:
+        """The weights workers train from next, and their version."""
+        return self.rule.start(), self.version
 
-        Returns the epochs done in the state now held: training resumes with the next one.
-        """
-        self._start_over()
-        found = checkpoint.load(self.checkpoints, epochs_done) if self.checkpoints and epochs_done else None
-        if found is None:
-            return 0
-        arrays, info = found
-        self.rule.global_theta, self.rule.delta, self.rule.start = arrays["global_theta"], arrays["delta"], arrays["start"]
-        self.rule.momentum = float(info["momentum"])
-        self.version, self.epochs_done = info["version"], info["epochs_done"]
-        return self.epochs_done
-
-    def _reset_epoch_totals(self) -> None:
-        self.samples, self.loss_sum, self.correct, self.restarts = 0, 0.0, 0, 0
-        self.pushes, self.dropped, self.staleness_sum = 0, 0, 0
-
-    def set_momentum(self, momentum: float) -> None:
-        """Block momentum from the next round on (the runner's schedule changes it by epoch)."""
-        self.rule.momentum = float(momentum)
-
-    def get_weights(self) -> np.ndarray:
-        """The weights workers should train from next (BMUF's look-ahead point)."""
-        return self.rule.start
-
-    def get_global_weights(self) -> np.ndarray:
+    def model(self) -> np.ndarray:
         """The global model itself: what is evaluated and saved."""
-        return self.rule.global_theta
+        return self.rule.model()
 
-    def apply_updates(self, *results: tuple[np.ndarray, int, float, int, int]) -> np.ndarray:
-        """Merge one round of (weights, samples, loss sum, correct, restarted); return the next start point."""
-        return self.apply_partials(partial_sum(results))  # the flat merge is a tree of one node
+    def apply(self, *updates: Any) -> tuple[np.ndarray, int]:
+        """Fold `updates` (workers' results, or partial sums of them) into the model by the
+        algorithm's rule; return what workers train from next, as `start` does."""
+        self.rule.apply(self, updates)
+        return self.start()
 
-    def apply_partials(self, *partials: Partial) -> np.ndarray:
-        """Merge one round given as partial sums, one per node (cluster/reduce.py's NodeReducer);
-        return the next start point. The same update and totals as apply_updates on the
-        partials' results: the round's weighted sum is the same products, summed per node."""
-        total, samples, losses, correct, restarts = merge_partials(partials)
-        self.rule.combine_mean(mean_of_sum(total, samples, self.rule.global_theta.dtype))
-        self._count_round(samples, losses, correct, restarts)
-        return self.rule.start
-
-    def _count_round(self, samples: int, losses: list[float] | tuple[float, ...], correct: int, restarts: int) -> None:
-        """A merged round's bookkeeping: version, divergence, the epoch's totals. The loss sums are
-        added exactly, so that they total the same however the round was reduced."""
+    def advance(self, loss: float, weights: np.ndarray) -> None:
+        """For the rule: the model changed (a new version); remember the first version whose
+        loss or weights are not finite."""
         self.version += 1
-        round_loss = exact_sum(losses)
-        self._check_finite(round_loss, self.rule.delta)
-        self._add_totals(samples, round_loss, correct, restarts)
-
-    def _check_finite(self, loss: float, weights: np.ndarray) -> None:
-        """Remember the first update whose loss or weights are not finite."""
         if self.diverged_at is None and not (math.isfinite(loss) and np.isfinite(weights).all()):
             self.diverged_at = self.version
 
-    def _add_totals(self, samples: int, loss: float, correct: int, restarts: int) -> None:
+    def count(self, samples: int, loss: float, correct: int, restarts: int) -> None:
+        """For the rule: add trained samples to the epoch's totals."""
         self.samples += samples
         self.loss_sum += loss
         self.correct += correct
         self.restarts += restarts
-
-    # ---------------------------------------------------------- asynchronous mode
-
-    def pull(self) -> tuple[np.ndarray, int]:
-        """The global weights and their version, for a worker starting a block on its own schedule."""
-        return self.rule.global_theta, self.version
-
-    def push(self, result: tuple[np.ndarray, int, float, int, int, int], max_staleness: int) -> tuple[np.ndarray, int]:
-        """Apply one worker's (change, samples, loss sum, correct, restarted, base version) at once,
-        with no round barrier; return the weights and version it should train from next.
-
-        The change is scaled by 1 / (1 + staleness), staleness being the updates applied
-        since the worker pulled (Zhang et al., 2016, "Staleness-aware async-SGD"): with K
-        workers taking turns, each change counts 1/K, as in plain averaging, and one worker
-        alone is exactly sequential SGD. A change staler than `max_staleness` is dropped.
-        """
-        delta, samples, loss, correct, restarted, base = result
-        staleness = self.version - base
-        self.pushes += 1
-        if staleness > max_staleness:
-            self.dropped += 1
-        else:
-            self.rule.global_theta += np.float32(1.0 / (1 + staleness)) * delta
-            self.rule.start = self.rule.global_theta
-            self.version += 1
-            self.staleness_sum += staleness
-            self._check_finite(loss, self.rule.global_theta)
-        self._add_totals(samples, loss, correct, restarted)
-        return self.rule.global_theta, self.version
 
     def end_epoch(self, last_round: object = None) -> dict:
         """This epoch's training totals and divergence state; resets the totals, writes a checkpoint.
@@ -158,18 +112,26 @@ class ParameterServer:
             "finite": self.diverged_at is None and math.isfinite(train_loss),
             "diverged_at_round": self.diverged_at,
             "worker_restarts": self.restarts,
+            **self.rule.epoch_figures(),
         }
-        if self.pushes:  # asynchronous mode
-            figures["dropped_updates"] = self.dropped
-            figures["mean_staleness"] = self.staleness_sum / max(self.pushes - self.dropped, 1)
         self._reset_epoch_totals()
         self.epochs_done += 1
         # A diverged model is nothing to resume from.
         if self.checkpoints and not divergence(figures, self.epochs_done - 1, self.n_classes):
-            checkpoint.save(
-                self.checkpoints,
-                self.epochs_done,
-                {"global_theta": self.rule.global_theta, "delta": self.rule.delta, "start": self.rule.start},
-                {"version": self.version, "momentum": self.rule.momentum, "figures": figures},
-            )
+            info = {"version": self.version, "figures": figures}
+            checkpoint.save(self.checkpoints, self.epochs_done, self.rule.arrays(), info)
         return figures
+
+    def rewind(self, epochs_done: int) -> int:
+        """Go back to the state after `epochs_done` epochs (or the newest checkpoint before it).
+
+        Returns the epochs done in the state now held: training resumes with the next one.
+        """
+        self._start_over()
+        found = checkpoint.load(self.checkpoints, epochs_done) if self.checkpoints and epochs_done else None
+        if found is None:
+            return 0
+        arrays, info = found
+        self.rule.load(arrays)
+        self.version, self.epochs_done = info["version"], info["epochs_done"]
+        return self.epochs_done

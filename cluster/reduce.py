@@ -8,9 +8,9 @@ that node's results (local objects, no network) and returns one partial:
 
     (sum_k n_k * theta_k in float64, samples, (each worker's loss sum, ...), correct, restarted)
 
-and the server merges one partial per node (`ParameterServer.apply_partials`).
+and the server merges one partial per node (`ParameterServer.apply`).
 The products n_k * theta_k are exact in float64 and the flat merge sums the
-same products (combine.weighted_sum); their sums round only where one weight's
+same products (model/average.py); their sums round only where one weight's
 values on different workers are orders of magnitude apart, so both reductions,
 whatever the grouping, give the same weights to the last bit in practice (the
 tests' jobs and the two-node recovery jobs, tree or flat, end with identical
@@ -23,7 +23,8 @@ share the same cores: +16% training time at 8 workers), and with few workers
 per node not either (+43% with 4 workers on a two-node cluster on one machine).
 At K = 64 it cut the server's merge 2.5-3.9x. So `reduce="auto"` uses it for
 jobs of at least `TREE_MIN_WORKERS` workers spread over two or more nodes.
-Asynchronous mode pushes each worker's change on its own and never uses it.
+Asynchronous mode pushes each worker's change on its own and never uses it
+(cluster/algorithms/asynchronous.py).
 """
 
 from __future__ import annotations
@@ -31,19 +32,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from dtrain.cluster.combine import weighted_sum
+from dtrain.model.average import weighted_sum
 from dtrain.spec import JobSpec
 
-#: A worker's round result, as Worker.train_block / train_clients return it:
-#: (weights float32, samples, loss sum, correct, 1 if restarted else 0).
-Result = tuple[np.ndarray, int, float, int, int]
+#: A worker's round result, as Worker.train returns it (worker/tasks.py's Update):
+#: (weights float32, samples, loss sum, correct, 1 if restarted else 0, server version it started from).
+Result = tuple
 
-#: A reducer's output: (sum of n_k * theta_k float64, samples, the workers' loss sums, correct, restarted).
-Partial = tuple[np.ndarray, int, tuple[float, ...], int, int]
+
+class Partial(NamedTuple):
+    """A reducer's output: some workers' round results summed (see the module docstring)."""
+
+    total: np.ndarray  # sum of n_k * theta_k, float64
+    samples: int
+    losses: tuple[float, ...]  # each worker's loss sum, unsummed
+    correct: int
+    restarted: int
+
 
 #: Times Ray restarts a killed reducer in its place before the job gives up on it (as for a worker).
 REDUCER_RESTARTS = 10
@@ -63,7 +72,7 @@ def partial_sum(results: Sequence[Result]) -> Partial:
     """One node's round results -> one partial (see the module docstring)."""
     if not results:
         raise ValueError("a reducer was given no results")
-    return (
+    return Partial(
         weighted_sum([r[0] for r in results], [r[1] for r in results]),
         sum(int(r[1]) for r in results),
         tuple(float(r[2]) for r in results),
@@ -79,13 +88,20 @@ def merge_partials(partials: Sequence[Partial]) -> Partial:
     total = np.array(partials[0][0], dtype=np.float64, copy=True)  # arguments from Ray are read-only
     for p in partials[1:]:
         total += p[0]
-    return (
+    return Partial(
         total,
         sum(p[1] for p in partials),
         tuple(loss for p in partials for loss in p[2]),
         sum(p[3] for p in partials),
         sum(p[4] for p in partials),
     )
+
+
+def as_partials(updates: Sequence[Result | Partial]) -> list[Partial]:
+    """A merge's arguments as partials: workers' results (a flat merge) summed into one, partials
+    (from the reducers of a tree) as they are."""
+    results = [u for u in updates if not isinstance(u, Partial)]
+    return ([partial_sum(results)] if results else []) + [u for u in updates if isinstance(u, Partial)]
 
 
 class NodeReducer:
@@ -118,8 +134,6 @@ TREE_MIN_WORKERS = 32
 
 def use_tree(spec: JobSpec, node_of: Sequence[str]) -> bool:
     """Whether a job whose workers run on the nodes `node_of` (in rank order) reduces in a tree."""
-    if spec.mode == "async":
-        return False
     if spec.reduce == "auto":
         return len(set(node_of)) >= 2 and len(node_of) >= TREE_MIN_WORKERS
     return spec.reduce == "tree"
@@ -140,7 +154,7 @@ class Flat:
 
     def merge(self, server: Any, results: dict[int, Any]) -> Any:
         """Submit the merge of one round (worker rank -> result ref); the ref of the next start weights."""
-        return server.apply_updates.remote(*results.values())
+        return server.apply.remote(*results.values())
 
     def wait_ready(self, timeout_s: float) -> None:
         pass
@@ -191,7 +205,7 @@ class Tree:
             for reducer, ranks in zip(self.reducers, self.groups)
             if any(rank in results for rank in ranks)
         ]
-        return server.apply_partials.remote(*partials)
+        return server.apply.remote(*partials)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until every reducer is up (where its workers are)."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dtrain import __version__
-from dtrain.cluster.storage import write_atomic
+from dtrain.files import write_atomic
 from dtrain.errors import UserError
 from dtrain.model.mlp import ACTIVATIONS
 

@@ -60,11 +60,11 @@ def test_default_momentum_is_one_minus_one_over_k_capped_on_whole_shard_rounds()
     ],
 )
 def test_sync_schedule_for_mnist_sized_shards(options, first_epochs):
-    from dtrain.cluster.runner import RoundPlan
+    from dtrain.cluster.algorithms import algorithm_for
     from dtrain.spec import JobSpec
 
     spec = JobSpec(**options)
-    rounds = RoundPlan.for_job(spec, 60_000 // spec.workers).rounds
+    rounds = algorithm_for(spec).schedule(60_000 // spec.workers).rounds
     assert len(rounds) == spec.epochs
     assert rounds[: len(first_epochs)] == first_epochs
     assert set(rounds[len(first_epochs) :]) <= {1}  # whole-shard rounds from then on

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from dtrain.cli.main import run
 from dtrain.cluster.jobstore import JobStore, local_owner
-from dtrain.cluster.storage import append_jsonl
+from dtrain.files import append_jsonl
 from dtrain.model.weights import save_weights
 from dtrain.spec import JobSpec
 

@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dtrain.cli.main import app
-from dtrain.cluster.runner import Layout, run_job
+from dtrain.cluster.layout import Layout
+from dtrain.cluster.runner import run_job
 from dtrain.data.partition import partition
 from dtrain.model.kernels import sgd
 from dtrain.model.mlp import backprop, he_init, layer_sizes, unflatten
@@ -178,6 +179,8 @@ def test_async_does_not_wait_for_a_straggler_and_sync_does(ray_cluster, small_mn
         (["--clients", "2", "--rounds", "1"], "--clients: 2 clients for 8 workers"),
         (["--clients", "10", "--rounds", "1", "--clients-per-round", "11"], "--clients-per-round: 11 is more than the 10 clients"),
         (["--max-staleness", "2"], "--max-staleness: only for --mode async"),
+        (["--mu", "0.01"], "--mu: only for a federated job (--clients set)"),
+        (["--clients", "10", "--rounds", "2", "--mu", "-1"], "--mu:"),
         (["--mode", "later"], "--mode:"),
         (["--shard", "by-colour"], "--shard:"),
         (["--batch-size", "-1"], "--batch-size:"),

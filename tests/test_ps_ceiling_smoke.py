@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
 from dtrain.cluster.parameter_server import ParameterServer
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "ps_ceiling.py"
@@ -22,15 +23,15 @@ def test_partials_give_the_flat_merge_up_to_summation_order():
     bench = load_bench()
     sizes = (784, 16, 10)
     rng = np.random.default_rng(3)
-    flat = ParameterServer(sizes, seed=0, momentum=0.9)
-    tree = bench.ProfiledServer(sizes, seed=0, momentum=0.9)
-    p = flat.rule.start.size
+    flat = ParameterServer(sizes, seed=0, rule=BlockMomentumRule([0.9]))
+    tree = bench.ProfiledServer(sizes, seed=0, rule=BlockMomentumRule([0.9]))
+    p = flat.rule.start().size
     for _ in range(3):
         # uneven blocks, so the weights n_k / total are not powers of two
-        results = [((flat.rule.start + rng.normal(0, 0.01, p)).astype(np.float32), int(n), 0.3 * n, int(n) // 2, int(k == 5))
+        results = [((flat.rule.start() + rng.normal(0, 0.01, p)).astype(np.float32), int(n), 0.3 * n, int(n) // 2, int(k == 5))
                    for k, n in enumerate(rng.integers(30, 40, 12))]
-        a = flat.apply_updates(*results)
-        b = tree.apply_partials(*[bench.partial_sum(*results[i:i + 4]) for i in range(0, 12, 4)])
+        a, _ = flat.apply(*results)
+        b, _ = tree.apply(*[bench.partial_sum(*results[i:i + 4]) for i in range(0, 12, 4)])
         np.testing.assert_allclose(b, a, rtol=0, atol=4 * np.finfo(np.float32).eps * np.abs(a).max())
     a_totals, b_totals = flat.end_epoch(), tree.end_epoch()
     assert abs(a_totals.pop("train_loss") - b_totals.pop("train_loss")) < 1e-12  # loss sums in another order

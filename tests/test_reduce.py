@@ -14,6 +14,7 @@ import signal
 import numpy as np
 import pytest
 
+from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.cluster.reduce import groups_by_node, merge_partials, partial_sum, use_tree
 from dtrain.cluster.runner import run_job
@@ -34,17 +35,18 @@ def random_round(rng: np.random.Generator, start: np.ndarray, k: int, diverge: b
 @pytest.mark.parametrize("sizes, k, groups", [((784, 16, 10), 12, [4, 4, 4]), ((784, 64, 10), 7, [1, 3, 2, 1])])
 def test_partials_merge_to_the_flat_merges_weights_and_identical_totals(sizes, k, groups):
     rng = np.random.default_rng(3)
-    flat = ParameterServer(sizes, seed=0, momentum=0.8)
-    tree = ParameterServer(sizes, seed=0, momentum=0.8)
+    flat = ParameterServer(sizes, seed=0, rule=BlockMomentumRule([0.8]))
+    tree = ParameterServer(sizes, seed=0, rule=BlockMomentumRule([0.8]))
     for round_ in range(4):
-        results = random_round(rng, flat.rule.start, k, diverge=round_ == 3)
-        a = flat.apply_updates(*results)
+        results = random_round(rng, flat.rule.start(), k, diverge=round_ == 3)
+        a, version = flat.apply(*results)
+        assert version == round_ + 1
         cuts = np.cumsum([0, *groups])
         partials = [partial_sum(results[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
-        b = tree.apply_partials(*partials[::-1])  # the nodes' partials in any order
+        b, _ = tree.apply(*partials[::-1])  # the nodes' partials in any order
         np.testing.assert_allclose(b, a, rtol=0, atol=4 * np.finfo(np.float32).eps * np.abs(a).max())
         # The products n_k * theta_k are exact in float64, so the sums agree to the last bit.
-        assert np.array_equal(a, b) and np.array_equal(flat.rule.global_theta, tree.rule.global_theta)
+        assert np.array_equal(a, b) and np.array_equal(flat.model(), tree.model())
         if round_ == 1:
             a_totals, b_totals = flat.end_epoch(), tree.end_epoch()
             assert a_totals == b_totals and a_totals["worker_restarts"] == 2 and a_totals["finite"]
@@ -69,12 +71,15 @@ def test_a_partial_carries_its_nodes_sums():
 
 
 def test_the_tree_is_used_for_many_workers_on_two_nodes_or_more_unless_asked_otherwise():
+    from dtrain.cluster.algorithms import algorithm_for
+    from dtrain.cluster.reduce import Flat
+
     one, two = ["a", "a", "a"], ["a", "b", "a", "b"]
     many_on_one, many_on_two = ["a"] * 64, ["a", "b"] * 32
     assert not use_tree(JobSpec(), one) and not use_tree(JobSpec(), two)  # few workers: the hop costs more
     assert not use_tree(JobSpec(), many_on_one) and use_tree(JobSpec(), many_on_two)
     assert use_tree(JobSpec(reduce="tree"), one) and not use_tree(JobSpec(reduce="flat"), many_on_two)
-    assert not use_tree(JobSpec(mode="async"), two)  # async pushes per worker
+    assert isinstance(algorithm_for(JobSpec(mode="async", reduce="auto")).reduction(many_on_two, None), Flat)  # async pushes per worker
     assert groups_by_node(two) == {"a": [0, 2], "b": [1, 3]}
     with pytest.raises(ValueError, match="reduce: tree is for sync rounds"):
         JobSpec(mode="async", reduce="tree")
@@ -98,16 +103,16 @@ def test_a_round_goes_to_each_nodes_reducer_and_a_node_with_no_results_is_left_o
 
     log: list = []
     reducers = [SimpleNamespace(reduce=Calls(f"reducer-{n}", log)) for n in "ab"]
-    server = SimpleNamespace(apply_partials=Calls("apply_partials", log), apply_updates=Calls("apply_updates", log))
+    server = SimpleNamespace(apply=Calls("apply", log))
     tree = Tree(reducers, [[0, 2], [1, 3]], ["a", "b"])
-    assert tree.merge(server, {0: "r0", 1: "r1", 2: "r2", 3: "r3"}) == "apply_partials-out"
-    assert log == [("reducer-a", ("r0", "r2")), ("reducer-b", ("r1", "r3")), ("apply_partials", ("reducer-a-out", "reducer-b-out"))]
+    assert tree.merge(server, {0: "r0", 1: "r1", 2: "r2", 3: "r3"}) == "apply-out"
+    assert log == [("reducer-a", ("r0", "r2")), ("reducer-b", ("r1", "r3")), ("apply", ("reducer-a-out", "reducer-b-out"))]
     log.clear()
     tree.merge(server, {2: "r2"})  # a federated round that sampled clients of worker 2 only
-    assert log == [("reducer-a", ("r2",)), ("apply_partials", ("reducer-a-out",))]
+    assert log == [("reducer-a", ("r2",)), ("apply", ("reducer-a-out",))]
     log.clear()
     Flat().merge(server, {0: "r0", 3: "r3"})
-    assert log == [("apply_updates", ("r0", "r3"))]
+    assert log == [("apply", ("r0", "r3"))]
 
 
 def test_a_tree_on_one_node_trains_the_flat_jobs_weights_even_if_its_reducer_is_killed(ray_cluster, small_mnist, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dtrain.cluster import checkpoint
-from dtrain.cluster.storage import append_jsonl, read_jsonl, write_atomic, write_json
+from dtrain.files import append_jsonl, read_jsonl, write_atomic, write_json
 from dtrain.model.weights import read_weights, save_weights
 
 SIZES = (784, 8, 10)

@@ -1,4 +1,4 @@
-"""The worker actor: owns one shard of the training set and trains it block by block."""
+"""The worker actor: owns one shard of the training set and runs the tasks the algorithm sends it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from dtrain.model.sparse import SparseRows
 from dtrain.worker.shard import ShardTrainer
+from dtrain.worker.tasks import Task, Update
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,6 @@ class WorkerSettings:
     batch_size: int
     local_epochs: int
     straggler_delay: float
-    eval_every: int
 
     @classmethod
     def of(cls, spec: Any) -> WorkerSettings:
@@ -33,7 +33,7 @@ class WorkerSettings:
 
 
 class Worker:
-    """One shard, per-sample SGD on it, one block per round.
+    """One shard, per-sample SGD on it, one task (worker/tasks.py) per round.
 
     Created as a Ray actor by the job runner. ``images`` (the training set as
     sparse rows) and ``y`` arrive as the whole set, resolved from object-store
@@ -78,7 +78,6 @@ class Worker:
         )
         # A deliberately slow worker, to measure what one straggler costs each mode.
         self.delay_s = settings.straggler_delay if rank == 0 else 0.0
-        self.eval_every = settings.eval_every
         # This worker's own training figures by epoch (by scoring, in a federated job):
         # {period: [samples, loss sum, correct, busy s]}, since the worker (re)started.
         self.by_period: dict[int, list[float]] = {}
@@ -98,44 +97,25 @@ class Worker:
         self.trainer.warm_up()
         return {"shard": len(self.trainer.y), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
-    def train_block(
-        self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int
-    ) -> tuple[np.ndarray, int, float, int, int]:
-        """Train from the global `start` weights on this round's block of the shard.
+    def train(self, start: tuple[np.ndarray, int], task: Task) -> Update:
+        """Run `task` (worker/tasks.py) from the server's `start` (weights, version): the one
+        training entry point, whatever the algorithm.
 
-        Returns (weights, samples, sum of per-sample losses, correct predictions,
-        1 if this is the first result since the worker was restarted else 0).
-        The result depends on the arguments and the shard alone, so a call that
-        Ray runs again after a restart returns exactly what the first would have.
+        The answer depends on the arguments and the shard alone, so a call that Ray runs
+        again after a restart returns exactly what the first would have; it says whether
+        it is the first since the worker was restarted.
         """
-        return self._timed(epoch + 1, self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
-
-    def train_clients(self, start: np.ndarray, round_index: int, clients: list[int]) -> tuple[np.ndarray, int, float, int, int]:
-        """Federated round: each of `clients` (hosted here) trains from `start`; returns, as
-        train_block does, their sample-weighted mean weights and totals."""
-        return self._timed(round_index // self.eval_every + 1, self.trainer.train_clients, start, round_index, clients)
-
-    def train_async(
-        self, pulled: tuple[np.ndarray, int], epoch: int, round_in_epoch: int, rounds_in_epoch: int
-    ) -> tuple[np.ndarray, int, float, int, int, int]:
-        """Asynchronous mode: train a block from the server's `pulled` (weights, version); return
-        the change of the weights, not the weights, with train_block's totals and the version
-        it started from (the server scales the change by how stale it has become)."""
-        start, version = pulled
-        theta, *totals = self._timed(epoch + 1, self.trainer.train_block, start, epoch, round_in_epoch, rounds_in_epoch)
-        return (theta - start, *totals, version)
-
-    def _timed(self, period: int, train, *args) -> tuple[np.ndarray, int, float, int, int]:
+        weights, version = start
         if self.delay_s:
             time.sleep(self.delay_s)
         t0 = time.perf_counter()
-        theta, samples, loss, correct = train(*args)
+        theta, samples, loss, correct = task.run(self.trainer, weights)
         busy = time.perf_counter() - t0
-        figures = self.by_period.setdefault(period, [0, 0.0, 0, 0.0])
+        figures = self.by_period.setdefault(task.period, [0, 0.0, 0, 0.0])
         for i, value in enumerate((samples, loss, correct, busy)):
             figures[i] += value
         restarted, self._restart_unreported = int(self._restart_unreported), False
-        return theta, samples, loss, correct, restarted
+        return Update(theta, samples, loss, correct, restarted, version)
 
     def forget_after(self, periods_done: int) -> None:
         """Drop this worker's figures for the periods after the first `periods_done`: the job

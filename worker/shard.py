@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from dtrain.model import kernels
+from dtrain.model.average import weighted_mean
 from dtrain.model.kernels import sgd
+from dtrain.model.prox import sgd_prox
 from dtrain.model.sparse import SparseRows
 
 
@@ -81,27 +83,30 @@ class ShardTrainer:
         loss, correct = self._sgd(self.theta, order)
         return self.theta, len(order), float(loss), int(correct)
 
-    def _sgd(self, theta: np.ndarray, order: np.ndarray) -> tuple[float, int]:
-        return sgd(
-            self.kernel, theta, self.sizes, self.activation, self.images, self.y, order, self.lr,
-            batch_size=self.batch_size,
-        )
+    def _sgd(self, theta: np.ndarray, order: np.ndarray, anchor: np.ndarray | None = None, mu: float = 0.0) -> tuple[float, int]:
+        args = (self.sizes, self.activation, self.images, self.y, order, self.lr)
+        if mu:  # FedProx: pulled toward the round's start weights (model/prox.py)
+            return sgd_prox(self.kernel, theta, anchor, mu, *args, batch_size=self.batch_size)
+        return sgd(self.kernel, theta, *args, batch_size=self.batch_size)
 
-    def train_clients(self, start: np.ndarray, round_index: int, clients: list[int]) -> tuple[np.ndarray, int, float, int]:
+    def train_clients(
+        self, start: np.ndarray, round_index: int, clients: list[int], mu: float = 0.0
+    ) -> tuple[np.ndarray, int, float, int]:
         """FedAvg's client update for each of `clients` (global client numbers hosted here), each
         from `start` for `local_epochs` passes over its data in an order drawn from (seed,
-        client, round, pass); returns their sample-weighted mean theta, with (samples, loss sum,
-        correct) over all of them. A client's result does not depend on which worker hosts it."""
+        client, round, pass); returns their mean theta weighted by their data sizes (the one
+        weighted average, model/average.py), with (samples, loss sum, correct) over all of
+        them. A client's result does not depend on which worker hosts it. With `mu` > 0 each
+        client's objective has FedProx's proximal term mu/2 * ||theta - start||^2."""
         bounds = [self.clients[client - self.first_client] for client in clients]
-        total = sum(hi - lo for lo, hi in bounds)
-        mean = np.zeros(start.shape, np.float64)
-        theta = np.empty(start.shape, np.float32)
+        thetas = []
         samples, loss, correct = 0, 0.0, 0
         for client, (lo, hi) in zip(clients, bounds):
-            theta[...] = start
+            theta = np.array(start, dtype=np.float32)  # a writable copy: start came through Ray
             for local_epoch in range(self.local_epochs):
                 order = lo + np.random.default_rng((self.seed, client, round_index, local_epoch)).permutation(hi - lo)
-                l, c = self._sgd(theta, order)
+                l, c = self._sgd(theta, order, start, mu)
                 samples, loss, correct = samples + len(order), loss + l, correct + c
-            mean += ((hi - lo) / total) * theta  # weighted by the clients' data sizes, as in FedAvg
-        return mean.astype(np.float32), samples, float(loss), int(correct)
+            thetas.append(theta)
+        mean = weighted_mean(thetas, [hi - lo for lo, hi in bounds])  # as in FedAvg: by the clients' data sizes
+        return mean, samples, float(loss), int(correct)

@@ -1,4 +1,4 @@
-"""Writing a job's run directory: every file appears whole or not at all."""
+"""Durable file writes for everything dtrain keeps: atomic replace, synced appends, torn-line-tolerant reads."""
 
 from __future__ import annotations
 

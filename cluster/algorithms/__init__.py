@@ -1,0 +1,29 @@
+"""The training algorithms, one module each; adding one is a module and a line in ALGORITHMS.
+
+- bmuf.py: synchronous rounds with block momentum (and plain averaging)
+- asynchronous.py: staleness-aware pushes, no round barrier
+- federated.py: federated averaging over virtual clients
+- fedprox.py: federated averaging with a proximal term
+
+base.py says what each provides: its schedule, its workers' tasks, its server
+rule and its driver loop.
+"""
+
+from __future__ import annotations
+
+from dtrain.cluster.algorithms.asynchronous import Async
+from dtrain.cluster.algorithms.base import Algorithm, RoundPlan, Run
+from dtrain.cluster.algorithms.bmuf import SyncRounds
+from dtrain.cluster.algorithms.federated import FedAvg
+from dtrain.cluster.algorithms.fedprox import FedProx
+from dtrain.spec import JobSpec
+
+ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async, FedAvg, FedProx)}
+
+
+def algorithm_for(spec: JobSpec) -> Algorithm:
+    """The algorithm that trains `spec` (JobSpec.algorithm names it)."""
+    return ALGORITHMS[spec.algorithm](spec)
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "RoundPlan", "Run", "algorithm_for"]

@@ -1,0 +1,77 @@
+"""The algorithm registry, the server rules by hand (without Ray), and report.json as a JobReport."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dtrain.cluster.algorithms import ALGORITHMS, algorithm_for
+from dtrain.cluster.algorithms.asynchronous import StalenessScaled
+from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
+from dtrain.cluster.job_report import JobReport
+from dtrain.cluster.parameter_server import ParameterServer
+from dtrain.spec import JobSpec
+from dtrain.worker.tasks import Block, Clients, Update
+
+SIZES = (4, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "options, name",
+    [({}, "sync"), ({"combine": "average"}, "sync"), ({"mode": "async"}, "async"),
+     ({"clients": 8, "rounds": 2}, "fedavg"), ({"clients": 8, "rounds": 2, "mu": 0.1}, "fedprox")],
+)
+def test_each_spec_is_trained_by_its_registered_algorithm(options, name):
+    spec = JobSpec(**options)
+    assert spec.algorithm == name and type(algorithm_for(spec)) is ALGORITHMS[name] and ALGORITHMS[name].name == name
+
+
+def test_the_async_rule_scales_a_change_by_its_staleness_and_drops_one_too_stale():
+    server = ParameterServer(SIZES, seed=0, rule=StalenessScaled(max_staleness=1))
+    theta0 = server.start()[0].copy()  # in this process the rule's own array, updated in place
+    change = np.ones_like(theta0)
+    # a worker that started from version 0 while nothing else was applied: the whole change
+    after = server.apply(Update(change, 10, 1.0, 5, 0, 0))[0].copy()
+    np.testing.assert_array_equal(after, theta0 + change)
+    # another that also started from version 0: one update stale, so half its change
+    after = server.apply(Update(change, 10, 1.0, 5, 0, 0))[0].copy()
+    np.testing.assert_array_equal(after, theta0 + change + np.float32(0.5) * change)
+    # two updates stale, over the bound of 1: dropped, but its samples are counted
+    dropped, version = server.apply(Update(change, 10, 1.0, 5, 1, 0))
+    np.testing.assert_array_equal(dropped, after)
+    assert version == 2
+    figures = server.end_epoch()
+    assert figures["samples"] == 30 and figures["worker_restarts"] == 1
+    assert figures["dropped_updates"] == 1 and figures["mean_staleness"] == 0.5
+
+
+def test_the_bmuf_rule_takes_each_epochs_momentum_from_the_schedule():
+    server = ParameterServer(SIZES, seed=0, rule=BlockMomentumRule([0.0, 0.5]))
+    start = server.start()[0].copy()
+    server.apply(Update(start + 1, 10, 1.0, 5, 0, 0))  # epoch 1, no momentum: plain average
+    np.testing.assert_allclose(server.model(), start + 1)
+    server.end_epoch()
+    start2 = server.start()[0].copy()
+    server.apply(Update(start2 + 1, 10, 1.0, 5, 0, 1))  # epoch 2: Delta = 0.5 * 1 + 1
+    np.testing.assert_allclose(server.model(), start + 2.5, rtol=1e-6)
+
+
+def test_a_workers_tasks_say_what_period_their_figures_count_in():
+    assert Block(epoch=2, round=0, rounds=4).period == 3
+    assert Clients(round_index=7, clients=(1, 3), period=4).period == 4
+
+
+def test_an_older_report_json_loads_and_keeps_its_shape():
+    old = {  # as report.json files were written before the spec knew FedProx (no "mu"), minimal
+        "job_id": "0e6f1167", "state": "SUCCEEDED", "dtrain_version": "0.1.0",
+        "spec": JobSpec().model_dump(mode="json") | {"mu": None},
+        "test": {"accuracy": 0.9781, "loss": 0.0927}, "epochs_run": 32, "timing": {"total_s": 1.0, "train_s": 0.5},
+        "examples": [{"index": 0, "label": 7, "predicted": 7, "confidence": 1.0, "probabilities": [0.1] * 10,
+                      "pixels": [0] * 784}],
+        "something_newer": {"kept": True},
+    }
+    del old["spec"]["mu"]
+    report = JobReport.of(old)
+    assert report.algorithm == "sync" and report.examples[0].label == 7 and report.misclassified == []
+    dumped = report.to_json()
+    assert {k: dumped[k] for k in old} == old  # what was there comes out as it was
