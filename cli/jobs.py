@@ -106,8 +106,8 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
 
 
 def kind_of(spec: JobSpec) -> str:
-    """A job's kind in a word or two: sync, async, fedavg (fedsgd), with +skew for label-skewed shards."""
-    kind = ("fedsgd" if spec.batch_size == 0 else "fedavg") if spec.federated else spec.mode
+    """A job's kind in a word or two: its algorithm (fedsgd for FedAvg on whole batches), +skew for label-skewed shards."""
+    kind = "fedsgd" if spec.algorithm == "fedavg" and spec.batch_size == 0 else spec.algorithm
     return kind + ("+skew" if spec.shard == "label-skew" else "")
 
 

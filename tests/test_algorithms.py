@@ -75,3 +75,13 @@ def test_an_older_report_json_loads_and_keeps_its_shape():
     assert report.algorithm == "sync" and report.examples[0].label == 7 and report.misclassified == []
     dumped = report.to_json()
     assert {k: dumped[k] for k in old} == old  # what was there comes out as it was
+
+
+def test_list_names_each_jobs_algorithm():
+    from dtrain.cli.jobs import kind_of
+    from dtrain.spec import JobSpec
+
+    kinds = [kind_of(JobSpec(**k)) for k in [{}, {"mode": "async"}, {"clients": 8, "rounds": 2},
+                                             {"clients": 8, "rounds": 2, "mu": 0.1}, {"clients": 8, "rounds": 2, "batch_size": 0},
+                                             {"shard": "label-skew"}]]
+    assert kinds == ["sync", "async", "fedavg", "fedprox", "fedsgd", "sync+skew"]
