@@ -348,7 +348,7 @@ class Soak:
                     self.start(job)
                     chaos_jobs.append(job)
 
-        kills_left = list(self.schedule)
+        kills_left = [dict(k) for k in self.schedule]  # their times move on when a kill is late; the plan stays
         feed()
         # The clock starts when the first chaos job trains.
         deadline = time.monotonic() + 300
