@@ -54,8 +54,10 @@ def reserve_stdout() -> TextIO:
     """Send everything written to descriptor 1 to stderr from now on; return a stream to the real stdout.
 
     Where stdout is not a real file (e.g. under typer's CliRunner), nothing is
-    redirected and sys.stdout itself is returned.
+    redirected and sys.stdout itself is returned. Called again, it returns the same stream.
     """
+    if isinstance(sys.stdout, MainThreadStdout) and not sys.stdout.done:
+        return sys.stdout.results
     try:
         fd = sys.stdout.fileno()
         err_fd = sys.stderr.fileno()

@@ -135,6 +135,7 @@ def submit(
     1: it failed or was cancelled; 2: a bad option, file or address.
     """
     from dtrain.cli.follow import drive, refuse_local_detach
+    from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.client import open_jobs
 
     with user_errors():
@@ -151,6 +152,7 @@ def submit(
         )
         if out_dir:
             check_out_dir(out_dir)  # made when the artifacts are copied into it
+        reserve_stdout()  # before Ray connects: its driver prints raylet messages to descriptor 1
         jobs = open_jobs(address, local, storage)
         refuse_local_detach(detach, jobs)
         dataset = None
@@ -194,11 +196,13 @@ def resume(
     and ends with the same weights the job would have had without the break.
     """
     from dtrain.cli.follow import drive, refuse_local_detach
+    from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.client import open_jobs
 
     with user_errors():
         if out_dir:
             check_out_dir(out_dir)  # made when the artifacts are copied into it
+        reserve_stdout()  # before Ray connects: its driver prints raylet messages to descriptor 1
         jobs = open_jobs(address, local, storage)
         refuse_local_detach(detach, jobs)
         spec = jobs.job(job_id).spec

@@ -115,7 +115,9 @@ def train_periods(
             # error raised by the code itself would be raised again.
             if isinstance(e, RayTaskError) and not isinstance(e.cause, RayActorError):
                 raise
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            # A task's error starts with Ray's coloured task header; what happened is its cause.
+            lost = e.cause if isinstance(e, RayTaskError) else e
+            reason = str(lost).strip().splitlines()[0] if str(lost).strip() else type(lost).__name__
             if attempt == MAX_RECOVERIES:
                 raise JobFailed(f"lost its parameter server or a worker {MAX_RECOVERIES + 1} times; last: {reason}") from None
             job.emit("recovering", {"epochs_done": len(history), "reason": reason})
