@@ -13,6 +13,8 @@ import json
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,19 @@ def start_from_readme(cluster: RayStart, lines: list[str], head_env: dict, node_
     return node_env
 
 
+@contextmanager
+def readme_cluster(tmp_path: Path, block: int) -> Iterator[tuple[RayStart, dict]]:
+    """The README's Cluster block `block` (0: no authentication, 1: token) run on a fresh
+    head and node; yields the cluster and a client's environment, and stops the cluster."""
+    lines = readme_cluster_blocks()[block]
+    cluster = RayStart()
+    try:
+        head = fresh_env(tmp_path / "head", cluster.tmpdir)
+        yield cluster, start_from_readme(cluster, lines, head, fresh_env(tmp_path / "node", cluster.tmpdir))
+    finally:
+        cluster.stop()
+
+
 def submit_on_two_nodes(env: dict) -> dict:
     """The README's `dtrain submit --workers 8` (one epoch, to keep CI short), as JSON."""
     proc, _ = dtrain("submit", "--workers", "8", "--epochs", "1", "--json", env=env)
@@ -65,25 +80,15 @@ def nodes_of(job_id: str, env: dict) -> dict:
 
 def test_a_cluster_without_authentication_is_joined_with_no_address(tmp_path: Path):
     """(a) and (d) without a token: `ray start` on a fresh machine, then plain `dtrain submit`."""
-    plain, _ = readme_cluster_blocks()
-    cluster = RayStart()
-    try:
-        head = fresh_env(tmp_path / "head", cluster.tmpdir)
-        client = start_from_readme(cluster, plain, head, fresh_env(tmp_path / "node", cluster.tmpdir))
+    with readme_cluster(tmp_path, block=0) as (cluster, client):
         assert not (tmp_path / "head" / ".ray" / "auth_token").exists()  # nothing made a token
         job = submit_on_two_nodes(client)
         assert len(nodes_of(job["job_id"], client)) == 2  # the README's second node took workers
-    finally:
-        cluster.stop()
 
 
 def test_a_token_cluster_takes_its_token_and_refuses_anything_else_in_one_line(tmp_path: Path):
     """(b), (c) and (d) with token authentication."""
-    _, token_block = readme_cluster_blocks()
-    cluster = RayStart()
-    try:
-        head = fresh_env(tmp_path / "head", cluster.tmpdir)
-        client = start_from_readme(cluster, token_block, head, fresh_env(tmp_path / "node", cluster.tmpdir))
+    with readme_cluster(tmp_path, block=1) as (cluster, client):
         job = submit_on_two_nodes(client)  # (b)
         assert len(nodes_of(job["job_id"], client)) == 2
 
@@ -99,8 +104,6 @@ def test_a_token_cluster_takes_its_token_and_refuses_anything_else_in_one_line(t
             line = one_line_error(proc)
             assert expected in line and "RAY_AUTH_TOKEN" in line, line  # it says what to do
             assert took < FAST_S, (args, took)
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
