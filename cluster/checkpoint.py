@@ -36,6 +36,9 @@ def save(directory: Path, epochs_done: int, arrays: dict[str, np.ndarray], info:
     write_atomic(path, buffer.getvalue())
     for old in sorted(directory.glob("epoch-*.npz"))[:-KEEP]:
         old.unlink(missing_ok=True)
+    # A server killed mid-write left its temporary file; only this job's server writes here, one at a time.
+    for partial in directory.glob(".epoch-*.npz.*.tmp"):
+        partial.unlink(missing_ok=True)
     return path
 
 
