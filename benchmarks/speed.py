@@ -59,7 +59,7 @@ from dtrain.model.kernels import sgd, warm_up  # noqa: E402
 from dtrain.model.mlp import he_init, layer_sizes, unflatten  # noqa: E402
 from dtrain.spec import JobSpec  # noqa: E402
 
-CLI = [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
+CLI = [sys.executable, "-c", "from dtrain.cli.entry import main; main()"]
 LR = 0.01
 TARGETS = (0.97, 0.98)
 MIB = 1024 * 1024

@@ -52,7 +52,7 @@ def one_job(path: Path, workers: int, scratch: Path) -> dict:
     home = Path(tempfile.mkdtemp(dir=scratch))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "DTRAIN_"))}
     env.update(HOME=str(home), PYTHONPATH=str(path), DTRAIN_STORAGE=str(home / "storage"))
-    command = [sys.executable, "-c", "from dtrain.cli.main import main; main()", "submit", "--local",
+    command = [sys.executable, "-c", "from dtrain.cli.entry import main; main()", "submit", "--local",
                "--workers", str(workers), "--json"]
     t0 = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=home)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).parent
-DTRAIN = [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
+DTRAIN = [sys.executable, "-c", "from dtrain.cli.entry import main; main()"]
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DTRAIN = [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
+DTRAIN = [sys.executable, "-c", "from dtrain.cli.entry import main; main()"]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 #: One machine holds every node: small object stores, so several nodes fit in memory.

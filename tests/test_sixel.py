@@ -68,7 +68,7 @@ def run_in_terminal(args: list[str], answer: bytes | None, timeout: float = 60) 
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: dtrain on the terminal
-        os.execv(sys.executable, [sys.executable, "-c", "from dtrain.cli.main import main; main()", *args])
+        os.execv(sys.executable, [sys.executable, "-c", "from dtrain.cli.entry import main; main()", *args])
     output, deadline, answered = b"", time.monotonic() + timeout, False
     while time.monotonic() < deadline:
         if not select.select([fd], [], [], 0.5)[0]:
