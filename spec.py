@@ -1,21 +1,31 @@
 """The job spec: one pydantic model that every layer (CLI, runner, workers) reads.
 
-It lives in the root package so that the cluster and worker code never import
-the CLI to learn what a job is.
+A JobSpec holds what every job has (the model, the data, the workers) and, in
+`algorithm`, the settings of the one training algorithm it runs: a discriminated
+union on `name`, so that a setting of another algorithm cannot be written at
+all. Each algorithm's settings live here, at the bottom of the package, so that
+the cluster and worker code never import the CLI to learn what a job is; the
+algorithms themselves are cluster/algorithms/ (one module each).
+
+The flat form, every setting at the top level (`{"epochs": 3, "mode": "async"}`),
+is what `dtrain submit`'s options and the spec.json files of earlier dtrain
+versions hold; JobSpec reads it too (`_nest`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dtrain.errors import UserError
 
 #: Samples all workers together train between two weight averagings in the first
 #: epoch (each worker trains its share), and how much that block grows each epoch
-#: (up to a whole shard). Chosen by measurement (README, "Combine rule and sync
-#: schedule"): short blocks while the model moves fast keep 8 workers' per-epoch
-#: accuracy near one worker's; long blocks later cost few syncs and, as in
-#: post-local SGD (Lin et al., 2020), end at a better model. Block momentum
+#: (up to a whole shard). Chosen by measurement (docs/algorithms.md, "Combine rule
+#: and sync schedule"): short blocks while the model moves fast keep 8 workers'
+#: per-epoch accuracy near one worker's; long blocks later cost few syncs and, as
+#: in post-local SGD (Lin et al., 2020), end at a better model. Block momentum
 #: 1 - 1/K builds up over about K rounds, so with it fewer workers need fewer
 #: short rounds: the first epoch has FIRST_EPOCH_ROUNDS_PER_WORKER x K rounds when
 #: that is fewer (8 at K = 2, 16 at K = 4; 30 from K = 8 on, for MNIST's 60,000
@@ -26,136 +36,218 @@ FIRST_EPOCH_ROUNDS_PER_WORKER = 4
 DEFAULT_SYNC_GROWTH = 2.0
 
 
+def _shown(text: str) -> dict[str, str]:
+    """A default too long for the field itself, as `--help` shows it."""
+    return {"default_text": text}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rounds(Settings):
+    """Epochs cut into rounds of blocks that grow each epoch (sync and async)."""
+
+    epochs: int = Field(32, ge=1, description="Passes over the training set.")
+    sync_every: int | None = Field(
+        None,
+        ge=1,
+        description="Samples each worker trains between weight syncs in epoch 1.",
+        json_schema_extra=_shown(
+            "with bmuf, the larger of 2000/workers and shard/(4 x workers), shard = samples per worker; else 2000/workers"
+        ),
+    )
+    sync_growth: float = Field(
+        DEFAULT_SYNC_GROWTH, ge=1, le=16, allow_inf_nan=False,
+        description="Factor the sync block grows by each epoch, up to a whole shard.",
+    )
+
+    @property
+    def periods(self) -> int:
+        return self.epochs
+
+    unit: ClassVar[str] = "epoch"
+
+    def period_end(self, period: int) -> int:
+        return period
+
+    def period_label(self, period: int) -> str:
+        return f"epoch {period}/{self.epochs}"
+
+    def first_block(self, shard: int, workers: int) -> int:
+        """Samples per worker per round in the first epoch, for `workers` shards of `shard` samples."""
+        if self.sync_every:
+            return self.sync_every
+        block = max(1, DEFAULT_ROUND_SAMPLES // workers)
+        if not self.builds_momentum:
+            return block  # no block momentum to build up: few workers still want short blocks
+        block_for_4k_rounds = -(-shard // (FIRST_EPOCH_ROUNDS_PER_WORKER * workers))
+        return max(block, block_for_4k_rounds)
+
+    def block_size(self, epoch: int, shard: int, workers: int) -> int:
+        """Samples per worker per round in `epoch` (0-based), for `workers` shards of `shard` samples."""
+        return max(1, min(shard, round(self.first_block(shard, workers) * self.sync_growth**epoch)))
+
+    @property
+    def builds_momentum(self) -> bool:
+        return False
+
+
+Reduce = Literal["auto", "flat", "tree"]
+REDUCE_HELP = (
+    "How a round's results reach the server: flat (one call), tree (a reducer per node sums its "
+    "workers' first), auto (tree for 32+ workers spanning 2+ nodes)."
+)
+
+
+class Sync(Rounds):
+    """Synchronous rounds with a barrier, merged with block momentum (BMUF) or plainly averaged."""
+
+    name: Literal["sync"] = "sync"
+    combine: Literal["bmuf", "average"] = Field("bmuf", description="sync: bmuf (block momentum) or average.")
+    block_momentum: float | None = Field(
+        None, ge=0, lt=1, allow_inf_nan=False,
+        description="Server momentum: BMUF's block momentum (sync), FedAvg's server momentum (fedavg, fedprox).",
+        json_schema_extra=_shown("1 - 1/workers, at most 0.5 on whole-shard rounds (sync); 0 (fedavg)"),
+    )
+    reduce: Reduce = Field("auto", description=REDUCE_HELP)
+
+    @property
+    def builds_momentum(self) -> bool:
+        return self.combine == "bmuf"
+
+    @model_validator(mode="after")
+    def _momentum_needs_bmuf(self) -> Sync:
+        if self.block_momentum is not None and self.combine == "average":
+            raise ValueError("block_momentum: only with `combine` bmuf (plain averaging has no momentum)")
+        return self
+
+
+class Async(Rounds):
+    """Each worker pushes its change on its own, no barrier; stale changes count less, or not at all."""
+
+    name: Literal["async"] = "async"
+    max_staleness: int | None = Field(
+        None, ge=0, description="async: drop updates older than this many server versions.",
+        json_schema_extra=_shown("2 x workers"),
+    )
+
+    def staleness_bound(self, workers: int) -> int:
+        return 2 * workers if self.max_staleness is None else self.max_staleness
+
+
+class FedAvg(Settings):
+    """Federated averaging (McMahan et al., 2017): virtual clients hosted by the workers."""
+
+    name: Literal["fedavg"] = "fedavg"
+    clients: int = Field(ge=1, description="Federated: split the data over this many clients, hosted by the workers.")
+    rounds: int = Field(ge=1, description="Federated: rounds to run (instead of --epochs).")
+    clients_per_round: int | None = Field(
+        None, ge=1, description="Federated: clients sampled each round.", json_schema_extra=_shown("all")
+    )
+    local_epochs: int = Field(1, ge=1, le=1000, description="Federated: passes each sampled client makes over its data per round.")
+    eval_every: int = Field(1, ge=1, description="Federated: rounds between scorings of the global model.")
+    block_momentum: float | None = Sync.model_fields["block_momentum"]
+    reduce: Reduce = Field("auto", description=REDUCE_HELP)
+
+    @property
+    def periods(self) -> int:
+        return -(-self.rounds // self.eval_every)
+
+    unit: ClassVar[str] = "round"
+
+    def period_end(self, period: int) -> int:
+        return min(period * self.eval_every, self.rounds)
+
+    def period_label(self, period: int) -> str:
+        return f"round {self.period_end(period)}/{self.rounds}"
+
+    @model_validator(mode="after")
+    def _sample_at_most_all(self) -> FedAvg:
+        if self.clients_per_round is not None and self.clients_per_round > self.clients:
+            raise ValueError(f"clients_per_round: {self.clients_per_round} is more than the {self.clients} clients")
+        return self
+
+
+class FedProx(FedAvg):
+    """FedProx (Li et al., 2020): federated averaging whose clients add a proximal term."""
+
+    name: Literal["fedprox"] = "fedprox"  # type: ignore[assignment]
+    mu: float = Field(
+        ge=0, le=1000, allow_inf_nan=False,
+        description="FedProx: weight mu of each client's proximal term mu/2 * ||w - w_global||^2.",
+    )
+
+
+Algorithm = Annotated[Union[Sync, Async, FedAvg, FedProx], Field(discriminator="name")]
+SETTINGS: dict[str, type[Settings]] = {s.model_fields["name"].default: s for s in (Sync, Async, FedAvg, FedProx)}
+
+
 class JobSpec(BaseModel):
     """What to train and how. Validated once, at the edge; passed down as is."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    workers: int = Field(8, ge=1, description="Worker actors, one data shard each.")
-    epochs: int = Field(32, ge=1, description="Passes over the training set.")
-    lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False, description="SGD learning rate.")
-    hidden: tuple[int, ...] = Field((64,), description="Hidden layer sizes.")
-    activation: Literal["relu", "sigmoid"] = "relu"
-    sync_every: int | None = Field(
-        None,
-        ge=1,
-        description="Samples per worker between syncs in the first epoch (default with bmuf: the larger of"
-        " 2000 / workers and shard / (4 x workers), shard being the samples per worker; else 2000 / workers).",
-    )
-    sync_growth: float = Field(
-        DEFAULT_SYNC_GROWTH, ge=1, le=16, allow_inf_nan=False, description="Factor the sync block grows by each epoch."
-    )
-    combine: Literal["bmuf", "average"] = Field(
-        "bmuf", description="How the parameter server merges the workers' weights."
-    )
-    block_momentum: float | None = Field(
-        None, ge=0, lt=1, allow_inf_nan=False, description="BMUF block momentum; default depends on workers."
-    )
+    workers: int = Field(8, ge=1, description="Worker actors, each owning one shard of the training set.")
+    lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False, description="Per-sample SGD learning rate.")
+    hidden: tuple[int, ...] = Field((64,), description="Hidden layer sizes, e.g. 64 or 256,128.")
+    activation: Literal["relu", "sigmoid"] = Field("relu", description="Hidden activation.")
     cpus_per_worker: float | None = Field(
-        None, gt=0, le=1024, allow_inf_nan=False, description="CPUs each worker reserves (default: fitted to the cluster)."
+        None, gt=0, le=1024, allow_inf_nan=False,
+        description="CPUs each worker reserves; refused at once if the cluster cannot hold them.",
+        json_schema_extra=_shown("1 where the cluster has enough CPUs, else an equal share"),
     )
-    kernel: Literal["auto", "numba", "numpy"] = "auto"
-    seed: int = Field(0, ge=0, description="Seeds init, shuffling: same seed, same weights.")
+    kernel: Literal["auto", "numba", "numpy"] = Field("auto", description="SGD kernel.")
+    seed: int = Field(0, ge=0, description="Random seed: the same seed gives the same weights.")
     until_accuracy: float | None = Field(
-        None, gt=0, le=1, allow_inf_nan=False, description="Stop once test accuracy reaches this."
+        None, gt=0, le=1, allow_inf_nan=False, description="Stop once test accuracy reaches this fraction, e.g. 0.97."
     )
-    data_dir: str | None = Field(None, description="Directory of the four IDX files.")
-    batch_size: int = Field(1, ge=0, le=65536, description="Samples per SGD step; 1 is per-sample SGD, 0 all of a block.")
-    shard: Literal["iid", "label-skew"] = Field("iid", description="How the training set is split over workers or clients.")
-    # Asynchronous mode: no round barrier.
-    mode: Literal["sync", "async"] = Field("sync", description="sync: rounds with a barrier; async: each worker on its own.")
-    max_staleness: int | None = Field(
-        None, ge=0, description="async: drop updates more than this many server versions old (default: 2 x workers)."
+    data_dir: str | None = Field(
+        None, description="Directory of the four IDX files (on the head node, for a cluster).",
+        json_schema_extra=_shown("the MNIST shipped with dtrain"),
     )
-    reduce: Literal["auto", "flat", "tree"] = Field(
-        "auto",
-        description="How a round's results reach the parameter server: flat (all in one call), tree (one reducer "
-        "per node sums its workers' results first), auto (tree for 32+ workers on 2 or more nodes).",
+    batch_size: int = Field(
+        1, ge=0, le=65536,
+        description="Samples per SGD step: 1 is per-sample SGD; 0 one step on all of a client's data (FedSGD).",
+    )
+    split: Literal["iid", "label-skew"] = Field(
+        "iid", description="How the training set is split over workers or clients: iid, or label-skew (1-2 classes each)."
     )
     straggler_delay: float = Field(
-        0.0, ge=0, le=60, allow_inf_nan=False, description="Seconds worker 0 waits before each block: a slow worker, for measuring."
+        0.0, ge=0, le=60, allow_inf_nan=False,
+        description="Seconds worker 0 waits before each block: a deliberately slow worker, for measuring.",
     )
-    # Federated averaging (McMahan et al., 2017): virtual clients hosted by the workers.
-    clients: int | None = Field(None, ge=1, description="Federated: split the data over this many clients.")
-    clients_per_round: int | None = Field(None, ge=1, description="Federated: clients sampled each round (default: all).")
-    local_epochs: int = Field(1, ge=1, le=1000, description="Federated: passes each sampled client makes over its data per round.")
-    rounds: int | None = Field(None, ge=1, description="Federated: rounds to run (instead of --epochs).")
-    eval_every: int = Field(1, ge=1, description="Federated: rounds between two scorings of the global model.")
-    # FedProx (Li et al., 2020): federated averaging whose clients add a proximal term.
-    mu: float | None = Field(
-        None, ge=0, le=1000, allow_inf_nan=False,
-        description="FedProx: weight mu of each client's proximal term mu/2 * ||w - w_global||^2 (federated jobs).",
-    )
+    algorithm: Algorithm = Field(default_factory=Sync, description="The training algorithm and its settings.")
 
     @property
     def federated(self) -> bool:
-        return self.clients is not None
-
-    @property
-    def algorithm(self) -> str:
-        """The training algorithm's name (cluster/algorithms/): sync, async, fedavg or fedprox."""
-        if self.federated:
-            return "fedavg" if self.mu is None else "fedprox"
-        return self.mode
+        return isinstance(self.algorithm, FedAvg)
 
     @property
     def periods(self) -> int:
-        """Scored periods of the job: epochs, or in a federated job, scorings every --eval-every rounds."""
-        if self.rounds is not None:
-            return -(-self.rounds // self.eval_every)
-        return self.epochs
+        """Scored periods of the job: epochs, or in a federated job, scorings every `eval_every` rounds."""
+        return self.algorithm.periods
 
     def period_label(self, period: int) -> str:
         """How a human reads scored period `period` (1-based) of the job: 'epoch 3/32', or 'round 30/87'."""
-        if self.rounds is not None:
-            return f"round {min(period * self.eval_every, self.rounds)}/{self.rounds}"
-        return f"epoch {period}/{self.epochs}"
+        return self.algorithm.period_label(period)
 
-    @property
-    def staleness_bound(self) -> int:
-        return 2 * self.workers if self.max_staleness is None else self.max_staleness
+    def period_end(self, period: int) -> int:
+        """The epoch, or federated round, that scored period `period` (1-based) ends with."""
+        return self.algorithm.period_end(period)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        return nest_flat(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
-    def _check_modes(self) -> JobSpec:
-        federated_only = {"clients_per_round": None, "local_epochs": 1, "rounds": None, "eval_every": 1, "mu": None}
-        if self.clients is None:
-            for name, default in federated_only.items():
-                if getattr(self, name) != default:
-                    raise ValueError(f"{name}: only for a federated job (`clients` set)")
-        else:
-            if self.rounds is None:
-                raise ValueError("rounds: a federated job (`clients` set) needs the number of rounds to run")
-            if self.clients < self.workers:
-                raise ValueError(f"clients: {self.clients} clients for {self.workers} workers; expected at least one client per worker")
-            if self.clients_per_round is not None and self.clients_per_round > self.clients:
-                raise ValueError(f"clients_per_round: {self.clients_per_round} is more than the {self.clients} clients")
-            if self.mode != "sync":
-                raise ValueError("mode: a federated job (`clients` set) runs in sync mode")
-            if self.epochs != type(self).model_fields["epochs"].default:
-                raise ValueError("epochs: a federated job (`clients` set) runs `rounds`, not epochs")
-            if self.sync_every is not None or self.sync_growth != DEFAULT_SYNC_GROWTH:
-                raise ValueError("sync_every: a federated job (`clients` set) merges once a round; its clients train `local_epochs`")
-        if self.block_momentum is not None and (self.combine == "average" or self.mode == "async"):
-            raise ValueError("block_momentum: only for `combine` bmuf in sync mode (averaging and async have no block momentum)")
-        if self.mode == "sync" and self.max_staleness is not None:
-            raise ValueError("max_staleness: only for `mode` async")
-        if self.mode == "async" and self.reduce == "tree":
-            raise ValueError("reduce: tree is for sync rounds; `mode` async pushes each worker's change on its own")
+    def _clients_per_worker(self) -> JobSpec:
+        if isinstance(self.algorithm, FedAvg) and self.algorithm.clients < self.workers:
+            raise ValueError(
+                f"clients: {self.algorithm.clients} clients for {self.workers} workers; expected at least one client per worker"
+            )
         return self
-
-    def first_block(self, shard: int) -> int:
-        """Samples per worker per round in the first epoch, for shards of `shard` samples."""
-        if self.sync_every:
-            return self.sync_every
-        block = max(1, DEFAULT_ROUND_SAMPLES // self.workers)
-        if self.mode == "async" or self.combine != "bmuf":
-            return block  # no block momentum to build up: few workers still want short blocks
-        block_for_4k_rounds = -(-shard // (FIRST_EPOCH_ROUNDS_PER_WORKER * self.workers))
-        return max(block, block_for_4k_rounds)
-
-    def block_size(self, epoch: int, shard: int) -> int:
-        """Samples per worker per round in `epoch` (0-based), for shards of `shard` samples."""
-        return max(1, min(shard, round(self.first_block(shard) * self.sync_growth**epoch)))
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -163,9 +255,7 @@ class JobSpec(BaseModel):
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",")]
             if not all(p.isdigit() for p in parts):
-                raise ValueError(
-                    f"expected comma-separated positive integers like '64' or '256,128', got {value!r}"
-                )
+                raise ValueError(f"expected comma-separated positive integers like '64' or '256,128', got {value!r}")
             return tuple(int(p) for p in parts)
         return value
 
@@ -177,3 +267,64 @@ class JobSpec(BaseModel):
         if any(n < 1 or n > 65536 for n in value):
             raise ValueError(f"layer sizes must be between 1 and 65536, got {list(value)}")
         return value
+
+
+#: Every algorithm setting's name, as it appears in the flat form.
+ALGORITHM_FIELDS = sorted({f for s in SETTINGS.values() for f in s.model_fields} - {"name"})
+
+#: What the flat spec.json of dtrain 0.1 held for a setting its job did not use.
+_UNUSED = {"combine": "bmuf", "sync_growth": DEFAULT_SYNC_GROWTH, "reduce": "auto", "local_epochs": 1, "eval_every": 1, "epochs": 32}
+
+
+def nest_flat(data: dict[str, Any]) -> dict[str, Any]:
+    """The flat form -> JobSpec's: algorithm settings moved into `algorithm`.
+
+    The algorithm is named by `algorithm` (a string), else by `clients` (fedavg;
+    fedprox with `mu`), else by the `mode` of dtrain 0.1 (sync or async), else sync.
+    A setting the algorithm lacks stays, to be refused by name, except in dtrain 0.1's
+    form (it has `mode`): its spec.json held every setting, used or not, so one holding
+    its unused value is dropped, as are the settings 0.1 accepted and ignored: `combine`
+    (async, and federated, where "average" was the default's "no server momentum") and
+    `reduce` (async).
+    """
+    if "shard" in data and "split" not in data:  # the flat form's name for `split`
+        data = {("split" if k == "shard" else k): v for k, v in data.items()}
+    flat = {k: data[k] for k in ALGORITHM_FIELDS if k in data and data[k] is not None}
+    named = data.get("algorithm") if isinstance(data.get("algorithm"), str) else None
+    if not flat and named is None and "mode" not in data:
+        return data
+    rest = {k: v for k, v in data.items() if k not in ALGORITHM_FIELDS and k not in ("algorithm", "mode")}
+    federated = "fedprox" if "mu" in flat else "fedavg" if "clients" in flat else None
+    name = str(named or federated or data.get("mode") or "sync")
+    own = SETTINGS[name].model_fields if name in SETTINGS else {}
+
+    def unused(key: str, value: Any) -> bool:
+        ignored = {"async": ("combine", "reduce"), "fedavg": ("combine",), "fedprox": ("combine",)}.get(name, ())
+        ignored_by_0_1 = key in ignored and value != "tree"  # 0.1 refused tree for async
+        return "mode" in data and key not in own and (_UNUSED.get(key) == value or ignored_by_0_1)
+
+    return {**rest, "algorithm": {"name": name, **{k: v for k, v in flat.items() if not unused(k, v)}}}
+
+
+def spec_error(error: ValidationError, given: dict[str, Any]) -> UserError:
+    """The first problem pydantic found in a spec, as a UserError naming the setting at fault
+    (its field in the flat form); `given` is what was asked, quoted back in the message."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    message = first["msg"].removeprefix("Value error, ")
+    if len(loc) == 3 and loc[0] == "algorithm":  # ("algorithm", name, setting)
+        name, field = loc[1], loc[2]
+        if first["type"] == "extra_forbidden":
+            having = [n for n, s in SETTINGS.items() if field in s.model_fields]
+            message = f"only for `algorithm` {' or '.join(having)}, not {name}" if having else "no such setting"
+        elif first["type"] == "missing":
+            message = f"required with `algorithm` {name}"
+    elif loc[:1] == ["algorithm"] and first["type"] == "union_tag_invalid":
+        field, message = "algorithm", f"expected one of {', '.join(SETTINGS)}"
+    elif loc and loc[-1] not in SETTINGS and loc != ["algorithm"]:
+        field = loc[-1]
+    else:  # a rule across fields names its field first: "clients: ..."
+        field, _, message = message.partition(": ")
+    if given.get(field) is not None and "got " not in message and repr(given[field]) not in message:
+        message += f" (got {given[field]!r})"
+    return UserError(message, field)

@@ -225,7 +225,7 @@ def modes_skew() -> str:
 FED_ROWS = {
     "fedsgd-iid": "FedSGD, IID, B = ∞ (`--batch-size 0`)",
     "fedavg-iid": "FedAvg, IID, B = 10",
-    "fedavg-noniid": "FedAvg, pathological non-IID, B = 10 (`--shard label-skew`)",
+    "fedavg-noniid": "FedAvg, pathological non-IID, B = 10 (`--split label-skew`)",
 }
 
 
@@ -368,7 +368,33 @@ def chaos() -> str:
 # ------------------------------------------------------------------ the registry
 
 #: block name -> (results file, the script that writes it, generator)
-TABLES: dict[str, tuple[str, str, Callable[[], str]]] = {
+def submit_options() -> str:
+    """`dtrain submit`'s options as its --help gives them (their text and defaults are spec.py's),
+    with the algorithms each setting belongs to."""
+    import typer.main
+
+    from dtrain.cli.main import app
+    from dtrain.spec import SETTINGS, JobSpec
+
+    command = typer.main.get_command(app).commands["submit"]  # type: ignore[attr-defined]
+    rows = []
+    for param in command.params:
+        if getattr(param, "hidden", False):
+            continue
+        having = [n for n, settings in SETTINGS.items() if param.name in settings.model_fields]
+        required = any(SETTINGS[n].model_fields[param.name].is_required() for n in having)
+        default = "required" if required else param.show_default if isinstance(param.show_default, str) else "—"
+        spec_wide = param.name in JobSpec.model_fields or param.name == "algorithm"
+        names = ", ".join(f"`{o}`" for o in param.opts)
+        cells = [names, ", ".join(having) or ("all" if spec_wide else ""), default, param.help or ""]
+        rows.append([cell.replace("|", "\\|") for cell in cells])
+    return markdown(["option", "algorithms", "default", "meaning"], rows)
+
+
+#: What a generated block is made from: (results file, script that wrote it, generator); a block
+#: without a results file is made from dtrain's own code, named by the script.
+TABLES: dict[str, tuple[str | None, str, Callable[[], str]]] = {
+    "submit-options": (None, "", submit_options),
     "quickstart": ("speed.json", "speed.py", quickstart),
     "speed-machine": ("speed.json", "speed.py", speed_machine),
     "speed-summary": ("speed.json", "speed.py", speed_section("Summary")),
@@ -402,6 +428,8 @@ def block(name: str) -> str:
     if name not in TABLES:
         raise SystemExit(f"error: unknown generated block {name!r} (known: {', '.join(TABLES)})")
     results, script, make = TABLES[name]
+    if results is None:
+        return f"{make()}\n\n_Generated from the job spec's fields (`spec.py`) by `benchmarks/tables.py`._\n"
     load(results)  # a clear error when the file is missing
     return f"{make()}\n\n_Generated from `benchmarks/results/{results}`, written by `benchmarks/{script}`._\n"
 

@@ -61,7 +61,15 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as e:
-        raise fail(str(e)) from None
+        raise fail(e.worded(option_name)) from None
+
+
+def option_name(name: str) -> str:
+    """How the CLI spells an input the engine names (errors.UserError.field): the option
+    `--cpus-per-worker` for "cpus_per_worker"; an environment variable or a description as it is."""
+    if name.isupper() or " " in name:
+        return name
+    return "--" + name.replace("_", "-")
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:

@@ -16,7 +16,7 @@ from dtrain.spec import JobSpec
 
 
 def refuse_local_detach(detach: bool, jobs: Any) -> None:
-    if detach and jobs.mode == "local":
+    if detach and jobs.runtime == "local":
         raise UserError(
             "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
             "(start one with `ray start --head`, or pass --address)"
@@ -112,7 +112,7 @@ def print_outcome(jobs: Any, record: Any, spec: JobSpec, results: Any, out_dir: 
                     "epochs": report.epochs_run,
                     "rounds": report.rounds_run,
                     "workers": spec.workers,
-                    "mode": jobs.mode,
+                    "runtime": jobs.runtime,
                     "job_dir": job_dir,
                     "out": str(out_dir) if out_dir else None,
                     "timing": report.timing,
@@ -127,6 +127,6 @@ def print_outcome(jobs: Any, record: Any, spec: JobSpec, results: Any, out_dir: 
     else:
         from dtrain.cli.report import print_report
 
-        where = f"Job {record.id}: artifacts in {job_dir}" + ("" if jobs.mode == "local" else " on the head node")
-        where += f", copied to {out_dir}" if out_dir else ("" if jobs.mode == "local" else f"; `dtrain pull {record.id}` copies them to ./{record.id}")
+        where = f"Job {record.id}: artifacts in {job_dir}" + ("" if jobs.runtime == "local" else " on the head node")
+        where += f", copied to {out_dir}" if out_dir else ("" if jobs.runtime == "local" else f"; `dtrain pull {record.id}` copies them to ./{record.id}")
         print_report(Console(file=results), report, where, jobs.metrics(record.id))

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from dtrain.spec import JobSpec
+
 from dtrain.cli.report import worst_cells
 
 #: Figures' resolution: their pixel size is their size in inches times this.
@@ -156,7 +158,7 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]]) -> str:
     return f'<div class="plots">{img(fig, alt)}</div>'
 
 
-def workers_section(workers: list[dict[str, Any]], spec: dict[str, Any]) -> str:
+def workers_section(workers: list[dict[str, Any]], spec: JobSpec) -> str:
     if not workers:
         return '<p class="muted">This report has no per-worker figures.</p>'
     rows = [
@@ -182,14 +184,13 @@ def workers_section(workers: list[dict[str, Any]], spec: dict[str, Any]) -> str:
     return f'<div class="tables">{table}{plot}</div>'
 
 
-def loss_by_worker(workers: list[dict[str, Any]], spec: dict[str, Any]) -> str:
+def loss_by_worker(workers: list[dict[str, Any]], spec: JobSpec) -> str:
     """Each worker's training loss by epoch on its own shard (where they differ: skewed shards, a straggler).
 
     A federated job's workers count scorings, drawn at their rounds; an async job's count
     their own passes over their shards, which run ahead of or behind the job's epochs."""
-    rounds = spec.get("rounds")
-    x_of = (lambda p: min(p * spec.get("eval_every", 1), rounds)) if rounds else (lambda p: p)  # noqa: E731
-    xlabel = "round" if rounds else "pass over its own shard" if spec.get("mode") == "async" else "epoch"
+    x_of = spec.period_end
+    xlabel = "round" if spec.federated else "pass over its own shard" if spec.algorithm.name == "async" else "epoch"
     curves = [(w.get("rank", i), w.get("by_epoch") or []) for i, w in enumerate(workers)]
     curves = [(rank, [(x_of(e["epoch"]), e["train_loss"]) for e in by if e.get("train_loss") is not None]) for rank, by in curves]
     if not any(len(points) > 1 for _, points in curves):
@@ -207,7 +208,7 @@ def loss_by_worker(workers: list[dict[str, Any]], spec: dict[str, Any]) -> str:
     ax.set_ylabel("cross-entropy loss")
     if len(curves) <= 10:
         ax.legend(fontsize=7, loc="upper right")
-    alt = f"Training loss by {'round' if rounds else 'epoch'} of each worker: " + "; ".join(
+    alt = f"Training loss by {spec.algorithm.unit} of each worker: " + "; ".join(
         f"worker {rank} " + " ".join(f"{loss:.4f}" for _, loss in points) for rank, points in curves
     )
     return img(fig, alt)

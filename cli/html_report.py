@@ -26,9 +26,11 @@ import numpy as np
 from dtrain.cli.html_parts import (
     DIGIT_ZOOM, confusion_heatmap, curves, data_img, digit_png, esc, probability_chart, html_table, top3, workers_section,
 )
-from dtrain.cli.report import combine_rule, job_kind, headline, target_line, worst_cells
+from dtrain.cli.describe import clients_line, job_kind
+from dtrain.cli.report import combine_rule, headline, target_line, worst_cells
 from dtrain.cluster.job_report import Example, JobReport
 from dtrain.errors import UserError
+from dtrain.spec import FedAvg, JobSpec
 
 CSS = """
 :root { color-scheme: light; }
@@ -128,8 +130,11 @@ def _page(report: JobReport, history: list[dict[str, Any]]) -> str:
 # --- text -----------------------------------------------------------------------------------
 
 
-def _spec_line(spec: dict[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in spec.items() if value is not None)
+def _spec_line(spec: JobSpec) -> str:
+    data = spec.model_dump(mode="json")
+    settings = {"algorithm": spec.algorithm.name, **data.pop("algorithm")}
+    del settings["name"]
+    return ", ".join(f"{key} {value}" for key, value in {**data, **settings}.items() if value is not None)
 
 
 def _summary(report: JobReport) -> str:
@@ -138,17 +143,16 @@ def _summary(report: JobReport) -> str:
     rest = headline(report).removeprefix(f"Test accuracy {accuracy}")
     facts: list[tuple[str, str]] = []
     if report.layer_sizes:
-        facts.append(("model", "-".join(map(str, report.layer_sizes)) + f" MLP, {spec.get('activation', '')}"))
+        facts.append(("model", "-".join(map(str, report.layer_sizes)) + f" MLP, {spec.activation}"))
     if dataset:
         facts.append(("dataset", f"{dataset.get('name', '')}: {dataset.get('train', '?')} training, {dataset.get('test', '?')} test images"
-                      + (f" from {spec['data_dir']}" if spec.get("data_dir") else "")))
-    if spec:
-        facts.append(("training", f"lr {spec.get('lr')}, seed {spec.get('seed')}, {combine_rule(report)}"
-                      + (f", kernel {report.kernel}" if report.kernel else "")))
-        kind = job_kind(spec)
-        if kind or spec.get("clients"):
-            clients = f"{spec.get('clients_per_round') or spec['clients']} of {spec['clients']} clients a round" if spec.get("clients") else ""
-            facts.append(("setting", ", ".join(part for part in (kind, clients) if part)))
+                      + (f" from {spec.data_dir}" if spec.data_dir else "")))
+    facts.append(("training", f"lr {spec.lr}, seed {spec.seed}, {combine_rule(report)}"
+                  + (f", kernel {report.kernel}" if report.kernel else "")))
+    clients = clients_line(spec.algorithm) + " a round" if isinstance(spec.algorithm, FedAvg) else ""
+    setting = ", ".join(part for part in (job_kind(spec), clients) if part)
+    if setting:
+        facts.append(("setting", setting))
     if report.rounds_per_epoch and report.algorithm == "sync":
         facts.append(("merges", f"{sum(report.rounds_per_epoch)} rounds ({', '.join(map(str, report.rounds_per_epoch))} by epoch)"))
     recoveries = report.recoveries

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, note, out, prepare_out_dir
+from dtrain.cli.describe import job_kind
 from dtrain.cli.progress import async_figures
 from dtrain.spec import JobSpec
 
@@ -61,7 +62,7 @@ def list_jobs(address: Address = None, local: Local = False, storage: Storage = 
         table.add_row(
             r.id,
             Text(r.state, STATE_STYLE[r.state]),
-            kind_of(r.spec),
+            job_kind(r.spec, short=True),
             r.spec.period_label(r.epoch),
             percent(r.test_accuracy),
             str(r.spec.workers),
@@ -103,12 +104,6 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     for key, value in rows:
         table.add_row(key, value if isinstance(value, Text) else Text(value))
     out.print(table)
-
-
-def kind_of(spec: JobSpec) -> str:
-    """A job's kind in a word or two: its algorithm (fedsgd for FedAvg on whole batches), +skew for label-skewed shards."""
-    kind = "fedsgd" if spec.algorithm == "fedavg" and spec.batch_size == 0 else spec.algorithm
-    return kind + ("+skew" if spec.shard == "label-skew" else "")
 
 
 def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:

@@ -13,6 +13,8 @@ from rich.table import Table
 from dtrain.cli.render import digit_rows, draws_colour, side_by_side
 from dtrain.cli.sixel import pictures, sixels_wanted
 from dtrain.cluster.job_report import JobReport
+from dtrain.cli.describe import clients_line, job_kind
+from dtrain.spec import FedAvg
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -35,32 +37,17 @@ def sparkline(values: list[float]) -> str:
 def headline(report: JobReport) -> str:
     """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
     test, epochs, timing, spec = report.test, report.epochs_run, report.timing, report.spec
-    if report.federated:
-        clients = spec.get("clients_per_round") or spec["clients"]
+    if isinstance(spec.algorithm, FedAvg):
         name = "FedProx" if report.algorithm == "fedprox" else "federated averaging"
-        done = f"{report.rounds_run} rounds of {name} ({clients} of {spec['clients']} clients each)"
+        done = f"{report.rounds_run} rounds of {name} ({clients_line(spec.algorithm)} each)"
     else:
         done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
     kind = job_kind(spec)
     return (
         f"Test accuracy {test['accuracy'] * 100:.2f}%  (loss {test['loss']:.4f})  "
-        f"after {done} on {spec['workers']} workers{f' ({kind})' if kind else ''}, "
+        f"after {done} on {spec.workers} workers{f' ({kind})' if kind else ''}, "
         f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
     )
-
-
-def job_kind(spec: dict[str, Any]) -> str:
-    """What sets the job apart from a plain synchronous IID one, e.g. 'async, label-skew shards'."""
-    parts = []
-    if spec.get("mode") == "async":
-        parts.append("async")
-    if spec.get("shard", "iid") != "iid":
-        parts.append(f"{spec['shard']} shards")
-    if spec.get("batch_size", 1) != 1:
-        parts.append("full batches" if spec["batch_size"] == 0 else f"batches of {spec['batch_size']}")
-    if spec.get("straggler_delay"):
-        parts.append(f"worker 0 delayed {spec['straggler_delay']:g} s a block")
-    return ", ".join(parts)
 
 
 def combine_rule(report: JobReport) -> str:
@@ -68,7 +55,8 @@ def combine_rule(report: JobReport) -> str:
     momenta, algorithm = report.block_momentum, report.algorithm
     if algorithm == "async":
         return "staleness-scaled updates (1 / (1 + staleness))"
-    name = {"fedavg": "FedAvg", "fedprox": f"FedProx (mu {report.spec.get('mu')})"}.get(algorithm, "weighted averaging")
+    mu = getattr(report.spec.algorithm, "mu", None)
+    name = {"fedavg": "FedAvg", "fedprox": f"FedProx (mu {mu})"}.get(algorithm, "weighted averaging")
     if not any(momenta):
         return name
     first, last = momenta[0], momenta[-1]
@@ -78,10 +66,7 @@ def combine_rule(report: JobReport) -> str:
 
 def period(report: JobReport, scored: int) -> str:
     """'epoch N', or in a federated job 'round R', for the job's scored period `scored` (1-based)."""
-    spec = report.spec
-    if spec.get("rounds"):
-        return f"round {min(scored * spec.get('eval_every', 1), spec['rounds'])}"
-    return f"epoch {scored}"
+    return f"{report.spec.algorithm.unit} {report.spec.period_end(scored)}"
 
 
 def target_line(report: JobReport) -> str | None:
@@ -162,7 +147,7 @@ def print_report(
     if history and len(history) > 1:
         accuracy = [h["test_accuracy"] for h in history]
         loss = [h["test_loss"] for h in history]
-        unit = "round" if report.spec.get("rounds") else "epoch"
+        unit = "round" if report.federated else "epoch"
         console.print(
             f"Test accuracy by {unit:<6} {sparkline(thin(accuracy, 40))}  {accuracy[0] * 100:.2f}% -> {accuracy[-1] * 100:.2f}% "
             f"(best {max(accuracy) * 100:.2f}% at {period(report, accuracy.index(max(accuracy)) + 1)})\n"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional, get_args, get_origin
 
 import typer
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from dtrain.cli.app import (
     Address,
@@ -21,106 +21,87 @@ from dtrain.cli.app import (
     check_out_dir,
     user_errors,
 )
-from dtrain.errors import UserError
-from dtrain.spec import JobSpec
+from dtrain.spec import SETTINGS, JobSpec, spec_error
+
+#: `submit`'s parameters that say where and how to run, not what: not part of the spec.
+CLIENT_OPTIONS = ("out_dir", "detach", "address", "local", "storage", "as_json")
 
 
-def option_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
+def spec_field(name: str) -> FieldInfo:
+    """The JobSpec field, or algorithm setting, called `name`."""
+    for model in (JobSpec, *SETTINGS.values()):
+        if name in model.model_fields:
+            return model.model_fields[name]
+    raise KeyError(name)
+
+
+def from_spec(name: str, *flags: str) -> Any:
+    """The `submit` option of spec setting `name`: help text, default and choices come
+    from spec.py. The option itself defaults to None, "not given": the spec fills it in."""
+    field = spec_field(name)
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    default = field.get_default(call_default_factory=False)
+    shown = extra.get("default_text", False if field.is_required() or default is None else default)
+    if isinstance(shown, tuple):
+        shown = ",".join(map(str, shown))
+    elif not isinstance(shown, (str, bool)):
+        shown = f"{shown:g}" if isinstance(shown, float) else str(shown)
+    choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+    metavar = "[" + "|".join(choices) + "]" if choices else None
+    return typer.Option(*flags, help=field.description, show_default=shown, metavar=metavar)
 
 
 def build_spec(options: dict[str, Any]) -> JobSpec:
-    """Validate the options into a JobSpec; a bad one raises UserError naming the option."""
+    """Validate the options (the flat form: spec.py) into a JobSpec; a bad one raises
+    UserError naming the option. Options left out (None) take the spec's defaults."""
+    given = {k: v for k, v in options.items() if v is not None}
     try:
-        return JobSpec(**{k: v for k, v in options.items() if v is not None})
+        return JobSpec(**given)
     except ValidationError as e:
-        first = e.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
-        if first["loc"]:
-            field = str(first["loc"][0])
-        else:  # a rule across fields names its field first: "rounds: ..."
-            field, _, message = message.partition(": ")
-        message = re.sub(r"`(\w+)`", lambda m: option_name(m.group(1)), message)
-        if "got " not in message and options.get(field) is not None:
-            message += f" (got {options.get(field)!r})"
-        raise UserError(f"{option_name(field)}: {message}") from None
+        raise spec_error(e, given) from None
 
 
-# Long: one parameter per option of the job spec (Typer reads the options from the signature);
-# the body is a dozen lines.
+ALGORITHM_HELP = (
+    "Training algorithm: sync (rounds, block momentum), async (no barrier), fedavg (federated "
+    "averaging over --clients), fedprox (fedavg with a proximal term --mu)."
+)
+
+
+# Long: one parameter per option (Typer reads the options from the signature); each
+# option's help and default come from spec.py. The body is a dozen lines.
 @app.command()
 def submit(
-    workers: Annotated[int, typer.Option(help="Worker actors, each owning one shard of the training set.")] = 8,
-    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = 32,
-    lr: Annotated[float, typer.Option(help="Per-sample SGD learning rate.")] = 0.01,
-    hidden: Annotated[str, typer.Option(help="Hidden layer sizes, e.g. 64 or 256,128.")] = "64",
-    activation: Annotated[str, typer.Option(help="Hidden activation: relu or sigmoid.")] = "relu",
-    sync_every: Annotated[
-        Optional[int],
-        typer.Option(help="Samples each worker trains between weight syncs in epoch 1.", show_default="with bmuf, the larger of 2000/workers and shard/(4 x workers), shard = samples per worker; else 2000/workers"),
+    workers: Annotated[Optional[int], from_spec("workers")] = None,
+    algorithm: Annotated[
+        Optional[str],
+        typer.Option(help=ALGORITHM_HELP, show_default="sync; fedavg with --clients, fedprox with --mu",
+                     metavar="[" + "|".join(SETTINGS) + "]"),
     ] = None,
-    sync_growth: Annotated[
-        Optional[float],
-        typer.Option(help="Factor the sync block grows by each epoch, up to a whole shard.", show_default="2"),
-    ] = None,
-    combine: Annotated[str, typer.Option(help="Combine rule: bmuf (block momentum) or average.")] = "bmuf",
-    block_momentum: Annotated[
-        Optional[float],
-        typer.Option(
-            help="BMUF block momentum (with --clients: FedAvg's server momentum).",
-            show_default="1 - 1/workers, at most 0.5 on whole-shard rounds; 0 with --clients",
-        ),
-    ] = None,
-    cpus_per_worker: Annotated[
-        Optional[float],
-        typer.Option(
-            help="CPUs each worker reserves; refused at once if the cluster cannot hold them.",
-            show_default="1 where the cluster has enough CPUs, else an equal share",
-        ),
-    ] = None,
-    kernel: Annotated[str, typer.Option(help="SGD kernel: auto, numba or numpy.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same weights.")] = 0,
-    until_accuracy: Annotated[
-        Optional[float], typer.Option(help="Stop once test accuracy reaches this fraction, e.g. 0.97.")
-    ] = None,
-    data_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Directory of the four IDX files (on the head node, for a cluster).",
-            show_default="the MNIST shipped with dtrain",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option(help="Samples per SGD step: 1 is per-sample SGD; 0 one step on all of a client's data (FedSGD).")
-    ] = 1,
-    shard: Annotated[str, typer.Option(help="Data split over workers/clients: iid or label-skew (1-2 classes each).")] = "iid",
-    mode: Annotated[str, typer.Option(help="sync (rounds with a barrier) or async (each worker on its own).")] = "sync",
-    max_staleness: Annotated[
-        Optional[int], typer.Option(help="async: drop updates older than this many server versions.", show_default="2 x workers")
-    ] = None,
-    reduce: Annotated[
-        str,
-        typer.Option(
-            help="How a round's results reach the server: flat (one call), tree (a reducer per node sums its "
-            "workers' first), auto (tree for 32+ workers spanning 2+ nodes)."
-        ),
-    ] = "auto",
-    straggler_delay: Annotated[
-        float, typer.Option(help="Seconds worker 0 waits before each block: a deliberately slow worker.")
-    ] = 0.0,
-    clients: Annotated[
-        Optional[int], typer.Option(help="Federated averaging: split the data over this many clients, hosted by the workers.")
-    ] = None,
-    clients_per_round: Annotated[
-        Optional[int], typer.Option(help="Federated: clients sampled each round.", show_default="all")
-    ] = None,
-    local_epochs: Annotated[int, typer.Option(help="Federated: passes each sampled client makes over its data per round.")] = 1,
-    rounds: Annotated[Optional[int], typer.Option(help="Federated: rounds to run (instead of --epochs).")] = None,
-    eval_every: Annotated[int, typer.Option(help="Federated: rounds between scorings of the global model.")] = 1,
-    mu: Annotated[
-        Optional[float],
-        typer.Option(help="FedProx: each client's proximal term mu/2 * ||w - w_global||^2 (with --clients).", show_default="none: FedAvg"),
-    ] = None,
+    epochs: Annotated[Optional[int], from_spec("epochs")] = None,
+    lr: Annotated[Optional[float], from_spec("lr")] = None,
+    hidden: Annotated[Optional[str], from_spec("hidden")] = None,
+    activation: Annotated[Optional[str], from_spec("activation")] = None,
+    sync_every: Annotated[Optional[int], from_spec("sync_every")] = None,
+    sync_growth: Annotated[Optional[float], from_spec("sync_growth")] = None,
+    combine: Annotated[Optional[str], from_spec("combine")] = None,
+    block_momentum: Annotated[Optional[float], from_spec("block_momentum")] = None,
+    cpus_per_worker: Annotated[Optional[float], from_spec("cpus_per_worker")] = None,
+    kernel: Annotated[Optional[str], from_spec("kernel")] = None,
+    seed: Annotated[Optional[int], from_spec("seed")] = None,
+    until_accuracy: Annotated[Optional[float], from_spec("until_accuracy")] = None,
+    data_dir: Annotated[Optional[Path], from_spec("data_dir")] = None,
+    batch_size: Annotated[Optional[int], from_spec("batch_size")] = None,
+    split: Annotated[Optional[str], from_spec("split", "--split", "--shard")] = None,
+    max_staleness: Annotated[Optional[int], from_spec("max_staleness")] = None,
+    reduce: Annotated[Optional[str], from_spec("reduce")] = None,
+    straggler_delay: Annotated[Optional[float], from_spec("straggler_delay")] = None,
+    clients: Annotated[Optional[int], from_spec("clients")] = None,
+    clients_per_round: Annotated[Optional[int], from_spec("clients_per_round")] = None,
+    local_epochs: Annotated[Optional[int], from_spec("local_epochs")] = None,
+    rounds: Annotated[Optional[int], from_spec("rounds")] = None,
+    eval_every: Annotated[Optional[int], from_spec("eval_every")] = None,
+    mu: Annotated[Optional[float], from_spec("mu")] = None,
+    mode: Annotated[Optional[str], typer.Option(hidden=True, help="Old name of --algorithm (sync or async).")] = None,
     out_dir: CopyTo = None,
     detach: Detach = False,
     address: Address = None,
@@ -134,29 +115,22 @@ def submit(
     detaches and leaves the job running). Exit code 0: the job succeeded;
     1: it failed or was cancelled; 2: a bad option, file or address.
     """
+    settings = {name: value for name, value in locals().items() if name not in CLIENT_OPTIONS}  # the parameters
+    settings["algorithm"] = settings.pop("mode") if algorithm is None else algorithm
     from dtrain.cli.follow import drive, refuse_local_detach
     from dtrain.cli.stdout import reserve_stdout
     from dtrain.cluster.client import open_jobs
 
     with user_errors():
-        spec = build_spec(
-            dict(
-                workers=workers, epochs=epochs, lr=lr, hidden=hidden, activation=activation, sync_every=sync_every,
-                sync_growth=sync_growth, combine=combine, block_momentum=block_momentum,
-                cpus_per_worker=cpus_per_worker, kernel=kernel, seed=seed, until_accuracy=until_accuracy,
-                data_dir=str(data_dir.absolute()) if data_dir else None, batch_size=batch_size, shard=shard,
-                mode=mode, max_staleness=max_staleness, reduce=reduce, straggler_delay=straggler_delay, clients=clients,
-                clients_per_round=clients_per_round, local_epochs=local_epochs, rounds=rounds, eval_every=eval_every,
-                mu=mu,
-            )
-        )
+        settings["data_dir"] = str(data_dir.absolute()) if data_dir else None
+        spec = build_spec(settings)
         if out_dir:
             check_out_dir(out_dir)  # made when the artifacts are copied into it
         reserve_stdout()  # before Ray connects: its driver prints raylet messages to descriptor 1
         jobs = open_jobs(address, local, storage)
         refuse_local_detach(detach, jobs)
         dataset = None
-        if jobs.mode == "local":  # the job runs here: check it all before Ray starts
+        if jobs.runtime == "local":  # the job runs here: check it all before Ray starts
             from dtrain.cluster import placement
             from dtrain.cluster.runner import check_fits
             from dtrain.data.mnist import load_dataset
@@ -165,7 +139,7 @@ def submit(
             check_fits(spec, dataset)
             placement.worker_cpus(spec.workers, spec.cpus_per_worker, [placement.local_cpus()])
 
-    if jobs.mode == "cluster":
+    if jobs.runtime == "cluster":
         start_on_cluster = lambda: jobs.submit(spec)  # noqa: E731
     else:
         start_on_cluster = None
@@ -209,7 +183,7 @@ def resume(
     drive(
         jobs,
         spec,
-        start_on_cluster=(lambda: jobs.resume(job_id)) if jobs.mode == "cluster" else None,
+        start_on_cluster=(lambda: jobs.resume(job_id)) if jobs.runtime == "cluster" else None,
         run_here=lambda created, on_event: jobs.resume(job_id, on_created=created, on_event=on_event),
         out_dir=out_dir,
         detach=detach,

@@ -41,7 +41,7 @@ LOCAL_CANCEL_TIMEOUT_S = 30.0
 class LocalJobs:
     """Jobs in a storage directory on this machine; new ones run in this process."""
 
-    mode = "local"
+    runtime = "local"
 
     def __init__(self, root: Path):
         self.store = JobStore(root)
@@ -105,7 +105,7 @@ class LocalJobs:
 class ClusterJobs:
     """Jobs of a running Ray cluster, through its registry actor."""
 
-    mode = "cluster"
+    runtime = "cluster"
 
     def __init__(self, target: Target, storage: str | None):
         from dtrain.cluster.registry import get_or_create_registry
@@ -125,13 +125,13 @@ class ClusterJobs:
             return ray.get(method.remote(*args))
         except RayTaskError as e:
             if isinstance(e.cause, UserError):
-                raise UserError(str(e.cause)) from None
+                raise UserError(e.cause.problem, e.cause.field) from None
             raise
 
     def submit(self, spec: JobSpec) -> JobRecord:
         answer = self._call(self.registry.submit, spec, new_job_id())  # the id makes a retried call find its job
         if "error" in answer:
-            raise UserError(answer["error"])
+            raise UserError(answer["error"], answer.get("field"))
         return JobRecord.model_validate(answer)
 
     def resume(self, job_id: str) -> JobRecord:
@@ -145,7 +145,7 @@ class ClusterJobs:
                 f"`dtrain status {job_id}` shows whether it resumed, else run `dtrain resume {job_id}` again"
             ) from None
         if "error" in answer:
-            raise UserError(answer["error"])
+            raise UserError(answer["error"], answer.get("field"))
         return JobRecord.model_validate(answer)
 
     def jobs(self) -> list[JobRecord]:
@@ -182,7 +182,7 @@ def open_jobs(address: str | None = None, local: bool = False, storage: str | No
     """The jobs of the cluster at `address` (or the one running on this machine), else of the local storage."""
     target = resolve(address, local)
     requested = requested_storage(storage)
-    if target.mode == "local":
+    if target.runtime == "local":
         return LocalJobs(resolve_root(requested))
     return ClusterJobs(target, requested)
 

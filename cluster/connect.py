@@ -67,16 +67,16 @@ TOKEN_HINT = (
 
 @dataclass(frozen=True)
 class Target:
-    """Where to run: mode "local" (an embedded Ray) or "cluster" (join `address`).
+    """Where to run: runtime "local" (an embedded Ray) or "cluster" (join `address`).
 
     `ray_address` is what `ray.init` is given: "auto" for the cluster found on this
     machine (so Ray applies its own rules for it, token included), else `address`.
     """
 
-    mode: str
+    runtime: str
     address: str | None = None
     ray_address: str | None = None
-    source: str = "--address"  # where the address came from, for error messages
+    source: str = "address"  # where the address came from: an input name (errors.UserError.field), or what it is
 
 
 def connect_local(num_cpus: int | None = None) -> None:
@@ -127,29 +127,29 @@ def recorded_address() -> str | None:
         return None
 
 
-def split_address(address: str, source: str = "--address") -> tuple[str, int]:
+def split_address(address: str, source: str = "address") -> tuple[str, int]:
     """(host, port) of a cluster address; UserError for anything that is not host:port."""
     if "://" in address:
-        raise UserError(f"{source}: expected the cluster's host:port (e.g. 10.0.0.5:6379), not a URL: {address!r}")
+        raise UserError(f"expected the cluster's host:port (e.g. 10.0.0.5:6379), not a URL: {address!r}", source)
     host, sep, port = address.strip().rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit():
-        raise UserError(f"{source}: expected host:port, 'auto' or 'local', got {address!r}")
+        raise UserError(f"expected host:port, 'auto' or 'local', got {address!r}", source)
     if not 0 < int(port) < 65536:
-        raise UserError(f"{source}: port {port} is out of range (1-65535)")
+        raise UserError(f"port {port} is out of range (1-65535)", source)
     return host, int(port)
 
 
-def check_reachable(address: str, source: str = "--address", timeout_s: float = REACH_TIMEOUT_S) -> None:
+def check_reachable(address: str, source: str = "address", timeout_s: float = REACH_TIMEOUT_S) -> None:
     """Return if something accepts TCP connections at `address`; else UserError within `timeout_s`."""
     host, port = split_address(address, source)
-    unreachable = f"{source}: cannot reach a Ray cluster at {address}"
+    unreachable = f"cannot reach a Ray cluster at {address}"
     try:
         socket.create_connection((host, port), timeout=timeout_s).close()
     except socket.timeout:
-        raise UserError(f"{unreachable}: no answer within {timeout_s:g} s") from None
+        raise UserError(f"{unreachable}: no answer within {timeout_s:g} s", source) from None
     except OSError as e:
-        raise UserError(f"{unreachable}: {e.strerror or e}") from None
+        raise UserError(f"{unreachable}: {e.strerror or e}", source) from None
 
 
 def listening(address: str, timeout_s: float = 1.0) -> bool:
@@ -163,10 +163,10 @@ def listening(address: str, timeout_s: float = 1.0) -> bool:
 def resolve(address: str | None, local: bool = False) -> Target:
     """Decide where to run from --address / RAY_ADDRESS / --local; UserError for an address that will not do."""
     if local and address:
-        raise UserError("--local and --address: choose one (--local runs an embedded Ray in this process)")
+        raise UserError("choose `local` or `address`, not both (`local` runs an embedded Ray in this process)", "local")
     if local:
         return Target("local")
-    source = "--address"
+    source = "address"
     if not address and os.environ.get("RAY_ADDRESS"):
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address == "local":
@@ -178,7 +178,7 @@ def resolve(address: str | None, local: bool = False) -> Target:
             if not recorded or not listening(recorded):
                 return Target("local")
         elif not recorded:
-            raise UserError(f"{source} auto: no Ray cluster was started on this machine (start one with `ray start --head`)")
+            raise UserError("auto: no Ray cluster was started on this machine (start one with: ray start --head)", source)
         source = "the Ray cluster started on this machine"
         check_reachable(recorded, source)
         return Target("cluster", recorded, "auto", source)
@@ -188,7 +188,7 @@ def resolve(address: str | None, local: bool = False) -> Target:
 
 def connect(target: Target) -> None:
     """Connect this process to `target` (once); UserError, in one line and within seconds, if it cannot."""
-    if target.mode == "local":
+    if target.runtime == "local":
         connect_local()
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -217,20 +217,16 @@ def _join(target: Target) -> None:
         return
     token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
     if token_path and not Path(token_path).expanduser().is_file():
-        raise UserError(f"RAY_AUTH_TOKEN_PATH: {token_path}: no such file (expected the cluster's token)")
+        raise UserError(f"{token_path}: no such file (expected the cluster's token)", "RAY_AUTH_TOKEN_PATH")
     t0 = time.monotonic()
     try:
         # Ray's client logs a line per failed attempt on descriptor 2: the user gets one line from us instead.
         with native_stderr_muted():
             ray.init(address=target.ray_address, logging_level="WARNING", log_to_driver=False)
     except AuthenticationError:  # token mode on here, and no token to send
-        raise UserError(f"{_where(target)}: token authentication is on here, but this client has no token: {TOKEN_HINT}") from None
+        raise UserError(f"{target.address}: token authentication is on here, but this client has no token: {TOKEN_HINT}", target.source) from None
     except (ConnectionError, RuntimeError) as e:
-        raise UserError(_connection_problem(target, e, time.monotonic() - t0)) from None
-
-
-def _where(target: Target) -> str:
-    return f"{target.source}: {target.address}"
+        raise UserError(_connection_problem(target, e, time.monotonic() - t0), target.source) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -243,8 +239,8 @@ def _connection_problem(target: Target, e: BaseException, waited_s: float) -> st
     told = " ".join(str(x) for x in (e, e.__cause__, e.__context__) if x is not None)
     if "InvalidAuthToken" in told or "Unauthenticated" in told or "AuthenticationError" in told:
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
-            return f"{_where(target)}: the cluster refused this client's authentication token: {TOKEN_HINT}"
-        return f"{_where(target)}: the cluster needs an authentication token: {TOKEN_HINT}"
+            return f"{target.address}: the cluster refused this client's authentication token: {TOKEN_HINT}"
+        return f"{target.address}: the cluster needs an authentication token: {TOKEN_HINT}"
     if "TimedOut" in told or "Timed out" in told or "timed out" in told:
-        return f"{_where(target)}: something listens there, but it did not answer as a Ray cluster within {waited_s:.0f} s"
-    return f"{_where(target)}: cannot join the Ray cluster: {_first_line(e)}"
+        return f"{target.address}: something listens there, but it did not answer as a Ray cluster within {waited_s:.0f} s"
+    return f"{target.address}: cannot join the Ray cluster: {_first_line(e)}"

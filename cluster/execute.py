@@ -98,7 +98,7 @@ def execute(
     try:
         result = run_job(
             record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop,
-            may_start=(lambda: first_in_line(store, record)) if record.owner.kind == "cluster" else None,
+            may_start=(lambda: first_in_line(store, record)) if record.owner.runtime == "cluster" else None,
         )
     except JobCancelled as e:
         end("CANCELLED", str(e))

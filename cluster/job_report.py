@@ -30,14 +30,14 @@ class Example(BaseModel):
 
 
 class JobReport(BaseModel):
-    """report.json. `spec` stays the spec's JSON (as the job ran it); `job_spec()` parses it."""
+    """report.json; its `spec` is the job's (an older report's flat spec reads as well)."""
 
     model_config = ConfigDict(extra="allow")
 
     job_id: str = ""
     state: str = "SUCCEEDED"
     dtrain_version: str = ""
-    spec: dict[str, Any] = Field(default_factory=dict)
+    spec: JobSpec = Field(default_factory=JobSpec)
     dataset: dict[str, Any] = Field(default_factory=dict)  # name, train, test, image_shape
     layer_sizes: list[int] = Field(default_factory=list)
     kernel: str | None = None
@@ -64,24 +64,12 @@ class JobReport(BaseModel):
 
     @property
     def algorithm(self) -> str:
-        """The training algorithm's name (sync, async, fedavg, fedprox), as JobSpec.algorithm."""
-        spec = self.job_spec()
-        if spec is not None:
-            return spec.algorithm
-        if self.spec.get("clients"):
-            return "fedavg" if self.spec.get("mu") is None else "fedprox"
-        return str(self.spec.get("mode", "sync"))
+        """The training algorithm's name (sync, async, fedavg, fedprox)."""
+        return self.spec.algorithm.name
 
     @property
     def federated(self) -> bool:
-        return bool(self.spec.get("clients"))
-
-    def job_spec(self) -> JobSpec | None:
-        """The spec as a JobSpec, or None if this dtrain cannot read it (a report from another version)."""
-        try:
-            return JobSpec.model_validate(self.spec)
-        except ValueError:
-            return None
+        return self.spec.federated
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from dtrain.files import read_jsonl, write_json
 from dtrain.errors import UserError
@@ -42,13 +42,14 @@ DEFAULT_STORAGE = "~/.dtrain"
 class Owner(BaseModel):
     """Who runs the job, so a reader can tell a live job from one whose runner is gone.
 
-    kind "local": the dtrain process `pid` on `host` runs it in an embedded Ray.
-    kind "cluster": the job registry `registry` runs it: the id of the cluster's head node,
+    runtime "local": the dtrain process `pid` on `host` runs it in an embedded Ray.
+    runtime "cluster": the job registry `registry` runs it: the id of the cluster's head node,
     so the same across restarts of the registry actor, and new with each cluster. Once
     the job's runner starts, `pid` is the runner's process (on the head node).
     """
 
-    kind: Literal["local", "cluster"]
+    # "kind" in job.json files of dtrain 0.1
+    runtime: Literal["local", "cluster"] = Field(validation_alias=AliasChoices("runtime", "kind"))
     host: str
     pid: int = 0
     registry: str = ""
@@ -89,7 +90,7 @@ class JobRecord(BaseModel):
 
 
 def local_owner() -> Owner:
-    return Owner(kind="local", host=socket.gethostname(), pid=os.getpid())
+    return Owner(runtime="local", host=socket.gethostname(), pid=os.getpid())
 
 
 def resolve_root(storage: str | os.PathLike | None) -> Path:
@@ -127,7 +128,7 @@ class JobStore:
         try:
             self.jobs.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"--storage: cannot create {self.jobs}: {e.strerror}") from None
+            raise UserError(f"cannot create {self.jobs}: {e.strerror}", "storage") from None
         for candidate in [job_id] if job_id else (new_job_id() for _ in range(100)):
             try:
                 self.job_dir(candidate).mkdir()  # exclusive: two clients never get one id
@@ -240,7 +241,7 @@ def effective(record: JobRecord, live_registry: str | None = None) -> JobRecord:
     if record.done:
         return record
     owner = record.owner
-    if owner.kind == "local":
+    if owner.runtime == "local":
         gone = owner.host == socket.gethostname() and not pid_alive(owner.pid)
         why = f"interrupted: the dtrain process that ran it (pid {owner.pid}) is gone"
     else:

@@ -24,8 +24,8 @@ class Layout:
 
     @classmethod
     def for_job(cls, spec: JobSpec, y: np.ndarray) -> Layout:
-        units = spec.clients or spec.workers
-        order, unit_bounds = partition(y, units, spec.shard, spec.seed)
+        units = spec.algorithm.clients if spec.federated else spec.workers
+        order, unit_bounds = partition(y, units, spec.split, spec.seed)
         if not spec.federated:
             return cls(order, unit_bounds, [[] for _ in unit_bounds], [0] * len(unit_bounds))
         hosted = even_bounds(units, spec.workers)

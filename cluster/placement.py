@@ -46,8 +46,9 @@ def cpus_per_worker(workers: int, available: float) -> float:
         raise UserError("the Ray cluster has no CPUs to run workers on")
     if workers > MAX_WORKERS_PER_CPU * available:
         raise UserError(
-            f"--workers: {workers} workers on {available:g} CPUs; expected at most "
-            f"{int(MAX_WORKERS_PER_CPU * available)} ({MAX_WORKERS_PER_CPU} per CPU)"
+            f"{workers} workers on {available:g} CPUs; expected at most "
+            f"{int(MAX_WORKERS_PER_CPU * available)} ({MAX_WORKERS_PER_CPU} per CPU)",
+            "workers",
         )
     # Rounded down: shares that add up to a hair over the total would leave a worker unplaced.
     return min(1.0, math.floor(available / workers * 10_000) / 10_000)
@@ -70,8 +71,9 @@ def worker_cpus(workers: int, requested: float | None, nodes: list[float]) -> fl
     if workers_that_fit(requested, nodes) < workers:
         shape = " + ".join(f"{c:g}" for c in nodes) or "none"
         raise UserError(
-            f"--cpus-per-worker: {workers} workers x {requested:g} CPU cannot be placed: the cluster has "
-            f"{sum(nodes):g} CPUs on {len(nodes)} node{'s' if len(nodes) != 1 else ''} ({shape})"
+            f"{workers} workers x {requested:g} CPU cannot be placed: the cluster has "
+            f"{sum(nodes):g} CPUs on {len(nodes)} node{'s' if len(nodes) != 1 else ''} ({shape})",
+            "cpus_per_worker",
         )
     return requested
 

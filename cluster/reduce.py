@@ -134,9 +134,10 @@ TREE_MIN_WORKERS = 32
 
 def use_tree(spec: JobSpec, node_of: Sequence[str]) -> bool:
     """Whether a job whose workers run on the nodes `node_of` (in rank order) reduces in a tree."""
-    if spec.reduce == "auto":
+    reduce = getattr(spec.algorithm, "reduce", "flat")  # async has none: each push is one worker's
+    if reduce == "auto":
         return len(set(node_of)) >= 2 and len(node_of) >= TREE_MIN_WORKERS
-    return spec.reduce == "tree"
+    return reduce == "tree"
 
 
 def groups_by_node(node_of: Sequence[str]) -> dict[str, list[int]]:

@@ -62,7 +62,7 @@ class JobRunner:
         self.running = threading.Lock()
         self.ran = False
 
-    def prepare(self) -> str | None:
+    def prepare(self) -> UserError | None:
         """Check that the job can run here (its data, the workers it asks for): None, or why not."""
         from dtrain.data.mnist import load_dataset
 
@@ -72,7 +72,7 @@ class JobRunner:
             check_fits(spec, self.dataset)
             placement.worker_cpus(spec.workers, spec.cpus_per_worker, placement.node_cpus())
         except UserError as e:
-            return str(e)
+            return e
         return None
 
     def run(self) -> str:
@@ -94,6 +94,11 @@ class JobRunner:
 
     def cancel(self) -> None:
         self.stop_requested.set()
+
+
+def refusal(error: UserError) -> dict[str, Any]:
+    """A refused request as the registry answers it: plain data the client makes a UserError of again."""
+    return {"error": error.problem, "field": error.field}
 
 
 def runner_name(job_id: str) -> str:
@@ -133,8 +138,8 @@ class JobRegistry:
         if Path(storage).expanduser().resolve() == self.root.resolve():
             return None
         return (
-            f"--storage: this cluster's dtrain registry keeps its jobs in {self.root} (on the head node), "
-            f"not {storage}; omit --storage, or restart the cluster to change it"
+            f"this cluster's dtrain registry keeps its jobs in {self.root} (on the head node), "
+            f"not {storage}; omit `storage`, or restart the cluster to change it"
         )
 
     def _take_up_running_jobs(self) -> None:
@@ -144,7 +149,7 @@ class JobRegistry:
         import ray
 
         for record in self.store.records():
-            if record.done or record.owner.kind != "cluster" or record.owner.registry != self.id:
+            if record.done or record.owner.runtime != "cluster" or record.owner.registry != self.id:
                 continue
             running = self.running[record.id] = _Running(runner=None)
             try:
@@ -154,17 +159,17 @@ class JobRegistry:
             else:
                 threading.Thread(target=self._watch, args=(record.id, running), daemon=True).start()
 
-    def _refused_later(self, job_id: str, problem: str) -> None:
-        self.store.update(job_id, state="FAILED", message=problem, ended_at=time.time())
+    def _refused_later(self, job_id: str, problem: UserError) -> None:
+        self.store.update(job_id, state="FAILED", message=str(problem), ended_at=time.time())
 
     def submit(self, spec: JobSpec, job_id: str) -> dict[str, Any]:
         """Start a job (the client chose its id): its record (PENDING) and its runner.
-        Returns the record, or {"error": why it was refused}. Run again with the same
+        Returns the record, or why it was refused (`refusal`). Run again with the same
         arguments (Ray retries it after a restart), it returns the job the first call made."""
         try:
             self.store.create(spec, self._owner(), job_id)
         except UserError as e:
-            return {"error": str(e)}
+            return refusal(e)
         except FileExistsError:
             record = self.store.load(job_id)
             if record.spec != spec:
@@ -187,7 +192,7 @@ class JobRegistry:
     def _owner(self) -> Owner:
         import ray
 
-        return Owner(kind="cluster", host=ray.util.get_node_ip_address(), registry=self.id)
+        return Owner(runtime="cluster", host=ray.util.get_node_ip_address(), registry=self.id)
 
     def _launch(self, job_id: str, refused: Callable[[str], None]) -> dict[str, Any]:
         """Start the job's runner; once it has checked the job can run, let it run and watch it."""
@@ -196,12 +201,12 @@ class JobRegistry:
                 return {"error": f"job {job_id} is already running"}
             running = _Running(runner=None)
             self.running[job_id] = running  # from now on `cancel` finds it, even while it prepares
-        problem = self._start(job_id, running, lambda _, why: refused(why))
+        problem = self._start(job_id, running, lambda _, why: refused(str(why)))
         if problem:
-            return {"error": problem}
+            return refusal(problem)
         return self.store.load(job_id).model_dump(mode="json")
 
-    def _start(self, job_id: str, running: _Running, refused: Callable[[str, str], None]) -> str | None:
+    def _start(self, job_id: str, running: _Running, refused: Callable[[str, UserError], None]) -> UserError | None:
         """Create the job's runner and have it check the job; then watch it run. Returns why it
         cannot run (having called `refused(job_id, why)` and forgotten the runner), or None."""
         import ray
@@ -210,7 +215,7 @@ class JobRegistry:
             running.runner = runner = new_runner(str(self.root), job_id)
             problem = ray.get(runner.prepare.remote(), timeout=PREPARE_TIMEOUT_S)
         except Exception as e:  # the runner could not even start
-            problem = f"the job's runner did not start: {type(e).__name__}"
+            problem = UserError(f"the job's runner did not start: {type(e).__name__}")
         if problem:
             if running.runner is not None:
                 ray.kill(running.runner)
@@ -341,5 +346,5 @@ def get_or_create_registry(storage: str | None) -> Any:
     )
     problem = storage and ray.get(registry.check_storage.remote(storage))
     if problem:
-        raise UserError(problem)
+        raise UserError(problem, "storage")
     return registry

@@ -77,9 +77,9 @@ class Trained:
 def check_fits(spec: JobSpec, dataset: Dataset) -> None:
     n = len(dataset.y_train)
     if spec.workers > n:
-        raise UserError(f"--workers: {spec.workers} workers for {n} training samples; expected at most {n}")
-    if spec.clients and spec.clients > n:
-        raise UserError(f"--clients: {spec.clients} clients for {n} training samples; expected at most {n}")
+        raise UserError(f"{spec.workers} workers for {n} training samples; expected at most {n}", "workers")
+    if spec.federated and spec.algorithm.clients > n:
+        raise UserError(f"{spec.algorithm.clients} clients for {n} training samples; expected at most {n}", "clients")
 
 
 def run_job(
@@ -220,7 +220,7 @@ def finish(job: Job, job_id: str, kernel: str, trained: Trained, recoveries: lis
     report = JobReport(
         job_id=job_id,
         dtrain_version=__version__,
-        spec=spec.model_dump(mode="json"),
+        spec=spec,
         dataset={"name": dataset.name, "train": len(dataset.y_train), "test": len(dataset.y_test),
                  "image_shape": list(dataset.image_shape)},
         layer_sizes=list(job.sizes),

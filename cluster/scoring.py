@@ -28,7 +28,7 @@ SCORING_THREADS = min(4, int(placement.local_cpus()))
 
 def check_divergence(figures: dict[str, Any], epoch: int, spec: JobSpec) -> None:
     """Fail the job when training has blown up, rather than save garbage as a model."""
-    where = spec.period_label(epoch + 1).split("/")[0]  # "epoch 3", or "round 30"
+    where = f"{spec.algorithm.unit} {spec.period_end(epoch + 1)}"  # "epoch 3", or "round 30"
     why = divergence(figures, epoch, N_CLASSES, where)
     if why:
         raise JobFailed(why)

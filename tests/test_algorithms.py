@@ -10,7 +10,7 @@ from dtrain.cluster.algorithms.asynchronous import StalenessScaled
 from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
 from dtrain.cluster.job_report import JobReport
 from dtrain.cluster.parameter_server import ParameterServer
-from dtrain.spec import JobSpec
+from dtrain.spec import Async, FedAvg, FedProx, JobSpec
 from dtrain.worker.tasks import Block, Clients, Update
 
 SIZES = (4, 3, 2)
@@ -23,7 +23,7 @@ SIZES = (4, 3, 2)
 )
 def test_each_spec_is_trained_by_its_registered_algorithm(options, name):
     spec = JobSpec(**options)
-    assert spec.algorithm == name and type(algorithm_for(spec)) is ALGORITHMS[name] and ALGORITHMS[name].name == name
+    assert spec.algorithm.name == name and type(algorithm_for(spec)) is ALGORITHMS[name] and ALGORITHMS[name].name == name
 
 
 def test_the_async_rule_scales_a_change_by_its_staleness_and_drops_one_too_stale():
@@ -61,27 +61,52 @@ def test_a_workers_tasks_say_what_period_their_figures_count_in():
     assert Clients(round_index=7, clients=(1, 3), period=4).period == 4
 
 
-def test_an_older_report_json_loads_and_keeps_its_shape():
-    old = {  # as report.json files were written before the spec knew FedProx (no "mu"), minimal
-        "job_id": "0e6f1167", "state": "SUCCEEDED", "dtrain_version": "0.1.0",
-        "spec": JobSpec().model_dump(mode="json") | {"mu": None},
+#: spec.json as dtrain wrote it before the algorithm union: every setting flat, used or not.
+FLAT_SPEC_V1 = {
+    "workers": 8, "epochs": 32, "lr": 0.01, "hidden": [64], "activation": "relu", "sync_every": None,
+    "sync_growth": 2.0, "combine": "bmuf", "block_momentum": None, "cpus_per_worker": None, "kernel": "auto",
+    "seed": 0, "until_accuracy": None, "data_dir": None, "batch_size": 1, "shard": "iid", "mode": "sync",
+    "max_staleness": None, "reduce": "auto", "straggler_delay": 0.0, "clients": None, "clients_per_round": None,
+    "local_epochs": 1, "rounds": None, "eval_every": 1, "mu": None,
+}
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({}, JobSpec()),
+        ({"mode": "async", "max_staleness": 3, "epochs": 4}, JobSpec(algorithm=Async(epochs=4, max_staleness=3))),
+        ({"clients": 100, "rounds": 5, "clients_per_round": 10, "combine": "average", "shard": "label-skew"},
+         JobSpec(split="label-skew", algorithm=FedAvg(clients=100, rounds=5, clients_per_round=10))),
+        ({"clients": 100, "rounds": 5, "mu": 0.01}, JobSpec(algorithm=FedProx(clients=100, rounds=5, mu=0.01))),
+    ],
+)
+def test_a_flat_spec_json_of_an_older_dtrain_loads_as_the_same_job(changes, expected):
+    old = FLAT_SPEC_V1 | changes
+    assert JobSpec.model_validate(old) == expected
+    assert JobSpec.model_validate(expected.model_dump(mode="json")) == expected  # the new form round-trips
+
+
+def test_an_older_report_json_loads():
+    old = {  # as report.json files were written before the algorithm union, minimal
+        "job_id": "0e6f1167", "state": "SUCCEEDED", "dtrain_version": "0.1.0", "spec": FLAT_SPEC_V1,
         "test": {"accuracy": 0.9781, "loss": 0.0927}, "epochs_run": 32, "timing": {"total_s": 1.0, "train_s": 0.5},
         "examples": [{"index": 0, "label": 7, "predicted": 7, "confidence": 1.0, "probabilities": [0.1] * 10,
                       "pixels": [0] * 784}],
         "something_newer": {"kept": True},
     }
-    del old["spec"]["mu"]
     report = JobReport.of(old)
-    assert report.algorithm == "sync" and report.examples[0].label == 7 and report.misclassified == []
+    assert report.algorithm == "sync" and report.spec == JobSpec()
+    assert report.examples[0].label == 7 and report.misclassified == []
     dumped = report.to_json()
-    assert {k: dumped[k] for k in old} == old  # what was there comes out as it was
+    assert {k: dumped[k] for k in old if k != "spec"} == {k: v for k, v in old.items() if k != "spec"}
 
 
 def test_list_names_each_jobs_algorithm():
-    from dtrain.cli.jobs import kind_of
+    from dtrain.cli.describe import job_kind
     from dtrain.spec import JobSpec
 
-    kinds = [kind_of(JobSpec(**k)) for k in [{}, {"mode": "async"}, {"clients": 8, "rounds": 2},
+    kinds = [job_kind(JobSpec(**k), short=True) for k in [{}, {"mode": "async"}, {"clients": 8, "rounds": 2},
                                              {"clients": 8, "rounds": 2, "mu": 0.1}, {"clients": 8, "rounds": 2, "batch_size": 0},
                                              {"shard": "label-skew"}]]
     assert kinds == ["sync", "async", "fedavg", "fedprox", "fedsgd", "sync+skew"]

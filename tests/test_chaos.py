@@ -74,15 +74,15 @@ def ray_prints():  # as Ray's error listener thread does, while the command talk
     t.join()
 
 class FakeJobs:
-    mode = "cluster"
+    runtime = "cluster"
     where = "a fake cluster"
     root = "/nonexistent"
     def submit(self, spec):
         ray_prints()
-        return JobRecord(id="0123abcd", spec=spec, owner=Owner(kind="cluster", host="h"))
+        return JobRecord(id="0123abcd", spec=spec, owner=Owner(runtime="cluster", host="h"))
     def job(self, job_id):
         ray_prints()
-        return JobRecord(id=job_id, spec=JobSpec(), owner=Owner(kind="cluster", host="h"))
+        return JobRecord(id=job_id, spec=JobSpec(), owner=Owner(runtime="cluster", host="h"))
 
 client.open_jobs = lambda *args, **kwargs: FakeJobs()
 from dtrain.cli.main import main

@@ -29,8 +29,8 @@ def test_submit_json_prints_one_object_and_writes_the_run(ray_cluster, tmp_path,
     result = run_cli("submit", "--workers", "2", "--epochs", "1", "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)  # stdout holds exactly one JSON object
-    assert {"job_id", "state", "test_accuracy", "epochs", "workers", "job_dir", "out", "mode"} <= set(payload)
-    assert payload["state"] == "SUCCEEDED" and payload["mode"] == "local"
+    assert {"job_id", "state", "test_accuracy", "epochs", "workers", "job_dir", "out", "runtime"} <= set(payload)
+    assert payload["state"] == "SUCCEEDED" and payload["runtime"] == "local"
     assert payload["workers"] == 2 and payload["epochs"] == 1
     assert payload["test_accuracy"] > 0.9
     assert Path(payload["out"]) == out
@@ -97,7 +97,7 @@ def test_version_and_help():
 
 
 def dtrain_command() -> list[str]:
-    return [sys.executable, "-c", "from dtrain.cli.main import main; main()"]
+    return [sys.executable, "-c", "from dtrain.cli.entry import main; main()"]
 
 
 def processes_with_env(entry: str) -> list[str]:
@@ -200,7 +200,7 @@ def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster
     job_id = json.loads(submitted.stdout)["job_id"]
 
     listed = json.loads(run_cli("list", "--storage", storage, "--json").stdout)
-    assert [(j["job_id"], j["state"], j["epoch"], j["owner"]["kind"]) for j in listed] == [(job_id, "SUCCEEDED", 1, "local")]
+    assert [(j["job_id"], j["state"], j["epoch"], j["owner"]["runtime"]) for j in listed] == [(job_id, "SUCCEEDED", 1, "local")]
     table = run_cli("list", "--storage", storage).stdout
     assert job_id in table and "SUCCEEDED" in table and "1/1" in table
 

@@ -84,7 +84,7 @@ def test_three_jobs_at_once_succeed_while_the_registry_keeps_answering(cluster):
     )
 
     def long_job_running():
-        return next((j for j in cluster.json("list") if j["spec"]["epochs"] == 1000 and j["state"] == "RUNNING"), None)
+        return next((j for j in cluster.json("list") if j["spec"]["algorithm"]["epochs"] == 1000 and j["state"] == "RUNNING"), None)
 
     long_job = wait_until(long_job_running, 120, "the long job to run")["job_id"]
 
@@ -139,7 +139,7 @@ print(json.dumps({"max_s": worst, "calls": calls}))
 def test_followed_submit_joins_the_running_cluster_and_exits_with_the_job_state(cluster):
     # No --address: the cluster that was started on this machine is joined.
     ok = cluster.json("submit", "--workers", "2", "--epochs", "1")
-    assert ok["state"] == "SUCCEEDED" and ok["mode"] == "cluster" and ok["test_accuracy"] > 0.9
+    assert ok["state"] == "SUCCEEDED" and ok["runtime"] == "cluster" and ok["test_accuracy"] > 0.9
 
     diverged = cluster.run("submit", "--workers", "2", "--epochs", "3", "--lr", "50")
     assert diverged.returncode == 1
@@ -148,7 +148,7 @@ def test_followed_submit_joins_the_running_cluster_and_exits_with_the_job_state(
     assert failed and failed[-1]["state"] == "FAILED" and "diverged" in failed[-1]["message"]
 
     local = cluster.json("submit", "--local", "--workers", "1", "--epochs", "1")
-    assert local["mode"] == "local"
+    assert local["runtime"] == "local"
 
 
 def test_a_request_the_cluster_cannot_hold_is_refused_at_submit(cluster):

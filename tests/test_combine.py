@@ -65,6 +65,6 @@ def test_sync_schedule_for_mnist_sized_shards(options, first_epochs):
 
     spec = JobSpec(**options)
     rounds = algorithm_for(spec).schedule(60_000 // spec.workers).rounds
-    assert len(rounds) == spec.epochs
+    assert len(rounds) == spec.algorithm.epochs
     assert rounds[: len(first_epochs)] == first_epochs
     assert set(rounds[len(first_epochs) :]) <= {1}  # whole-shard rounds from then on

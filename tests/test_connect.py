@@ -67,7 +67,7 @@ def submit_on_two_nodes(env: dict) -> dict:
     proc, _ = dtrain("submit", "--workers", "8", "--epochs", "1", "--json", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert result["state"] == "SUCCEEDED" and result["mode"] == "cluster", result
+    assert result["state"] == "SUCCEEDED" and result["runtime"] == "cluster", result
     assert result["test_accuracy"] > 0.9
     return result
 

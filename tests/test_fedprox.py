@@ -80,10 +80,12 @@ def test_the_proximal_term_keeps_a_client_nearer_the_global_weights(setup):
 
 
 def test_a_fedprox_spec_names_its_algorithm():
-    assert JobSpec(clients=10, rounds=2, mu=0.01).algorithm == "fedprox"
-    assert JobSpec(clients=10, rounds=2).algorithm == "fedavg"
-    with pytest.raises(ValueError, match="mu: only for a federated job"):
+    assert JobSpec(clients=10, rounds=2, mu=0.01).algorithm.name == "fedprox"
+    assert JobSpec(clients=10, rounds=2).algorithm.name == "fedavg"
+    with pytest.raises(ValueError, match="clients"):  # fedprox is federated
         JobSpec(mu=0.01)
+    with pytest.raises(ValueError, match="mu"):  # fedavg has no proximal term
+        JobSpec(algorithm="fedavg", clients=10, rounds=2, mu=0.01)
 
 
 def test_fedprox_jobs_on_ray_mu_zero_is_fedavg_and_mu_pulls_the_clients(ray_cluster, small_mnist, tmp_path):
@@ -95,7 +97,7 @@ def test_fedprox_jobs_on_ray_mu_zero_is_fedavg_and_mu_pulls_the_clients(ray_clus
     for name, mu in (("fedavg", None), ("mu0", 0.0), ("mu", 0.05)):
         result = run_job(JobSpec(mu=mu, **common), tmp_path / name, name, dataset=small_mnist)
         runs[name] = (result, read_weights(tmp_path / name / "model.npz")[0])
-    assert runs["mu"][0].report["spec"]["mu"] == 0.05
+    assert runs["mu"][0].report["spec"]["algorithm"]["mu"] == 0.05
     np.testing.assert_array_equal(runs["mu0"][1], runs["fedavg"][1])  # mu = 0 is FedAvg, bit for bit
     assert not np.allclose(runs["mu"][1], runs["fedavg"][1])
     assert [h["round"] for h in runs["mu"][0].history] == [2, 4]

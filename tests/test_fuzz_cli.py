@@ -161,8 +161,8 @@ SUBMIT = {
     for name in (
         "--workers", "--epochs", "--lr", "--hidden", "--activation", "--sync-every", "--sync-growth", "--combine",
         "--block-momentum", "--cpus-per-worker", "--kernel", "--seed", "--until-accuracy", "--batch-size", "--shard",
-        "--mode", "--max-staleness", "--reduce", "--straggler-delay", "--clients", "--clients-per-round",
-        "--local-epochs", "--rounds", "--eval-every", "--bogus",
+        "--split", "--algorithm", "--mode", "--max-staleness", "--reduce", "--straggler-delay", "--clients", "--clients-per-round",
+        "--local-epochs", "--rounds", "--eval-every", "--mu", "--bogus",
     )
 }
 

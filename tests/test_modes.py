@@ -174,20 +174,24 @@ def test_async_does_not_wait_for_a_straggler_and_sync_does(ray_cluster, small_mn
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--rounds", "3"], "--rounds: only for a federated job (--clients set)"),
-        (["--clients", "10"], "--rounds: a federated job (--clients set) needs the number of rounds"),
+        (["--rounds", "3"], "--rounds: only for --algorithm fedavg or fedprox, not sync"),
+        (["--clients", "10"], "--rounds: required with --algorithm fedavg"),
         (["--clients", "2", "--rounds", "1"], "--clients: 2 clients for 8 workers"),
         (["--clients", "10", "--rounds", "1", "--clients-per-round", "11"], "--clients-per-round: 11 is more than the 10 clients"),
-        (["--max-staleness", "2"], "--max-staleness: only for --mode async"),
-        (["--mu", "0.01"], "--mu: only for a federated job (--clients set)"),
+        (["--max-staleness", "2"], "--max-staleness: only for --algorithm async, not sync"),
+        (["--mu", "0.01"], "--clients: required with --algorithm fedprox"),
+        (["--algorithm", "fedavg", "--clients", "10", "--rounds", "2", "--mu", "0.01"], "--mu: only for --algorithm fedprox, not fedavg"),
         (["--clients", "10", "--rounds", "2", "--mu", "-1"], "--mu:"),
-        (["--mode", "later"], "--mode:"),
-        (["--shard", "by-colour"], "--shard:"),
+        (["--algorithm", "later"], "--algorithm: expected one of sync, async, fedavg, fedprox"),
+        (["--mode", "later"], "--algorithm:"),
+        (["--shard", "by-colour"], "--split:"),
         (["--batch-size", "-1"], "--batch-size:"),
-        (["--clients", "10", "--rounds", "2", "--epochs", "5"], "--epochs: a federated job (--clients set) runs --rounds"),
-        (["--clients", "10", "--rounds", "2", "--sync-every", "5"], "--sync-every: a federated job (--clients set) merges once a round"),
-        (["--combine", "average", "--block-momentum", "0.9"], "--block-momentum: only for --combine bmuf in sync mode"),
-        (["--mode", "async", "--block-momentum", "0.5"], "--block-momentum: only for --combine bmuf in sync mode"),
+        (["--clients", "10", "--rounds", "2", "--epochs", "5"], "--epochs: only for --algorithm sync or async, not fedavg"),
+        (["--clients", "10", "--rounds", "2", "--sync-every", "5"], "--sync-every: only for --algorithm sync or async, not fedavg"),
+        (["--combine", "average", "--block-momentum", "0.9"], "--block-momentum: only with --combine bmuf"),
+        (["--algorithm", "async", "--block-momentum", "0.5"], "--block-momentum: only for --algorithm sync or fedavg or fedprox, not async"),
+        (["--algorithm", "sync", "--clients", "10"], "--clients: only for --algorithm fedavg or fedprox, not sync"),
+        (["--algorithm", "async", "--reduce", "tree"], "--reduce: only for --algorithm sync or fedavg or fedprox, not async"),
     ],
 )
 def test_submit_refuses_options_that_do_not_fit_together(args, message, tmp_path):
@@ -241,10 +245,10 @@ def test_an_async_job_that_loses_its_server_goes_back_to_its_checkpoint_and_fini
 
 
 def test_a_jobs_kind_and_progress_read_as_its_mode():
-    from dtrain.cli.jobs import kind_of
+    from dtrain.cli.describe import job_kind
 
-    assert kind_of(JobSpec()) == "sync" and JobSpec().period_label(3) == "epoch 3/32"
-    assert kind_of(JobSpec(mode="async", shard="label-skew")) == "async+skew"
+    assert job_kind(JobSpec(), short=True) == "sync" and JobSpec().period_label(3) == "epoch 3/32"
+    assert job_kind(JobSpec(mode="async", shard="label-skew"), short=True) == "async+skew"
     federated = JobSpec(clients=100, rounds=87, eval_every=5, batch_size=10)
-    assert kind_of(federated) == "fedavg" and federated.period_label(18) == "round 87/87"
-    assert kind_of(JobSpec(clients=100, rounds=10, batch_size=0)) == "fedsgd"
+    assert job_kind(federated, short=True) == "fedavg" and federated.period_label(18) == "round 87/87"
+    assert job_kind(JobSpec(clients=100, rounds=10, batch_size=0), short=True) == "fedsgd"

@@ -79,10 +79,10 @@ def test_the_tree_is_used_for_many_workers_on_two_nodes_or_more_unless_asked_oth
     assert not use_tree(JobSpec(), one) and not use_tree(JobSpec(), two)  # few workers: the hop costs more
     assert not use_tree(JobSpec(), many_on_one) and use_tree(JobSpec(), many_on_two)
     assert use_tree(JobSpec(reduce="tree"), one) and not use_tree(JobSpec(reduce="flat"), many_on_two)
-    assert isinstance(algorithm_for(JobSpec(mode="async", reduce="auto")).reduction(many_on_two, None), Flat)  # async pushes per worker
+    assert isinstance(algorithm_for(JobSpec(algorithm="async")).reduction(many_on_two, None), Flat)  # async pushes per worker
     assert groups_by_node(two) == {"a": [0, 2], "b": [1, 3]}
-    with pytest.raises(ValueError, match="reduce: tree is for sync rounds"):
-        JobSpec(mode="async", reduce="tree")
+    with pytest.raises(ValueError, match="reduce"):  # async has no reduction to choose
+        JobSpec(algorithm="async", reduce="tree")
 
 
 class Calls:
@@ -165,7 +165,7 @@ def test_on_two_nodes_a_tree_has_one_reducer_per_node(two_node_cluster):
     assert job["state"] == "SUCCEEDED" and job["test_accuracy"] > 0.9
     report = json.loads((cluster.storage / "jobs" / job["job_id"] / "report.json").read_text())
     status = cluster.job(job["job_id"])
-    assert report["spec"]["reduce"] == "tree" and report["reduce"] == "tree"
+    assert report["spec"]["algorithm"]["reduce"] == "tree" and report["reduce"] == "tree"
     reducers = report["reducers"]
     assert sorted(r["node"] for r in reducers) == sorted(status["nodes"])  # one per node, as each reducer says
     assert cluster.second_node in status["nodes"]

@@ -93,7 +93,7 @@ def test_divergence_fails_the_job_instead_of_saving_garbage(ray_cluster, small_m
 
 def test_more_workers_than_samples_is_refused(small_mnist, tmp_path):
     spec = JobSpec(workers=5000, epochs=1)
-    with pytest.raises(UserError, match="--workers: 5000 workers for 4000 training samples"):
+    with pytest.raises(UserError, match="^workers: 5000 workers for 4000 training samples"):
         run_job(spec, tmp_path / "run", "w", dataset=small_mnist)
 
 

@@ -28,8 +28,8 @@ class WorkerSettings:
 
     @classmethod
     def of(cls, spec: Any) -> WorkerSettings:
-        """The settings of a JobSpec (or anything with the same fields)."""
-        return cls(**{f.name: getattr(spec, f.name) for f in fields(cls)})
+        """The settings of a JobSpec: its own fields, or its algorithm's (`local_epochs`: 1 where it has none)."""
+        return cls(**{f.name: getattr(spec, f.name, getattr(spec.algorithm, f.name, 1)) for f in fields(cls)})
 
 
 class Worker:

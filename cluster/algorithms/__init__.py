@@ -22,8 +22,8 @@ ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async,
 
 
 def algorithm_for(spec: JobSpec) -> Algorithm:
-    """The algorithm that trains `spec` (JobSpec.algorithm names it)."""
-    return ALGORITHMS[spec.algorithm](spec)
+    """The algorithm that trains `spec` (its settings, `spec.algorithm`, name it)."""
+    return ALGORITHMS[spec.algorithm.name](spec)
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "RoundPlan", "Run", "algorithm_for"]

@@ -77,7 +77,7 @@ class Async(SyncRounds):
         return 0.0
 
     def rule(self, plan: RoundPlan) -> StalenessScaled:
-        return StalenessScaled(self.spec.staleness_bound)
+        return StalenessScaled(self.settings.staleness_bound(self.spec.workers))
 
     def reduction(self, node_of: list[str], group: Any) -> Flat | Tree:
         return Flat()  # each push is one worker's: nothing to sum per node

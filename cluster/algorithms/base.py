@@ -54,11 +54,12 @@ class Run:
 class Algorithm:
     """One way to train: subclasses fill in the four parts below."""
 
-    #: The name the spec selects it by (JobSpec.algorithm).
+    #: The name the spec selects it by (`spec.algorithm.name`; its settings are spec.py's model of that name).
     name: ClassVar[str]
 
     def __init__(self, spec: JobSpec):
         self.spec = spec
+        self.settings: Any = spec.algorithm
 
     def schedule(self, shard: int) -> RoundPlan:
         """Rounds and momentum per scored period, for workers' shards of at most `shard` samples."""

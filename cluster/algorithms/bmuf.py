@@ -67,17 +67,19 @@ class SyncRounds(Algorithm):
     name = "sync"
 
     def schedule(self, shard: int) -> RoundPlan:
-        spec = self.spec
+        workers, settings = self.spec.workers, self.settings
         # One worker has nothing to merge with: its rounds would be pure overhead.
-        rounds = [1 if spec.workers == 1 else rounds_for(shard, spec.block_size(e, shard)) for e in range(spec.epochs)]
+        rounds = [
+            1 if workers == 1 else rounds_for(shard, settings.block_size(e, shard, workers)) for e in range(settings.epochs)
+        ]
         return RoundPlan(rounds, [self.momentum(r) for r in rounds])
 
     def momentum(self, rounds_in_period: int) -> float:
         """Block momentum for a period of `rounds_in_period` rounds."""
-        if self.spec.combine == "average":
+        if self.settings.combine == "average":
             return 0.0
-        if self.spec.block_momentum is not None:
-            return self.spec.block_momentum
+        if self.settings.block_momentum is not None:
+            return self.settings.block_momentum
         return default_block_momentum(self.spec.workers, rounds_in_period)
 
     def rule(self, plan: RoundPlan) -> BlockMomentumRule:

@@ -25,23 +25,19 @@ class FedAvg(SyncRounds):
     name = "fedavg"
 
     def schedule(self, shard: int) -> RoundPlan:
-        spec = self.spec
-        assert spec.rounds is not None
-        rounds = [min(spec.eval_every, spec.rounds - p * spec.eval_every) for p in range(spec.periods)]
+        fed = self.settings
+        rounds = [min(fed.eval_every, fed.rounds - p * fed.eval_every) for p in range(fed.periods)]
         return RoundPlan(rounds, [self.momentum(r) for r in rounds])
 
     def momentum(self, rounds_in_period: int) -> float:
         # FedAvg; with --block-momentum, FedAvg with server momentum
-        if self.spec.combine == "average" or self.spec.block_momentum is None:
-            return 0.0
-        return self.spec.block_momentum
+        return self.settings.block_momentum or 0.0
 
     def sampled(self, round_index: int) -> list[int]:
         """The clients of round `round_index`, in order."""
-        spec = self.spec
-        assert spec.clients is not None
-        rng = np.random.default_rng((spec.seed, SAMPLING_STREAM, round_index))
-        return sorted(rng.choice(spec.clients, spec.clients_per_round or spec.clients, replace=False).tolist())
+        fed = self.settings
+        rng = np.random.default_rng((self.spec.seed, SAMPLING_STREAM, round_index))
+        return sorted(rng.choice(fed.clients, fed.clients_per_round or fed.clients, replace=False).tolist())
 
     def tasks(self, run: Run, period: int, r: int) -> dict[int, Task]:
         round_index = run.plan.first_round(period) + r

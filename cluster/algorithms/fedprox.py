@@ -17,8 +17,7 @@ class FedProx(FedAvg):
     name = "fedprox"
 
     def client_task(self, round_index: int, clients: tuple[int, ...], period: int) -> Clients:
-        assert self.spec.mu is not None
-        return Clients(round_index, clients, period, mu=self.spec.mu)
+        return Clients(round_index, clients, period, mu=self.settings.mu)
 
     def warm_up(self, kernel: str, n_features: int) -> None:
         super().warm_up(kernel, n_features)
