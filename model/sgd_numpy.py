@@ -18,36 +18,28 @@ import math
 import numpy as np
 
 from dtrain.model.mlp import DERIVATIVES, unflatten
-from dtrain.model.sparse import SparseRows
+from dtrain.model.sgd_setup import SGDSetup
 
 #: The smallest positive float32: the probability a loss is taken of, at least.
 TINY = float(np.finfo(np.float32).tiny)
 
 
-def sgd_numpy(
-    theta: np.ndarray,
-    sizes: tuple[int, ...],
-    activation: str,
-    images: SparseRows,
-    y: np.ndarray,
-    order: np.ndarray,
-    lr: float,
-    scale: float,
-) -> tuple[float, int]:
-    """Train theta in place on the images (sparse uint8 rows) `order`, pixels scaled by `scale`.
+def sgd_numpy(theta: np.ndarray, setup: SGDSetup, order: np.ndarray) -> tuple[float, int]:
+    """Train theta (flat float32) in place on the images `order` ((k,) indices into
+    setup.images, sparse uint8 rows), one sample a step, pixels scaled by setup.scale.
 
     Returns (sum of per-sample losses before each step, number predicted right).
     """
-    params = unflatten(theta, sizes)
-    relu = activation == "relu"
-    f_prime = DERIVATIVES[activation]
-    lr, scale = np.float32(lr), np.float32(scale)
+    params = unflatten(theta, setup.sizes)
+    relu = setup.activation == "relu"
+    f_prime = DERIVATIVES[setup.activation]
+    lr, scale = np.float32(setup.lr), np.float32(setup.scale)
     (W1, b1), rest = params[0], params[1:]
     loss, correct = 0.0, 0
-    indices, values = images.indices, images.values
+    indices, values = setup.images.indices, setup.images.values
     order = np.asarray(order)
-    starts, stops = images.indptr[order].tolist(), images.indptr[order + 1].tolist()
-    for lo, hi, label in zip(starts, stops, y[order].tolist()):
+    starts, stops = setup.images.indptr[order].tolist(), setup.images.indptr[order + 1].tolist()
+    for lo, hi, label in zip(starts, stops, setup.y[order].tolist()):
         nz = indices[lo:hi]
         x = values[lo:hi] * scale  # a_0's non-zero entries, float32
         # forward; a[l] is layer l's activation, a[0] the input's non-zero entries
