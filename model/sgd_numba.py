@@ -50,9 +50,9 @@ from dtrain.model.row_loops import (
 #: error_model="numpy": the softmax's division is never by zero (total >= 1), so no zero
 #: check and no exception path in the loop.
 KERNEL_FLAGS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"reassoc", "contract"})
-#: The per-sample steps': numba inlines them into the kernel's loop, where they compile with
-#: its flags as the code they were before being split out. LLVM left them as calls, each
-#: passing every array as seven words, and the kernel ran a few percent slower.
+#: The per-sample steps' flags: the kernel's, and numba inlines them into its loop, where
+#: they compile as the code they were before being split out. As calls (LLVM did not inline
+#: them), each passing every array as seven words, the kernel ran a few percent slower.
 STEP_FLAGS = dict(KERNEL_FLAGS, inline="always")
 
 
