@@ -47,6 +47,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from dtrain.data.mnist import load_dataset  # noqa: E402
 from dtrain.model.kernels import sgd  # noqa: E402
 from dtrain.model.mlp import he_init, layer_sizes, unflatten  # noqa: E402
+from dtrain.model.sgd_setup import SGDSetup  # noqa: E402
 from dtrain.model.sparse import SparseRows  # noqa: E402
 
 LR = 0.01
@@ -131,7 +132,7 @@ def run_plain(theta, images, y, order):
 
 
 def run_dtrain(theta, images, y, order):
-    return sgd("numba", theta, SIZES, "relu", images, y, order, LR, SCALE)
+    return sgd("numba", theta, SGDSetup(SIZES, "relu", images, y, LR, SCALE), order)
 
 
 KERNELS = {"plain numba": run_plain, "dtrain numba": run_dtrain}
@@ -141,7 +142,7 @@ def check_same_maths(theta0, images, y) -> dict:
     """Each kernel against sgd_numpy on 2,000 shuffled samples: weights within float32 rounding."""
     order = np.random.default_rng(5).permutation(len(y))[:2000]
     reference = theta0.copy()
-    sgd("numpy", reference, SIZES, "relu", images, y, order, LR, SCALE)
+    sgd("numpy", reference, SGDSetup(SIZES, "relu", images, y, LR, SCALE), order)
     out = {}
     for name, run in KERNELS.items():
         theta = theta0.copy()

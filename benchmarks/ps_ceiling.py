@@ -291,6 +291,7 @@ def kernel_speeds(repeats: int) -> dict[str, Any]:
     """Per-sample SGD samples/s on one core (numba, real MNIST as sparse rows, fixed order) per model."""
     from dtrain.data.mnist import load_dataset
     from dtrain.model.kernels import resolve_kernel, sgd, warm_up
+    from dtrain.model.sgd_setup import SGDSetup
     from dtrain.model.sparse import SparseRows
 
     ds = load_dataset()
@@ -305,12 +306,13 @@ def kernel_speeds(repeats: int) -> dict[str, Any]:
     for model, hidden in MODELS.items():
         sizes = layer_sizes(ds.x_train.shape[1], hidden, 10)
         theta0 = he_init(sizes, np.random.default_rng(0))
-        sgd(kernel, theta0.copy(), sizes, "relu", images, ds.y_train, order[:1], LR)  # writable-array specialisation
+        setup = SGDSetup(sizes, "relu", images, ds.y_train, LR)
+        sgd(kernel, theta0.copy(), setup, order[:1])  # writable-array specialisation
         runs = []
         for _ in range(repeats):
             n = counts[model]
             t0 = time.perf_counter()
-            sgd(kernel, theta0.copy(), sizes, "relu", images, ds.y_train, order[:n], LR)
+            sgd(kernel, theta0.copy(), setup, order[:n])
             runs.append(n / (time.perf_counter() - t0))
         out["models"][model] = {"samples": counts[model], "samples_per_s_runs": runs, "samples_per_s": med(runs)}
         log(f"  kernel {model}: {med(runs) / 1000:.1f}k samples/s")

@@ -57,6 +57,7 @@ threadpool_limits(1)  # in case the caller's environment said otherwise
 from dtrain.data.mnist import load_dataset  # noqa: E402
 from dtrain.model.kernels import sgd, warm_up  # noqa: E402
 from dtrain.model.mlp import he_init, layer_sizes, unflatten  # noqa: E402
+from dtrain.model.sgd_setup import SGDSetup  # noqa: E402
 from dtrain.spec import JobSpec  # noqa: E402
 
 CLI = [sys.executable, "-c", "from dtrain.cli.entry import main; main()"]
@@ -369,32 +370,30 @@ class Kernels:
         self.theta0 = he_init(self.sizes, np.random.default_rng(0))
         (self.images, self.images_form), self.convert_s = timed(lambda: worker_images(self.X))
         self.setup: dict[str, Any] = {"images_form": self.images_form, "convert_s": self.convert_s}
+        self.on_images = SGDSetup(self.sizes, "relu", self.images, self.y, LR)  # as the workers hold them
+        self.on_dense = SGDSetup(self.sizes, "relu", self.X, self.y, LR)
 
     def warm(self) -> None:
         # warm_up() compiles/loads the kernel for the workers' (read-only) argument types; our
         # arrays are writable, a second specialisation, so one tiny call on them too.
         _, self.setup["warm_up_s"] = timed(lambda: warm_up("numba", self.X.shape[1]))
-        _, self.setup["first_call_writable_s"] = timed(lambda: sgd(
-            "numba", self.theta0.copy(), self.sizes, "relu", self.images, self.y, self.order[:1], LR))
+        _, self.setup["first_call_writable_s"] = timed(lambda: sgd("numba", self.theta0.copy(), self.on_images, self.order[:1]))
         if self.images_form != "dense":
-            sgd("numba", self.theta0.copy(), self.sizes, "relu", self.X, self.y, self.order[:1], LR)
+            sgd("numba", self.theta0.copy(), self.on_dense, self.order[:1])
 
     def run(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         n = self.n_numpy
         (loss, correct), t = timed(lambda: naive_sgd(self.theta0.copy(), self.sizes, self.X, self.y, self.order[:n], LR))
         out["naive"] = {"samples": n, "seconds": t, "samples_per_s": n / t, "loss_sum": loss, "correct": correct}
-        (loss, correct), t = timed(lambda: sgd(
-            "numpy", self.theta0.copy(), self.sizes, "relu", self.images, self.y, self.order[:n], LR))
+        (loss, correct), t = timed(lambda: sgd("numpy", self.theta0.copy(), self.on_images, self.order[:n]))
         out["numpy"] = {"samples": n, "seconds": t, "samples_per_s": n / t, "loss_sum": loss, "correct": correct}
         n = self.n_numba
-        (loss, correct), t = timed(lambda: sgd(
-            "numba", self.theta0.copy(), self.sizes, "relu", self.images, self.y, self.order[:n], LR))
+        (loss, correct), t = timed(lambda: sgd("numba", self.theta0.copy(), self.on_images, self.order[:n]))
         out["numba"] = {"samples": n, "seconds": t, "samples_per_s": n / t, "loss_sum": loss, "correct": correct}
         if self.images_form != "dense":
             # The public sgd() also takes dense images, converting the visited rows on every call.
-            (loss, correct), t = timed(lambda: sgd(
-                "numba", self.theta0.copy(), self.sizes, "relu", self.X, self.y, self.order[:n], LR))
+            (loss, correct), t = timed(lambda: sgd("numba", self.theta0.copy(), self.on_dense, self.order[:n]))
             out["numba_dense_input"] = {"samples": n, "seconds": t, "samples_per_s": n / t}
         # numpy vs naive over the same samples from the same weights: the same maths?
         out["numpy_vs_naive_loss_rel_diff"] = abs(out["numpy"]["loss_sum"] - out["naive"]["loss_sum"]) / abs(
@@ -403,7 +402,7 @@ class Kernels:
         for hidden, n in self.n_hidden.items():
             sizes = layer_sizes(self.X.shape[1], (hidden,), 10)
             theta = he_init(sizes, np.random.default_rng(0))
-            _, t = timed(lambda: sgd("numba", theta, sizes, "relu", self.images, self.y, self.order[:n], LR))
+            _, t = timed(lambda: sgd("numba", theta, SGDSetup(sizes, "relu", self.images, self.y, LR), self.order[:n]))
             out["hidden"][hidden] = n / t
         return out
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 
+from dtrain.model.mlp import n_params
 from dtrain.model.sgd_numpy import sgd_numpy
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 
@@ -27,51 +30,47 @@ def resolve_kernel(name: str) -> str:
     return name
 
 
-def sgd(
-    kernel: str,
-    theta: np.ndarray,
-    sizes: tuple[int, ...],
-    activation: str,
-    images: SparseRows | np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    lr: float,
-    scale: float = 1 / 255,
-    batch_size: int = 1,
-) -> tuple[float, int]:
-    """Per-sample SGD on theta in place over the images `order`, in that order.
+def sgd(kernel: str, theta: np.ndarray, setup: SGDSetup, order: np.ndarray) -> tuple[float, int]:
+    """Per-sample SGD on theta (flat float32) in place over the images `order` ((k,) indices
+    into setup.images), in that order.
 
-    With `batch_size` above 1 (or 0, one batch of all), mini-batch SGD instead,
+    With `setup.batch_size` above 1 (or 0, one batch of all), mini-batch SGD instead,
     in NumPy whatever the kernel (`minibatch.sgd_minibatch`).
 
-    `images` are sparse rows, or dense uint8 images (n, pixels), which are
-    converted here (only the rows visited). Returns (loss sum, correct count),
-    each sample scored before its own step.
+    Dense images (n, pixels) are converted to sparse rows here (only the rows visited).
+    Returns (loss sum, correct count), each sample scored before its own step.
     """
-    if activation not in ("relu", "sigmoid"):
-        raise ValueError(f"unknown activation {activation!r}: expected relu or sigmoid")
-    if isinstance(images, np.ndarray):
-        images, y = SparseRows.from_dense(images[order]), y[order]
-        order = np.arange(len(y))
-    if batch_size != 1:
+    if setup.activation not in ("relu", "sigmoid"):
+        raise ValueError(f"unknown activation {setup.activation!r}: expected relu or sigmoid")
+    if isinstance(setup.images, np.ndarray):
+        setup = replace(setup, images=SparseRows.from_dense(setup.images[order]), y=setup.y[order])
+        order = np.arange(len(setup.y))
+    if setup.batch_size != 1:
         from dtrain.model.minibatch import sgd_minibatch
 
-        return sgd_minibatch(theta, sizes, activation, images, y, order, lr, batch_size, scale)
+        return sgd_minibatch(theta, setup, order)
     if resolve_kernel(kernel) == "numpy":
-        return sgd_numpy(theta, sizes, activation, images, y, order, lr, scale)
+        return sgd_numpy(theta, setup, order)
     from dtrain.model.sgd_numba import sgd_numba
 
-    return sgd_numba(
-        theta,
-        np.asarray(sizes, dtype=np.int64),
-        activation == "relu",
+    return sgd_numba(theta, *numba_arguments(setup, order))
+
+
+def numba_arguments(setup: SGDSetup, order: np.ndarray) -> tuple:
+    """sgd_numba's arguments after theta, in the types it is compiled for: the sizes (L + 1,)
+    int64, relu or not, the sparse rows' three arrays, the labels, `order`, lr and scale
+    as float32. setup.images must be sparse rows."""
+    images = setup.images
+    return (
+        np.asarray(setup.sizes, dtype=np.int64),
+        setup.activation == "relu",
         images.indptr,
         images.indices,
         images.values,
-        y,
+        setup.y,
         order,
-        np.float32(lr),
-        np.float32(scale),
+        np.float32(setup.lr),
+        np.float32(setup.scale),
     )
 
 
@@ -103,12 +102,19 @@ def warm_up(kernel: str, n_features: int = 784) -> None:
     instead of each compiling it at once."""
     if resolve_kernel(kernel) != "numba":
         return
+    setup = warm_up_setup(n_features)
+    theta = np.zeros(n_params(setup.sizes), np.float32)
+    _load_numba_without_scipy_linalg()
+    sgd("numba", theta, setup, np.zeros(1, np.int64))
+
+
+def warm_up_setup(n_features: int) -> SGDSetup:
+    """The least work with the argument types of the workers' calls, to compile a kernel for:
+    one image of n_features pixels (none zero), a (n_features, 1, 2) model, lr 0, and the
+    data read-only."""
     images = SparseRows.from_dense(np.ones((1, n_features), np.uint8))
     y = np.zeros(1, np.uint8)
     for array in (images.indptr, images.indices, images.values, y):
         array.flags.writeable = False  # as arrays arrive through Ray
-    sizes = (n_features, 1, 2)
-    theta = np.zeros(n_features * 1 + 1 + 1 * 2 + 2, np.float32)
-    _load_numba_without_scipy_linalg()
-    sgd("numba", theta, sizes, "relu", images, y, np.zeros(1, np.int64), 0.0)
+    return SGDSetup((n_features, 1, 2), "relu", images, y, 0.0)
 

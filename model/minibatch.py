@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtrain.model.mlp import cross_entropy, forward, gradients, unflatten
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 
@@ -22,34 +23,25 @@ def dense_rows(images: SparseRows, rows: np.ndarray, scale: float) -> np.ndarray
     return X
 
 
-def sgd_minibatch(
-    theta: np.ndarray,
-    sizes: tuple[int, ...],
-    activation: str,
-    images: SparseRows,
-    y: np.ndarray,
-    order: np.ndarray,
-    lr: float,
-    batch_size: int,
-    scale: float = 1 / 255,
-) -> tuple[float, int]:
-    """SGD on theta (flat float32) in place over the samples `order`, `batch_size` at a time.
+def sgd_minibatch(theta: np.ndarray, setup: SGDSetup, order: np.ndarray) -> tuple[float, int]:
+    """SGD on theta (flat float32) in place over the samples `order` ((k,) indices into
+    setup.images, sparse rows), `setup.batch_size` at a time.
 
-    Each step moves theta by -lr times the batch-mean gradient; `batch_size` 0
-    means one step on all of `order` (FedSGD). Returns (sum of per-sample losses,
-    correct predictions), each batch scored before its own step.
+    Each step moves theta by -lr times the batch-mean gradient; batch size 0 means
+    one step on all of `order` (FedSGD). Returns (sum of per-sample losses, correct
+    predictions), each batch scored before its own step.
     """
-    params = unflatten(theta, sizes)
-    step = len(order) if batch_size <= 0 else batch_size
+    params = unflatten(theta, setup.sizes)
+    step = len(order) if setup.batch_size <= 0 else setup.batch_size
     loss_sum, correct = 0.0, 0
     for lo in range(0, len(order), max(step, 1)):
         rows = order[lo : lo + step]
-        X, labels = dense_rows(images, rows, scale), y[rows].astype(np.int64)
-        a = forward(params, X, activation)
+        X, labels = dense_rows(setup.images, rows, setup.scale), setup.y[rows].astype(np.int64)
+        a = forward(params, X, setup.activation)
         loss_sum += float(cross_entropy(a[-1], labels).sum())
         correct += int((a[-1].argmax(axis=1) == labels).sum())
-        grads = gradients(params, a, labels, activation)
+        grads = gradients(params, a, labels, setup.activation)
         for (W, b), (dW, db) in zip(params, grads):
-            W -= np.float32(lr) * dW
-            b -= np.float32(lr) * db
+            W -= np.float32(setup.lr) * dW
+            b -= np.float32(setup.lr) * db
     return loss_sum, correct

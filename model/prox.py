@@ -21,42 +21,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtrain.model.kernels import resolve_kernel, sgd
+from dtrain.model.kernels import numba_arguments, resolve_kernel, sgd, warm_up_setup
+from dtrain.model.mlp import n_params
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 
 def sgd_prox(
-    kernel: str,
-    theta: np.ndarray,
-    anchor: np.ndarray,
-    mu: float,
-    sizes: tuple[int, ...],
-    activation: str,
-    images: SparseRows | np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    lr: float,
-    scale: float = 1 / 255,
-    batch_size: int = 1,
+    kernel: str, theta: np.ndarray, anchor: np.ndarray, mu: float, setup: SGDSetup, order: np.ndarray
 ) -> tuple[float, int]:
     """`kernels.sgd` with the proximal term toward `anchor` (float32, theta's shape); theta is
     trained in place. Returns (loss sum, correct count), each sample scored before its step."""
     if mu == 0:
-        return sgd(kernel, theta, sizes, activation, images, y, order, lr, scale, batch_size)
-    shrink = np.float32(lr * mu)
-    if batch_size == 1 and resolve_kernel(kernel) == "numba" and isinstance(images, SparseRows):
+        return sgd(kernel, theta, setup, order)
+    shrink = np.float32(setup.lr * mu)
+    if setup.batch_size == 1 and resolve_kernel(kernel) == "numba" and isinstance(setup.images, SparseRows):
         from dtrain.model.prox_numba import sgd_prox_numba
 
-        return sgd_prox_numba(
-            theta, anchor, shrink, np.asarray(sizes, dtype=np.int64), activation == "relu",
-            images.indptr, images.indices, images.values, y, np.asarray(order, np.int64), np.float32(lr), np.float32(scale),
-        )
-    step = len(order) if batch_size == 0 else batch_size
+        return sgd_prox_numba(theta, anchor, shrink, *numba_arguments(setup, np.asarray(order, np.int64)))
+    step = len(order) if setup.batch_size == 0 else setup.batch_size
     loss, correct = 0.0, 0
     before = np.empty_like(theta)
     for lo in range(0, len(order), max(step, 1)):
         np.copyto(before, theta)
-        l, c = sgd(kernel, theta, sizes, activation, images, y, order[lo : lo + step], lr, scale, batch_size)
+        l, c = sgd(kernel, theta, setup, order[lo : lo + step])
         before -= anchor
         before *= shrink
         theta -= before
@@ -68,11 +56,8 @@ def warm_up_prox(kernel: str, n_features: int = 784) -> None:
     """Compile (first run) or load the compiled proximal loop, as kernels.warm_up does the kernel."""
     if resolve_kernel(kernel) != "numba":
         return
-    images = SparseRows.from_dense(np.ones((1, n_features), np.uint8))
-    y = np.zeros(1, np.uint8)
-    for array in (images.indptr, images.indices, images.values, y):
-        array.flags.writeable = False  # as arrays arrive through Ray
-    theta = np.zeros(n_features * 1 + 1 + 1 * 2 + 2, np.float32)
+    setup = warm_up_setup(n_features)
+    theta = np.zeros(n_params(setup.sizes), np.float32)
     anchor = theta.copy()
-    anchor.flags.writeable = False
-    sgd_prox("numba", theta, anchor, 0.5, (n_features, 1, 2), "relu", images, y, np.zeros(1, np.int64), 0.0)
+    anchor.flags.writeable = False  # as the round's start weights arrive through Ray
+    sgd_prox("numba", theta, anchor, 0.5, setup, np.zeros(1, np.int64))

@@ -16,11 +16,12 @@ and changes no result.
 
 The weights are trained in a copy whose rows are padded to whole 64-float chunks
 (W_1) or 16-float vectors (the other layers) and start on cache lines, and the
-hot loops (add_rows, subtract_rows, add_dense_rows) have a width fixed at compile
-time, so that LLVM keeps a chunk of z_1 or delta_1 in four AVX-512 registers
-while a sample's rows stream past: one broadcast and four FMAs from memory per
-row forward, four loads, FMAs and stores per row in the update. Every sum keeps
-its order, so the weights are bit for bit those of the kernel before the change.
+hot loops over a sample's rows (``model/row_loops.py``) have a width fixed at
+compile time, so that LLVM keeps a chunk of z_1 or delta_1 in AVX-512 registers
+while the rows stream past. Every sum keeps its order, so the weights are bit for
+bit those of the kernel before the change. The kernel's per-sample steps are
+functions of their own that numba inlines into it (STEP_FLAGS), so it computes
+exactly as it did with them written out in its loop.
 ``benchmarks/kernel.py`` measures it against a plain numba kernel of the same
 maths (issue 19 item 4: from 1.0x to ~1.8x on one core).
 """
@@ -30,139 +31,42 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import carray, njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
+
+from dtrain.model.row_loops import (
+    CHUNK,
+    VECTOR,
+    add_dense_rows,
+    add_rows,
+    aligned_empty,
+    prefetch,
+    subtract_rows,
+)
 
 
-@intrinsic
-def prefetch(typingctx, arr, idx):
-    """Ask the CPU to start loading the cache line of arr[idx] (LLVM's llvm.prefetch:
-    read, keep in all cache levels). A hint only: it never changes a result."""
-    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        array = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]])
-        byte_pointer = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32])
-        fn = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], fnty)
-        builder.call(fn, [builder.bitcast(pointer, byte_pointer), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(arr, idx), codegen
-
-
-#: Hidden units of layer 1 handled at once: z_1 (or delta_1) for 64 units is four
-#: AVX-512 registers, held there while the ~150 rows of a sample stream past. A
-#: width known when compiling is what lets LLVM keep them in registers and emit
-#: the row loop as four full-width loads and FMAs, with no remainder loop and no
-#: runtime alias checks.
-CHUNK = 64
-#: floats in one AVX-512 register and in one 64-byte cache line
-VECTOR = 16
-
-
-@intrinsic
-def stack_floats(typingctx, count):
-    """A pointer to `count` (a constant) float32s on the stack. Unlike a NumPy array
-    they provably alias no weight, so LLVM keeps them in registers across the row loops."""
-    if not isinstance(count, types.IntegerLiteral):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, ir.FloatType(), size=count.literal_value)
-
-    return types.CPointer(types.float32)(count), codegen
+#: The kernel's flags. reassoc/contract let LLVM vectorise the backward loop's delta
+#: reduction (its order, LLVM's, is what the weights' bits have always been); no "fast"
+#: flags that assume finite values, so a diverging run still shows its NaN.
+#: error_model="numpy": the softmax's division is never by zero (total >= 1), so no zero
+#: check and no exception path in the loop.
+KERNEL_FLAGS = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"reassoc", "contract"})
+#: The per-sample steps' flags: the kernel's, and numba inlines them into its loop, where
+#: they compile as the code they were before being split out. As calls (LLVM did not inline
+#: them), each passing every array as seven words, the kernel ran a few percent slower.
+STEP_FLAGS = dict(KERNEL_FLAGS, inline="always")
 
 
 @njit(cache=True, nogil=True)
-def aligned_empty(n):  # pragma: no cover - compiled
-    """n float32s starting on a 64-byte boundary (a view into a slightly larger array)."""
-    buffer = np.empty(n + VECTOR, np.float32)
-    skip = (-(buffer.ctypes.data // 4)) % VECTOR
-    return buffer[skip : skip + n]
-
-
-# No "reassoc" in the two row loops: z_1 is a sum over the pixels, and with it LLVM
-# may split that sum into partial sums (it did, in a 16-wide version), which changes
-# the rounding. "contract" keeps the FMAs the kernel always had. Each helper is its own
-# function (called a few times a sample), compiled with its own flags.
-@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
-def add_rows(z, W1, nz, xv, m, c):  # pragma: no cover - compiled
-    """z[c, j] += sum over k < m of xv[k] * W1[nz[k], c, j], k in order. (Chunked
-    arrays, so that the last index is j alone and LLVM knows it is never negative:
-    W1[i, j0 + j] would cost a negative-index check per element, as a gather.)"""
-    acc = carray(stack_floats(CHUNK), CHUNK)
-    for j in range(CHUNK):
-        acc[j] = z[c, j]
-    for k in range(m):
-        v = xv[k]
-        i = nz[k]
-        for j in range(CHUNK):
-            acc[j] += v * W1[i, c, j]
-    for j in range(CHUNK):
-        z[c, j] = acc[j]
-
-
-@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
-def subtract_rows(W1, nz, xv, m, d, c, lr):  # pragma: no cover - compiled
-    """W1[nz[k], c, j] -= lr * xv[k] * d[c, j] for k < m. Last row first:
-    the forward pass just read them in ascending order and ~150 rows of 64 floats
-    overflow L1 (32 KiB), so the last ones read are the ones still there. Each
-    element is updated once, so the order of the rows changes no result."""
-    dd = carray(stack_floats(CHUNK), CHUNK)
-    for j in range(CHUNK):
-        dd[j] = d[c, j]
-    for k in range(m - 1, -1, -1):
-        g = lr * xv[k]
-        i = nz[k]
-        for j in range(CHUNK):
-            W1[i, c, j] -= g * dd[j]
-
-
-@njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
-def add_dense_rows(z, W, a_prev, n_prev, c):  # pragma: no cover - compiled
-    """z[c, j] += sum over i < n_prev of a_prev[i] * W[i, c, j], i in order: a dense
-    layer's forward pass, VECTOR outputs (one register) at a time."""
-    acc = carray(stack_floats(VECTOR), VECTOR)
-    for j in range(VECTOR):
-        acc[j] = z[c, j]
-    for i in range(n_prev):
-        v = a_prev[i]
-        for j in range(VECTOR):
-            acc[j] += v * W[i, c, j]
-    for j in range(VECTOR):
-        z[c, j] = acc[j]
-
-
-# reassoc/contract let LLVM vectorise the backward loop's delta reduction (its
-# order, LLVM's, is what the weights' bits have always been); no "fast" flags that
-# assume finite values, so a diverging run still shows its NaN. error_model="numpy": the
-# softmax's division is never by zero (total >= 1), so no zero check and no exception
-# path in the loop.
-@njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", fastmath={"reassoc", "contract"})
-def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scale):  # pragma: no cover - compiled
-    """Train theta (float32, flat) in place on sparse rows `order`; returns (loss sum, correct)."""
+def padded_layout(sizes):  # pragma: no cover - compiled
+    """Where each layer l = 1..L lies, for sizes (L + 1,) int64; each result is (L + 1,) int64,
+    index 0 unused (zero). theta[w_off[l]:] holds W_l, (n_{l-1}, n_l), and theta[b_off[l]:]
+    b_l, (n_l,); P[p_off[l]:] holds W_l padded to (n_{l-1}, width[l]), width[l] being n_l
+    rounded up to whole CHUNKs (l = 1) or VECTORs. Returns (width, w_off, b_off, p_off, len(P))."""
     L = sizes.shape[0] - 1
-    n0 = sizes[0]
-    n1 = sizes[1]
-    # The weights are trained in a copy, P, and copied back at the end. In it each
-    # layer's rows are padded with zeros, W_1's to a multiple of CHUNK floats and the
-    # other layers' to a multiple of VECTOR, and start on 64-byte boundaries: a row
-    # is then whole chunks, whole AVX-512 vectors and whole cache lines (in theta, a
-    # row of 64 floats sits where NumPy's allocator put theta, typically 32 bytes
-    # into a line, so it spans 5 lines). The padding's delta is zero, so it stays
-    # zero, and it is never copied back. Rows are indexed, not taken as per-row
-    # array views, which cost a reference count in and out for each row.
-    width = np.empty(L + 1, np.int64)  # padded row length of W_l (l = 1..L)
-    w_off = np.empty(L + 1, np.int64)  # W_l starts at theta[w_off[l]], b_l at theta[b_off[l]]
-    b_off = np.empty(L + 1, np.int64)
-    p_off = np.empty(L + 1, np.int64)  # padded W_l starts at P[p_off[l]]
+    width = np.zeros(L + 1, np.int64)
+    w_off = np.zeros(L + 1, np.int64)
+    b_off = np.zeros(L + 1, np.int64)
+    p_off = np.zeros(L + 1, np.int64)
     o = 0
     po = 0
     for l in range(1, L + 1):
@@ -174,142 +78,217 @@ def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scal
         o += sizes[l]
         p_off[l] = po
         po += sizes[l - 1] * width[l]
-    # Plain loops, not 2D slice assignments: a call with no samples took 48 us with
-    # those and takes 13 us with these, and workers call the kernel on blocks of a
-    # few hundred samples (~2 us each).
-    P = aligned_empty(po)
-    for l in range(1, L + 1):
+    return width, w_off, b_off, p_off, po
+
+
+@njit(**STEP_FLAGS)
+def padded_weights(P, sizes, width, p_off, l):  # pragma: no cover - compiled
+    """W_l in P, the padded copy: a (n_{l-1}, width[l]) view (padded_layout says where)."""
+    return P[p_off[l] : p_off[l] + sizes[l - 1] * width[l]].reshape((sizes[l - 1], width[l]))
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def copy_weights(theta, P, sizes, width, w_off, p_off, into_padded):  # pragma: no cover - compiled
+    """Copy every W_l between theta (flat float32) and P, its padded copy (padded_layout says
+    where each lies): into P, the padding set to zero, if into_padded, else back into theta,
+    the padding left out. Plain loops, not 2D slice assignments: a call with no samples took
+    48 us with those and takes 13 us with these, and workers call the kernel on blocks of a
+    few hundred samples (~2 us each)."""
+    for l in range(1, sizes.shape[0]):
         n_prev, n, w = sizes[l - 1], sizes[l], width[l]
-        padded = P[p_off[l] : p_off[l] + n_prev * w].reshape((n_prev, w))
+        padded = padded_weights(P, sizes, width, p_off, l)
         W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
         for i in range(n_prev):
-            for j in range(n):
-                padded[i, j] = W[i, j]
-            for j in range(n, w):
-                padded[i, j] = np.float32(0.0)
-    n1p = width[1]
-    n_chunks = n1p // CHUNK
-    W1_chunks = P[: n0 * n1p].reshape((n0, n_chunks, CHUNK))  # row i's chunk c
-    b1 = theta[b_off[1] : b_off[1] + n1]
-    widest = 0
-    for l in range(1, L + 1):
-        widest = max(widest, width[l])
-    A = np.zeros((L + 1, widest), np.float32)  # A[l]: a_l (A[L]: softmax output)
-    D = np.zeros((L + 1, widest), np.float32)  # D[l]: delta_l
-    z1_chunks = A[1, :n1p].reshape((n_chunks, CHUNK))  # z_1 and delta_1, chunked as W_1's rows
-    d1_chunks = D[1, :n1p].reshape((n_chunks, CHUNK))
+            if into_padded:
+                for j in range(n):
+                    padded[i, j] = W[i, j]
+                for j in range(n, w):
+                    padded[i, j] = np.float32(0.0)
+            else:
+                for j in range(n):
+                    W[i, j] = padded[i, j]
+
+
+@njit(**STEP_FLAGS)
+def prefetch_ahead(order, step, indptr, indices, values):  # pragma: no cover - compiled
+    """Start loading the pixels of sample order[step + 1] and the row offsets of order[step + 2]
+    (order (n_samples,); indptr, indices, values the sparse rows), so they are in cache when
+    their turn comes."""
+    n_samples = order.shape[0]
+    if step + 2 < n_samples:
+        prefetch(indptr, order[step + 2])
+    if step + 1 < n_samples:
+        following = order[step + 1]
+        start, stop = indptr[following], indptr[following + 1]
+        for t in range(start, stop, 32):  # 32 uint16 = one 64-byte line
+            prefetch(indices, t)
+        for t in range(start, stop, 64):
+            prefetch(values, t)
+        if stop > start:  # the strides start mid-line, so the last line may be left out
+            prefetch(indices, stop - 1)
+            prefetch(values, stop - 1)
+
+
+@njit(**STEP_FLAGS)
+def load_sample(nz, xv, indptr, indices, values, s, scale):  # pragma: no cover - compiled
+    """a_0 of sample s as (pixel index, value) pairs: nz[:m] (uint16) and xv[:m] (float32,
+    the uint8 values times scale), m being the sample's non-zero pixels; returns m."""
+    lo = indptr[s]
+    m = indptr[s + 1] - lo
+    for k in range(m):
+        nz[k] = indices[lo + k]
+        xv[k] = np.float32(values[lo + k]) * scale
+    return m
+
+
+@njit(**STEP_FLAGS)
+def forward_first(z, z_chunks, b1, W1_chunks, nz, xv, m):  # pragma: no cover - compiled
+    """z_1 = b_1 + sum over the m non-zero pixels k of xv[k] * W_1[nz[k]], into z (>= width_1,),
+    the padding zero; z_chunks is z[:width_1] as (n_chunks, CHUNK), W1_chunks W_1 padded as
+    (n_0, n_chunks, CHUNK), b1 (n_1,)."""
+    n1 = b1.shape[0]
+    for j in range(n1):
+        z[j] = b1[j]
+    for j in range(n1, z_chunks.size):
+        z[j] = np.float32(0.0)
+    for c in range(z_chunks.shape[0]):
+        add_rows(z_chunks, W1_chunks, nz, xv, m, c)
+
+
+@njit(**STEP_FLAGS)
+def forward_dense(z, W, b, a_prev):  # pragma: no cover - compiled
+    """z_l = b_l + a_{l-1} @ W_l, into z (>= width_l,), the padding zero: W is W_l padded,
+    (n_{l-1}, width_l), b (n_l,), a_prev (>= n_{l-1},)."""
+    n_prev, w = W.shape
+    n = b.shape[0]
+    for j in range(n):
+        z[j] = b[j]
+    for j in range(n, w):
+        z[j] = np.float32(0.0)
+    z_chunks = z[:w].reshape((w // VECTOR, VECTOR))
+    W_chunks = W.reshape((n_prev, w // VECTOR, VECTOR))
+    for c in range(w // VECTOR):
+        add_dense_rows(z_chunks, W_chunks, a_prev, n_prev, c)
+
+
+@njit(**STEP_FLAGS)
+def activate(z, is_relu):  # pragma: no cover - compiled
+    """a_l = relu(z_l) or sigmoid(z_l), in place over z (n_l,)."""
+    one = np.float32(1.0)
+    for j in range(z.shape[0]):
+        if is_relu:
+            z[j] = max(z[j], np.float32(0.0))
+        else:
+            z[j] = one / (one + np.exp(-z[j]))
+
+
+@njit(**STEP_FLAGS)
+def softmax(p):  # pragma: no cover - compiled
+    """p (n_out,) from z_L to softmax(z_L), in place; returns the index of its largest entry
+    (the first, among equal ones)."""
+    n_out = p.shape[0]
+    zmax = p[0]
+    for j in range(1, n_out):
+        zmax = max(zmax, p[j])
+    total = np.float32(0.0)
+    for j in range(n_out):
+        p[j] = np.exp(p[j] - zmax)
+        total += p[j]
+    best = 0
+    for j in range(n_out):
+        p[j] /= total
+        if p[j] > p[best]:
+            best = j
+    return best
+
+
+@njit(**STEP_FLAGS)
+def backward_dense(d_prev, W, b, d, a_prev, lr, is_relu):  # pragma: no cover - compiled
+    """delta_{l-1} into d_prev (>= n_{l-1},) from d = delta_l (n_l,), and the SGD step of W
+    (W_l padded, (n_{l-1}, width_l)) and b (n_l,): each weight read for delta_{l-1}, then
+    updated, in the same loop. a_prev is a_{l-1} (>= n_{l-1},)."""
+    one = np.float32(1.0)
+    n_prev = W.shape[0]
+    n = d.shape[0]
+    for i in range(n_prev):
+        acc = np.float32(0.0)
+        g = lr * a_prev[i]
+        for j in range(n):
+            acc += W[i, j] * d[j]
+            W[i, j] -= g * d[j]
+        ai = a_prev[i]
+        if is_relu:
+            d_prev[i] = acc if ai > 0 else np.float32(0.0)
+        else:
+            d_prev[i] = acc * ai * (one - ai)
+    for j in range(n):
+        b[j] -= lr * d[j]
+
+
+@njit(**STEP_FLAGS)
+def update_first(W1_chunks, b1, d, d_chunks, nz, xv, m, lr):  # pragma: no cover - compiled
+    """The SGD step of W_1's rows of the m non-zero pixels and of b1 (n_1,), from d = delta_1
+    (>= n_1,); d_chunks is d[:width_1] as (n_chunks, CHUNK), W1_chunks W_1 padded as
+    (n_0, n_chunks, CHUNK)."""
+    for c in range(d_chunks.shape[0] - 1, -1, -1):
+        subtract_rows(W1_chunks, nz, xv, m, d_chunks, c, lr)
+    for j in range(b1.shape[0]):
+        b1[j] -= lr * d[j]
+
+
+@njit(**KERNEL_FLAGS)
+def sgd_numba(theta, sizes, is_relu, indptr, indices, values, y, order, lr, scale):  # pragma: no cover - compiled
+    """Train theta (float32, flat) in place on sparse rows `order`; returns (loss sum, correct).
+
+    sizes (L + 1,) int64; indptr, indices (uint16), values (uint8) the sparse rows; y (n,)
+    labels; order (n_samples,) the rows visited, in that order; lr, scale float32.
+    """
+    L = sizes.shape[0] - 1
+    n0 = sizes[0]
+    # The weights are trained in a copy, P, and copied back at the end. In it each
+    # layer's rows are padded with zeros, W_1's to a multiple of CHUNK floats and the
+    # other layers' to a multiple of VECTOR, and start on 64-byte boundaries: a row
+    # is then whole chunks, whole AVX-512 vectors and whole cache lines (in theta, a
+    # row of 64 floats sits where NumPy's allocator put theta, typically 32 bytes
+    # into a line, so it spans 5 lines). The padding's delta is zero, so it stays
+    # zero, and it is never copied back. Rows are indexed, not taken as per-row
+    # array views, which cost a reference count in and out for each row.
+    width, w_off, b_off, p_off, p_size = padded_layout(sizes)
+    P = aligned_empty(p_size)
+    copy_weights(theta, P, sizes, width, w_off, p_off, True)
+    n_chunks = width[1] // CHUNK
+    W1_chunks = P[: n0 * width[1]].reshape((n0, n_chunks, CHUNK))  # row i's chunk c
+    b1 = theta[b_off[1] : b_off[1] + sizes[1]]
+    A = np.zeros((L + 1, width.max()), np.float32)  # A[l]: z_l, then a_l (A[L]: softmax output)
+    D = np.zeros_like(A)  # D[l]: delta_l
+    z1_chunks = A[1, : width[1]].reshape((n_chunks, CHUNK))  # z_1 and delta_1, chunked as W_1's rows
+    d1_chunks = D[1, : width[1]].reshape((n_chunks, CHUNK))
     nz = np.empty(n0, np.uint16)  # unsigned: W1[nz[k]] needs no negative-index wraparound
     xv = np.empty(n0, np.float32)
-    one = np.float32(1.0)
     loss = 0.0
     correct = 0
-    n_samples = order.shape[0]
-    for step in range(n_samples):
+    for step in range(order.shape[0]):
+        prefetch_ahead(order, step, indptr, indices, values)
         s = order[step]
-        # the next sample's pixels (and the one after's row offsets) on their way to the cache
-        if step + 2 < n_samples:
-            prefetch(indptr, order[step + 2])
-        if step + 1 < n_samples:
-            following = order[step + 1]
-            start, stop = indptr[following], indptr[following + 1]
-            for t in range(start, stop, 32):  # 32 uint16 = one 64-byte line
-                prefetch(indices, t)
-            for t in range(start, stop, 64):
-                prefetch(values, t)
-            if stop > start:  # the strides start mid-line, so the last line may be left out
-                prefetch(indices, stop - 1)
-                prefetch(values, stop - 1)
-        # a_0 as (pixel index, value) pairs
-        lo = indptr[s]
-        m = indptr[s + 1] - lo
-        for k in range(m):
-            nz[k] = indices[lo + k]
-            xv[k] = np.float32(values[lo + k]) * scale
-        # forward, layer 1: z_1 = b_1 + sum over non-zero pixels of x_i W_1[i]
-        z = A[1]
-        for j in range(n1):
-            z[j] = b1[j]
-        for j in range(n1, n1p):
-            z[j] = np.float32(0.0)
-        for c in range(n_chunks):
-            add_rows(z1_chunks, W1_chunks, nz, xv, m, c)
-        # forward, layers 2..L (a_{l-1} is dense)
-        for l in range(1, L + 1):
-            n = sizes[l]
-            if l > 1:
-                n_prev = sizes[l - 1]
-                w = width[l]
-                W = P[p_off[l] : p_off[l] + n_prev * w].reshape((n_prev, w // VECTOR, VECTOR))
-                z = A[l]
-                for j in range(n):
-                    z[j] = theta[b_off[l] + j]
-                for j in range(n, w):
-                    z[j] = np.float32(0.0)
-                z_chunks = A[l, :w].reshape((w // VECTOR, VECTOR))
-                for c in range(w // VECTOR):
-                    add_dense_rows(z_chunks, W, A[l - 1], n_prev, c)
-            if l < L:
-                z = A[l]
-                for j in range(n):
-                    if is_relu:
-                        z[j] = max(z[j], np.float32(0.0))
-                    else:
-                        z[j] = one / (one + np.exp(-z[j]))
-        # softmax and loss
-        n_out = sizes[L]
-        p = A[L]
-        zmax = p[0]
-        for j in range(1, n_out):
-            zmax = max(zmax, p[j])
-        total = np.float32(0.0)
-        for j in range(n_out):
-            p[j] = np.exp(p[j] - zmax)
-            total += p[j]
-        best = 0
-        for j in range(n_out):
-            p[j] /= total
-            if p[j] > p[best]:
-                best = j
+        m = load_sample(nz, xv, indptr, indices, values, s, scale)
+        forward_first(A[1], z1_chunks, b1, W1_chunks, nz, xv, m)
+        for l in range(2, L + 1):
+            activate(A[l - 1, : sizes[l - 1]], is_relu)
+            b = theta[b_off[l] : b_off[l] + sizes[l]]
+            forward_dense(A[l], padded_weights(P, sizes, width, p_off, l), b, A[l - 1])
+        p = A[L, : sizes[L]]
+        best = softmax(p)
         label = y[s]
         loss -= math.log(max(p[label], np.float32(1.1754944e-38)))
         if best == label:
             correct += 1
-        # backward: delta_L = p - onehot(y); each layer's weights read (for delta_{l-1})
-        # and updated in the same loop, old value first
-        for j in range(n_out):
+        # backward: delta_L = p - onehot(y), then down the layers, each updated as it is passed
+        for j in range(sizes[L]):
             D[L, j] = p[j]
-        D[L, label] -= one
+        D[L, label] -= np.float32(1.0)
         for l in range(L, 1, -1):
-            n = sizes[l]
-            n_prev = sizes[l - 1]
-            W = P[p_off[l] : p_off[l] + n_prev * width[l]].reshape((n_prev, width[l]))
-            b = theta[b_off[l] : b_off[l] + n]
-            d = D[l, :n]
-            a_prev = A[l - 1]
-            for i in range(n_prev):
-                acc = np.float32(0.0)
-                g = lr * a_prev[i]
-                for j in range(n):
-                    acc += W[i, j] * d[j]
-                    W[i, j] -= g * d[j]
-                ai = a_prev[i]
-                if is_relu:
-                    D[l - 1, i] = acc if ai > 0 else np.float32(0.0)
-                else:
-                    D[l - 1, i] = acc * ai * (one - ai)
-            for j in range(n):
-                b[j] -= lr * d[j]
-        # update W_1's rows of the non-zero pixels, and b_1
-        d = D[1]
-        for c in range(n_chunks - 1, -1, -1):
-            subtract_rows(W1_chunks, nz, xv, m, d1_chunks, c, lr)
-        for j in range(n1):
-            b1[j] -= lr * d[j]
-    for l in range(1, L + 1):
-        n_prev, n, w = sizes[l - 1], sizes[l], width[l]
-        padded = P[p_off[l] : p_off[l] + n_prev * w].reshape((n_prev, w))
-        W = theta[w_off[l] : w_off[l] + n_prev * n].reshape((n_prev, n))
-        for i in range(n_prev):
-            for j in range(n):
-                W[i, j] = padded[i, j]
+            W, b = padded_weights(P, sizes, width, p_off, l), theta[b_off[l] : b_off[l] + sizes[l]]
+            backward_dense(D[l - 1], W, b, D[l, : sizes[l]], A[l - 1], lr, is_relu)
+        update_first(W1_chunks, b1, D[1], d1_chunks, nz, xv, m, lr)
+    copy_weights(theta, P, sizes, width, w_off, p_off, False)
     return loss, correct

@@ -193,6 +193,19 @@ def _read_npy(archive: np.lib.npyio.NpzFile, name: str, where: str) -> np.ndarra
 
 
 def _check(archive: np.lib.npyio.NpzFile, where: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """(flat float32 theta, metadata) from an open archive, every part checked first."""
+    meta = _read_metadata(archive, where)
+    sizes = _check_metadata(meta, where)
+    _check_array_names(archive, sizes, where)
+    pieces = []
+    for l, (n_prev, n) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        pieces.append(_read_layer_array(archive, f"W{l}", (n_prev, n), sizes, where))
+        pieces.append(_read_layer_array(archive, f"b{l}", (n,), sizes, where))
+    return np.concatenate(pieces), meta
+
+
+def _read_metadata(archive: np.lib.npyio.NpzFile, where: str) -> dict[str, Any]:
+    """The 'metadata' entry's JSON object, of this format and version."""
     if "metadata" not in archive.files:
         raise WeightsError(f"{where}: no 'metadata' entry: not a dtrain weights file")
     shape, dtype = _npy_header(archive, "metadata", where)
@@ -214,6 +227,11 @@ def _check(archive: np.lib.npyio.NpzFile, where: str) -> tuple[np.ndarray, dict[
         raise WeightsError(
             f"{where}: unknown format_version {meta.get('format_version')!r}: this dtrain reads version {FORMAT_VERSION}"
         )
+    return meta
+
+
+def _check_metadata(meta: dict[str, Any], where: str) -> list[int]:
+    """The model's layer sizes, once metadata's layer_sizes, activation and input_scale are sound."""
     sizes = meta.get("layer_sizes")
     if (
         not isinstance(sizes, list)
@@ -230,6 +248,11 @@ def _check(archive: np.lib.npyio.NpzFile, where: str) -> tuple[np.ndarray, dict[
     # an int is a number too (bool is not); the comparison is exact for ints of any size and False for NaN
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale <= MAX_INPUT_SCALE:
         raise WeightsError(f"{where}: metadata 'input_scale' must be a positive number, at most {MAX_INPUT_SCALE:,.0f}")
+    return sizes
+
+
+def _check_array_names(archive: np.lib.npyio.NpzFile, sizes: list[int], where: str) -> None:
+    """The archive holds metadata and W1, b1, ... for every layer of `sizes`, and nothing else."""
     layers = len(sizes) - 1
     expected = {"metadata"} | {f"{kind}{l}" for l in range(1, layers + 1) for kind in "Wb"}
     missing = sorted(expected - set(archive.files), key=lambda name: (int(name[1:]), name[0]))
@@ -240,25 +263,27 @@ def _check(archive: np.lib.npyio.NpzFile, where: str) -> tuple[np.ndarray, dict[
     extra = sorted(set(archive.files) - expected)
     if extra:
         raise WeightsError(f"{where}: unexpected arrays {extra}")
-    pieces = []
-    for l, (n_prev, n) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-        for name, shape in ((f"W{l}", (n_prev, n)), (f"b{l}", (n,))):
-            # shape and dtype from the header: checked before the array is read
-            declared, dtype = _npy_header(archive, name, where)
-            if declared != shape:
-                raise WeightsError(f"{where}: array {name!r} has shape {declared}, layer_sizes {sizes} need {shape}")
-            if dtype.kind != "f":
-                raise WeightsError(f"{where}: array {name!r} has dtype {dtype}, expected floating point")
-            arr = _read_npy(archive, name, where)
-            with np.errstate(over="ignore"):
-                values = arr.astype(np.float32).ravel()
-            if not np.all(np.isfinite(values)):
-                raise WeightsError(f"{where}: array {name!r} holds NaN or infinite values (as float32)")
-            peak = float(np.abs(values).max(initial=0.0))
-            if peak > MAX_WEIGHT:
-                raise WeightsError(
-                    f"{where}: array {name!r} holds a value of magnitude {peak:.3g}, above {MAX_WEIGHT:,.0f}: "
-                    f"not trained weights (a damaged file?)"
-                )
-            pieces.append(values)
-    return np.concatenate(pieces), meta
+
+
+def _read_layer_array(
+    archive: np.lib.npyio.NpzFile, name: str, shape: tuple[int, ...], sizes: list[int], where: str
+) -> np.ndarray:
+    """Array `name` as flat float32, once it has `shape` and a floating dtype (both read from its
+    header, before the array) and holds finite values of trained weights' magnitude."""
+    declared, dtype = _npy_header(archive, name, where)
+    if declared != shape:
+        raise WeightsError(f"{where}: array {name!r} has shape {declared}, layer_sizes {sizes} need {shape}")
+    if dtype.kind != "f":
+        raise WeightsError(f"{where}: array {name!r} has dtype {dtype}, expected floating point")
+    arr = _read_npy(archive, name, where)
+    with np.errstate(over="ignore"):
+        values = arr.astype(np.float32).ravel()
+    if not np.all(np.isfinite(values)):
+        raise WeightsError(f"{where}: array {name!r} holds NaN or infinite values (as float32)")
+    peak = float(np.abs(values).max(initial=0.0))
+    if peak > MAX_WEIGHT:
+        raise WeightsError(
+            f"{where}: array {name!r} holds a value of magnitude {peak:.3g}, above {MAX_WEIGHT:,.0f}: "
+            f"not trained weights (a damaged file?)"
+        )
+    return values

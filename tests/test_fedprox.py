@@ -9,6 +9,7 @@ from dtrain.model import read_weights
 from dtrain.model.kernels import sgd
 from dtrain.model.mlp import he_init, layer_sizes, sgd_step, unflatten
 from dtrain.model.prox import sgd_prox
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 from dtrain.spec import JobSpec
 
@@ -28,7 +29,7 @@ def test_one_fedprox_step_is_the_sgd_step_plus_a_pull_toward_the_global_weights(
     theta0, anchor, images, y, x = setup
     lr, mu = 0.05, 0.3
     theta = theta0.copy()
-    loss, correct = sgd_prox(kernel, theta, anchor, mu, SIZES, "relu", images, y, np.array([7]), lr)
+    loss, correct = sgd_prox(kernel, theta, anchor, mu, SGDSetup(SIZES, "relu", images, y, lr), np.array([7]))
     # by hand: w - lr * (grad loss(w) + mu * (w - w_global)), everything at w = theta0
     by_hand = theta0.copy()
     sgd_step(unflatten(by_hand, SIZES), x[7].astype(np.float32) / 255, int(y[7]), np.float32(lr), "relu")
@@ -37,7 +38,7 @@ def test_one_fedprox_step_is_the_sgd_step_plus_a_pull_toward_the_global_weights(
     assert not np.allclose(theta, by_hand + np.float32(lr * mu) * (theta0 - anchor), atol=1e-4)  # the pull is there
     # and exactly: the kernel's own step, then the proximal part in float32
     plain = theta0.copy()
-    plain_loss, plain_correct = sgd(kernel, plain, SIZES, "relu", images, y, np.array([7]), lr)
+    plain_loss, plain_correct = sgd(kernel, plain, SGDSetup(SIZES, "relu", images, y, lr), np.array([7]))
     np.testing.assert_array_equal(theta, plain - np.float32(lr * mu) * (theta0 - anchor))
     assert (loss, correct) == (plain_loss, plain_correct)  # scored before the step, as plain SGD
 
@@ -48,12 +49,12 @@ def test_each_step_pulls_from_the_weights_before_it(setup, kernel, batch_size):
     lr, mu = 0.05, 0.5
     order = np.random.default_rng(2).permutation(30)
     theta = theta0.copy()
-    sgd_prox(kernel, theta, anchor, mu, SIZES, "relu", images, y, order, lr, batch_size=batch_size)
+    sgd_prox(kernel, theta, anchor, mu, SGDSetup(SIZES, "relu", images, y, lr, batch_size=batch_size), order)
     expected = theta0.copy()
     step = len(order) if batch_size == 0 else batch_size
     for lo in range(0, len(order), step):
         before = expected.copy()
-        sgd(kernel, expected, SIZES, "relu", images, y, order[lo : lo + step], lr, batch_size=batch_size)
+        sgd(kernel, expected, SGDSetup(SIZES, "relu", images, y, lr, batch_size=batch_size), order[lo : lo + step])
         expected -= np.float32(lr * mu) * (before - anchor)
     np.testing.assert_array_equal(theta, expected)
 
@@ -63,9 +64,8 @@ def test_mu_zero_is_plain_sgd_bit_for_bit(setup, kernel):
     theta0, anchor, images, y, _ = setup
     order = np.random.default_rng(3).permutation(50)
     a, b = theta0.copy(), theta0.copy()
-    assert sgd_prox(kernel, a, anchor, 0.0, SIZES, "relu", images, y, order, 0.05) == sgd(
-        kernel, b, SIZES, "relu", images, y, order, 0.05
-    )
+    plain = SGDSetup(SIZES, "relu", images, y, 0.05)
+    assert sgd_prox(kernel, a, anchor, 0.0, plain, order) == sgd(kernel, b, plain, order)
     np.testing.assert_array_equal(a, b)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from dtrain.model import mlp
 from dtrain.model.kernels import sgd
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 pytest.importorskip("numba")
@@ -36,8 +37,8 @@ def test_numba_equals_numpy_to_float32_rounding(images, hidden, activation):
     theta0 = mlp.he_init(sizes, np.random.default_rng(1))
     order = np.random.default_rng(2).permutation(len(y))[:600]
     t_np, t_nb = theta0.copy(), theta0.copy()
-    loss_np, correct_np = sgd("numpy", t_np, sizes, activation, X, y, order, 0.05)
-    loss_nb, correct_nb = sgd("numba", t_nb, sizes, activation, X, y, order, 0.05)
+    loss_np, correct_np = sgd("numpy", t_np, SGDSetup(sizes, activation, X, y, 0.05), order)
+    loss_nb, correct_nb = sgd("numba", t_nb, SGDSetup(sizes, activation, X, y, 0.05), order)
     assert np.abs(t_np - theta0).max() > 1e-2  # trained well past the tolerance
     np.testing.assert_allclose(t_nb, t_np, rtol=0, atol=2e-5)
     assert correct_nb == correct_np
@@ -62,8 +63,8 @@ def test_where_theta_lies_changes_no_bit(images, hidden, shift):
     ro = SparseRows(*(a.copy() for a in (X.indptr, X.indices, X.values)), X.n_cols)
     for a in (ro.indptr, ro.indices, ro.values):
         a.flags.writeable = False
-    a = sgd("numba", aligned, sizes, "relu", X, y, order, 0.01)
-    b = sgd("numba", shifted, sizes, "relu", ro, y, order, 0.01)
+    a = sgd("numba", aligned, SGDSetup(sizes, "relu", X, y, 0.01), order)
+    b = sgd("numba", shifted, SGDSetup(sizes, "relu", ro, y, 0.01), order)
     assert a == b
     assert np.array_equal(aligned, shifted)
 
@@ -74,15 +75,15 @@ def test_empty_order_and_blank_images(images):
     theta0 = mlp.he_init(sizes, np.random.default_rng(5))
 
     theta = theta0.copy()
-    assert sgd("numba", theta, sizes, "relu", X, y, np.zeros(0, np.int64), 0.01) == (0.0, 0)
+    assert sgd("numba", theta, SGDSetup(sizes, "relu", X, y, 0.01), np.zeros(0, np.int64)) == (0.0, 0)
     assert np.array_equal(theta, theta0)
 
     # blank images: only the biases and the layers above the first move, in both kernels
     blank = SparseRows.from_dense(np.zeros((3, 784), np.uint8))
     labels = np.array([1, 2, 3], np.uint8)
     t_np, t_nb = theta0.copy(), theta0.copy()
-    sgd("numpy", t_np, sizes, "relu", blank, labels, np.arange(3), 0.1)
-    sgd("numba", t_nb, sizes, "relu", blank, labels, np.arange(3), 0.1)
+    sgd("numpy", t_np, SGDSetup(sizes, "relu", blank, labels, 0.1), np.arange(3))
+    sgd("numba", t_nb, SGDSetup(sizes, "relu", blank, labels, 0.1), np.arange(3))
     (W1_np, _), *_ = mlp.unflatten(t_np, sizes)
     (W1_nb, _), *_ = mlp.unflatten(t_nb, sizes)
     (W1_0, _), *_ = mlp.unflatten(theta0, sizes)
@@ -99,6 +100,6 @@ def test_only_the_model_weights_are_written(images):
     guarded = np.full(n + 64, 7.0, np.float32)
     theta = guarded[32 : 32 + n]
     theta[...] = mlp.he_init(sizes, np.random.default_rng(6))
-    sgd("numba", theta, sizes, "relu", X, y, np.arange(200), 0.05)
+    sgd("numba", theta, SGDSetup(sizes, "relu", X, y, 0.05), np.arange(200))
     assert (guarded[:32] == 7.0).all() and (guarded[32 + n :] == 7.0).all()
     assert np.isfinite(theta).all()

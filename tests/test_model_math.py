@@ -16,6 +16,7 @@ from dtrain.data.mnist import load_dataset
 from dtrain.model import mlp
 from dtrain.model.evaluate import evaluate
 from dtrain.model.kernels import resolve_kernel, sgd
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 ACTIVATIONS = ("relu", "sigmoid")
@@ -284,8 +285,8 @@ def test_kernels_agree_with_reference_sgd_step(mnist, activation, hidden):
     X, y = mnist.x_train, mnist.y_train
 
     t_np, t_nb, t_ref = theta0.copy(), theta0.copy(), theta0.copy()
-    loss_np, correct_np = sgd("numpy", t_np, sizes, activation, X, y, order, lr)
-    loss_nb, correct_nb = sgd("numba", t_nb, sizes, activation, X, y, order, lr)
+    loss_np, correct_np = sgd("numpy", t_np, SGDSetup(sizes, activation, X, y, lr), order)
+    loss_nb, correct_nb = sgd("numba", t_nb, SGDSetup(sizes, activation, X, y, lr), order)
     loss_ref, correct_ref = _reference_sgd(t_ref, sizes, activation, X, y, order, lr)
 
     for t in (t_np, t_nb, t_ref):
@@ -320,7 +321,7 @@ def test_sparse_kernel_is_exact_for_zero_pixels(kernel, activation):
 
     # an all-black image: the first layer's weights cannot change, its bias must
     theta = theta0.copy()
-    sgd(kernel, theta, sizes, activation, X, y, np.array([0]), lr)
+    sgd(kernel, theta, SGDSetup(sizes, activation, X, y, lr), np.array([0]))
     (W1_0, b1_0), *rest0 = mlp.unflatten(theta0, sizes)
     (W1, b1), *rest = mlp.unflatten(theta, sizes)
     np.testing.assert_array_equal(W1, W1_0)
@@ -334,7 +335,7 @@ def test_sparse_kernel_is_exact_for_zero_pixels(kernel, activation):
 
     # three non-zero pixels: exactly their rows of W1 move, nothing else in W1
     theta = theta0.copy()
-    sgd(kernel, theta, sizes, activation, X, y, np.array([1]), lr)
+    sgd(kernel, theta, SGDSetup(sizes, activation, X, y, lr), np.array([1]))
     (W1, _), *_ = mlp.unflatten(theta, sizes)
     changed = np.flatnonzero((W1 != W1_0).any(axis=1))
     np.testing.assert_array_equal(changed, [2, 7, 13])
@@ -361,7 +362,7 @@ def test_sgd_with_unknown_kernel_raises_and_leaves_theta_alone():
     before = theta.copy()
     X = np.full((1, 4), 9, dtype=np.uint8)
     with pytest.raises(ValueError):
-        sgd("fortran", theta, sizes, "relu", X, np.array([1], np.uint8), np.array([0]), 0.1)
+        sgd("fortran", theta, SGDSetup(sizes, "relu", X, np.array([1], np.uint8), 0.1), np.array([0]))
     np.testing.assert_array_equal(theta, before)
 
 
@@ -500,7 +501,7 @@ def test_one_epoch_numba_sgd_learns_mnist(mnist):
     # one epoch in a shuffled order, as the workers visit their shards (in file
     # order, samples 0..19999 give 0.9285 test accuracy with this seed)
     order = np.random.default_rng(0).permutation(20000)
-    loss_sum, correct = sgd("numba", theta, sizes, "relu", mnist.x_train, mnist.y_train, order, 0.01)
+    loss_sum, correct = sgd("numba", theta, SGDSetup(sizes, "relu", mnist.x_train, mnist.y_train, 0.01), order)
     assert np.isfinite(loss_sum) and correct > 0.8 * len(order)
 
     ev = evaluate(theta, sizes, "relu", mnist.x_test, mnist.y_test)
@@ -519,9 +520,9 @@ def test_numba_kernel_result_depends_on_the_samples_not_where_they_lie(mnist):
     order = np.random.default_rng(4).permutation(5000)[:1500]
 
     shuffled, in_sequence = theta0.copy(), theta0.copy()
-    a = sgd("numba", shuffled, sizes, "relu", images, mnist.y_train[:5000], order, 0.01)
+    a = sgd("numba", shuffled, SGDSetup(sizes, "relu", images, mnist.y_train[:5000], 0.01), order)
     copied = SparseRows.from_dense(mnist.x_train[order])
-    b = sgd("numba", in_sequence, sizes, "relu", copied, mnist.y_train[order], np.arange(len(order)), 0.01)
+    b = sgd("numba", in_sequence, SGDSetup(sizes, "relu", copied, mnist.y_train[order], 0.01), np.arange(len(order)))
 
     assert np.abs(shuffled - theta0).max() > 1e-2
     assert np.array_equal(shuffled, in_sequence)
@@ -540,13 +541,14 @@ def test_warm_up_loads_numba_without_scipy_linalg_and_leaves_it_importable():
         "import sys\n"
         "import numpy as np\n"
         "from dtrain.model.kernels import sgd, warm_up\n"
+        "from dtrain.model.sgd_setup import SGDSetup\n"
         "warm_up('numba')\n"
         "print('loaded during warm_up:', 'scipy.linalg' in sys.modules)\n"
         "import scipy.linalg\n"
         "print('norm:', scipy.linalg.norm([3.0, 4.0]))\n"
         "theta = np.zeros(4 * 2 + 2 + 2 * 2 + 2, np.float32)\n"
         "x = np.array([[0, 255, 0, 128]], np.uint8)\n"
-        "sgd('numba', theta, (4, 2, 2), 'relu', x, np.array([1], np.uint8), np.zeros(1, np.int64), 0.5)\n"
+        "sgd('numba', theta, SGDSetup((4, 2, 2), 'relu', x, np.array([1], np.uint8), 0.5), np.zeros(1, np.int64))\n"
         "print('output bias moved:', bool(theta[-2:].any()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

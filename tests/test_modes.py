@@ -12,6 +12,7 @@ from dtrain.cluster.runner import run_job
 from dtrain.data.partition import partition
 from dtrain.model.kernels import sgd
 from dtrain.model.mlp import backprop, he_init, layer_sizes, unflatten
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 from dtrain.spec import JobSpec
 from dtrain.worker.shard import ShardTrainer
@@ -58,7 +59,7 @@ def test_minibatch_steps_follow_the_batch_mean_gradient(mnist):
     y, order = mnist.y_train[:40], np.random.default_rng(1).permutation(40)
 
     theta = theta0.copy()
-    sgd("numpy", theta, sizes, "relu", images, y, order, 0.1, batch_size=10)
+    sgd("numpy", theta, SGDSetup(sizes, "relu", images, y, 0.1, batch_size=10), order)
     expected = theta0.copy()
     params = unflatten(expected, sizes)
     for lo in range(0, 40, 10):
@@ -70,7 +71,7 @@ def test_minibatch_steps_follow_the_batch_mean_gradient(mnist):
     np.testing.assert_allclose(theta, expected, rtol=1e-5, atol=1e-6)
 
     full = theta0.copy()  # batch size 0: one step on all of them (FedSGD)
-    sgd("numpy", full, sizes, "relu", images, y, order, 0.1, batch_size=0)
+    sgd("numpy", full, SGDSetup(sizes, "relu", images, y, 0.1, batch_size=0), order)
     one = theta0.copy()
     params = unflatten(one, sizes)
     _, grads = backprop(params, mnist.x_train[:40].astype(np.float32) / 255, y.astype(np.int64), "relu")

@@ -19,6 +19,7 @@ from dtrain.data.images import load_images, mnist_like
 from dtrain.model import load_model
 from dtrain.model.kernels import sgd
 from dtrain.model.mlp import he_init, layer_sizes
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 from dtrain.model.weights import save_weights
 
@@ -30,7 +31,7 @@ def model_file(tmp_path_factory, mnist):
     """A model trained for one epoch on MNIST in this process (~97% test accuracy)."""
     sizes = layer_sizes(784, (64,), 10)
     theta = he_init(sizes, np.random.default_rng(0))
-    sgd("numba", theta, sizes, "relu", SparseRows.from_dense(mnist.x_train), mnist.y_train, np.arange(60000), 0.01)
+    sgd("numba", theta, SGDSetup(sizes, "relu", SparseRows.from_dense(mnist.x_train), mnist.y_train, 0.01), np.arange(60000))
     path = tmp_path_factory.mktemp("model") / "model.npz"
     save_weights(path, theta, sizes, {"activation": "relu", "input_scale": 1 / 255, "image_shape": [28, 28]})
     return path

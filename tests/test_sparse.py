@@ -7,6 +7,7 @@ import pytest
 
 from dtrain.model import mlp
 from dtrain.model.kernels import sgd
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 
@@ -46,8 +47,8 @@ def test_kernels_give_the_same_weights_from_sparse_and_dense_input(mnist, kernel
     theta0 = mlp.he_init(sizes, np.random.default_rng(3))
     order = np.random.default_rng(4).permutation(1000)[:300]
     dense, sparse = theta0.copy(), theta0.copy()
-    r1 = sgd(kernel, dense, sizes, "relu", mnist.x_train[:1000], mnist.y_train[:1000], order, 0.05)
-    r2 = sgd(kernel, sparse, sizes, "relu", SparseRows.from_dense(mnist.x_train[:1000]), mnist.y_train[:1000], order, 0.05)
+    r1 = sgd(kernel, dense, SGDSetup(sizes, "relu", mnist.x_train[:1000], mnist.y_train[:1000], 0.05), order)
+    r2 = sgd(kernel, sparse, SGDSetup(sizes, "relu", SparseRows.from_dense(mnist.x_train[:1000]), mnist.y_train[:1000], 0.05), order)
     assert np.array_equal(dense, sparse)
     assert r1 == r2
 

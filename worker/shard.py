@@ -6,12 +6,15 @@ tests and the benchmark drive the same code in one process.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from dtrain.model import kernels
 from dtrain.model.average import weighted_mean
 from dtrain.model.kernels import sgd
 from dtrain.model.prox import sgd_prox
+from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
 
 
@@ -49,9 +52,9 @@ class ShardTrainer:
         first_client: int = 0,
         local_epochs: int = 1,
     ):
-        self.images, self.y = images, y
-        self.sizes, self.activation, self.lr, self.kernel = sizes, activation, lr, kernel
-        self.seed, self.rank, self.batch_size = seed, rank, batch_size
+        self.images, self.y, self.kernel = images, y, kernel
+        self.setup = SGDSetup(sizes, activation, images, y, lr, batch_size=batch_size)
+        self.seed, self.rank = seed, rank
         # Federated clients hosted here: [lo, hi) within the shard, numbered from first_client.
         self.clients, self.first_client, self.local_epochs = clients or [], first_client, local_epochs
         self.theta = np.zeros(0, dtype=np.float32)
@@ -69,8 +72,9 @@ class ShardTrainer:
         from dtrain.model.mlp import n_params
 
         kernels.warm_up(self.kernel, self.images.n_cols)  # numba's own loading, as cheap as it goes
-        scratch = np.zeros(n_params(self.sizes), dtype=np.float32)
-        sgd(self.kernel, scratch, self.sizes, self.activation, self.images, self.y, np.zeros(1, np.int64), self.lr)
+        scratch = np.zeros(n_params(self.setup.sizes), dtype=np.float32)
+        # one sample a step whatever the batch size: the per-sample kernel is the one that compiles
+        sgd(self.kernel, scratch, replace(self.setup, batch_size=1), np.zeros(1, np.int64))
 
     def train_block(
         self, start: np.ndarray, epoch: int, round_in_epoch: int, rounds_in_epoch: int
@@ -84,10 +88,9 @@ class ShardTrainer:
         return self.theta, len(order), float(loss), int(correct)
 
     def _sgd(self, theta: np.ndarray, order: np.ndarray, anchor: np.ndarray | None = None, mu: float = 0.0) -> tuple[float, int]:
-        args = (self.sizes, self.activation, self.images, self.y, order, self.lr)
         if mu:  # FedProx: pulled toward the round's start weights (model/prox.py)
-            return sgd_prox(self.kernel, theta, anchor, mu, *args, batch_size=self.batch_size)
-        return sgd(self.kernel, theta, *args, batch_size=self.batch_size)
+            return sgd_prox(self.kernel, theta, anchor, mu, self.setup, order)
+        return sgd(self.kernel, theta, self.setup, order)
 
     def train_clients(
         self, start: np.ndarray, round_index: int, clients: list[int], mu: float = 0.0
