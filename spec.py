@@ -9,7 +9,10 @@ algorithms themselves are cluster/algorithms/ (one module each).
 
 The flat form, every setting at the top level (`{"epochs": 3, "mode": "async"}`),
 is what `dtrain submit`'s options and the spec.json files of earlier dtrain
-versions hold; JobSpec reads it too (`_nest`).
+versions hold; JobSpec reads it too (`nest_flat`), and `spec_error` words what
+pydantic refuses in it as a UserError naming the setting. (About 330 lines: the
+settings of every algorithm, their defaults and their help text are the whole
+contract between a user and the engine, kept on one page.)
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ REDUCE_HELP = (
 
 
 class Sync(Rounds):
-    """Synchronous rounds with a barrier, merged with block momentum (BMUF) or plainly averaged."""
+    """Synchronous rounds with a barrier, combined with block momentum (BMUF) or plainly averaged."""
 
     name: Literal["sync"] = "sync"
     combine: Literal["bmuf", "average"] = Field("bmuf", description="sync: bmuf (block momentum) or average.")

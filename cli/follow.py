@@ -10,17 +10,26 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, err, fail, note, user_errors
+from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, check_out_dir, err, fail, note, user_errors
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
 
 
-def refuse_local_detach(detach: bool, jobs: Any) -> None:
+def jobs_to_follow(address: str | None, local: bool, storage: str | None, out_dir: Path | None, detach: bool) -> Any:
+    """The jobs a `submit` or `resume` starts in, once its options are checked (UserError if not)."""
+    from dtrain.cli.stdout import reserve_stdout
+    from dtrain.cluster.client import open_jobs
+
+    if out_dir:
+        check_out_dir(out_dir)  # made when the artifacts are copied into it
+    reserve_stdout()  # before Ray connects: its driver prints raylet messages to descriptor 1
+    jobs = open_jobs(address, local, storage)
     if detach and jobs.runtime == "local":
         raise UserError(
             "--detach: a local-mode job ends with this command; detach from jobs on a Ray cluster "
             "(start one with `ray start --head`, or pass --address)"
         )
+    return jobs
 
 
 def drive(

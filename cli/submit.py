@@ -18,7 +18,6 @@ from dtrain.cli.app import (
     Local,
     Storage,
     app,
-    check_out_dir,
     user_errors,
 )
 from dtrain.spec import SETTINGS, JobSpec, spec_error
@@ -117,27 +116,18 @@ def submit(
     """
     settings = {name: value for name, value in locals().items() if name not in CLIENT_OPTIONS}  # the parameters
     settings["algorithm"] = settings.pop("mode") if algorithm is None else algorithm
-    from dtrain.cli.follow import drive, refuse_local_detach
-    from dtrain.cli.stdout import reserve_stdout
-    from dtrain.cluster.client import open_jobs
+    from dtrain.cli.follow import drive, jobs_to_follow
 
     with user_errors():
         settings["data_dir"] = str(data_dir.absolute()) if data_dir else None
         spec = build_spec(settings)
-        if out_dir:
-            check_out_dir(out_dir)  # made when the artifacts are copied into it
-        reserve_stdout()  # before Ray connects: its driver prints raylet messages to descriptor 1
-        jobs = open_jobs(address, local, storage)
-        refuse_local_detach(detach, jobs)
+        jobs = jobs_to_follow(address, local, storage, out_dir, detach)
         dataset = None
         if jobs.runtime == "local":  # the job runs here: check it all before Ray starts
             from dtrain.cluster import placement
-            from dtrain.cluster.runner import check_fits
-            from dtrain.data.mnist import load_dataset
+            from dtrain.cluster.runner import preflight
 
-            dataset = load_dataset(spec.data_dir)
-            check_fits(spec, dataset)
-            placement.worker_cpus(spec.workers, spec.cpus_per_worker, [placement.local_cpus()])
+            dataset = preflight(spec, [placement.local_cpus()])
 
     if jobs.runtime == "cluster":
         start_on_cluster = lambda: jobs.submit(spec)  # noqa: E731
@@ -169,16 +159,10 @@ def resume(
     The epochs it had finished are kept; training goes on from the last one,
     and ends with the same weights the job would have had without the break.
     """
-    from dtrain.cli.follow import drive, refuse_local_detach
-    from dtrain.cli.stdout import reserve_stdout
-    from dtrain.cluster.client import open_jobs
+    from dtrain.cli.follow import drive, jobs_to_follow
 
     with user_errors():
-        if out_dir:
-            check_out_dir(out_dir)  # made when the artifacts are copied into it
-        reserve_stdout()  # before Ray connects: its driver prints raylet messages to descriptor 1
-        jobs = open_jobs(address, local, storage)
-        refuse_local_detach(detach, jobs)
+        jobs = jobs_to_follow(address, local, storage, out_dir, detach)
         spec = jobs.job(job_id).spec
     drive(
         jobs,

@@ -2,7 +2,7 @@
 
 A checkpoint is an .npz of plain arrays (the global model, BMUF's momentum
 buffer and start point) plus a JSON string of the figures that go with them
-(epochs done, merge count, the epoch's training totals). It is written
+(epochs done, rounds applied, the epoch's training totals). It is written
 atomically and read with allow_pickle=False; the last few are kept.
 """
 

@@ -1,4 +1,4 @@
-"""How the parameter server merges the workers' weights after each round.
+"""How the parameter server combines the workers' weights after each round (the combine rule).
 
 Plain averaging of K workers that each ran B samples of SGD moves the model
 about as far as one worker's B samples, so K workers need roughly K times the
@@ -58,7 +58,7 @@ class BlockMomentum:
 
     def combine_mean(self, mean: np.ndarray) -> None:
         """Fold one round into the global model, given the round's sample-weighted mean
-        (merged elsewhere, e.g. from a tree reduction's partial sums)."""
+        (summed elsewhere, e.g. from a tree reduction's partial sums)."""
         G = mean - self.start
         self.delta *= self.momentum
         self.delta += self.block_lr * G

@@ -99,8 +99,8 @@ class ParameterServer:
     def end_epoch(self, last_round: object = None) -> dict:
         """This epoch's training totals and divergence state; resets the totals, writes a checkpoint.
 
-        The runner passes the epoch's last merge result as `last_round`: if any
-        merge of the epoch failed, Ray then fails this call without running it,
+        The runner passes the epoch's last apply result as `last_round`: if any
+        round of the epoch failed, Ray then fails this call without running it,
         so no checkpoint is ever written for an epoch that did not happen.
         """
         train_loss = self.loss_sum / max(self.samples, 1)

@@ -1,15 +1,15 @@
 """Tree reduction: one reducer per node sums its workers' round results into one partial.
 
-The parameter server merges a round in one call; with a flat merge that call
+The parameter server applies a round in one call; with a flat reduction that call
 fetches one argument object per worker, which is what saturates it first as K
-grows (benchmarks/ps_ceiling.py: 56% of a K = 64 merge of the default model).
+grows (benchmarks/ps_ceiling.py: 56% of applying a K = 64 round of the default model).
 With the tree, a `NodeReducer` on each node that hosts workers of the job takes
 that node's results (local objects, no network) and returns one partial:
 
     (sum_k n_k * theta_k in float64, samples, (each worker's loss sum, ...), correct, restarted)
 
-and the server merges one partial per node (`ParameterServer.apply`).
-The products n_k * theta_k are exact in float64 and the flat merge sums the
+and the server applies one partial per node (`ParameterServer.apply`).
+The products n_k * theta_k are exact in float64 and the flat reduction sums the
 same products (model/average.py); their sums round only where one weight's
 values on different workers are orders of magnitude apart, so both reductions,
 whatever the grouping, give the same weights to the last bit in practice (the
@@ -21,7 +21,7 @@ The tree adds a hop to every round, which pays only when the server's
 fetches it saves outweigh it: on one node never (the reducers and the server
 share the same cores: +16% training time at 8 workers), and with few workers
 per node not either (+43% with 4 workers on a two-node cluster on one machine).
-At K = 64 it cut the server's merge 2.5-3.9x. So `reduce="auto"` uses it for
+At K = 64 it cut the server's apply 2.5-3.9x. So `reduce="auto"` uses it for
 jobs of at least `TREE_MIN_WORKERS` workers spread over two or more nodes.
 Asynchronous mode pushes each worker's change on its own and never uses it
 (cluster/algorithms/asynchronous.py).
@@ -81,10 +81,10 @@ def partial_sum(results: Sequence[Result]) -> Partial:
     )
 
 
-def merge_partials(partials: Sequence[Partial]) -> Partial:
+def sum_partials(partials: Sequence[Partial]) -> Partial:
     """The root of the tree: the partials of a round -> the round's whole partial."""
     if not partials:
-        raise ValueError("no partials to merge")
+        raise ValueError("no partials to sum")
     total = np.array(partials[0][0], dtype=np.float64, copy=True)  # arguments from Ray are read-only
     for p in partials[1:]:
         total += p[0]
@@ -98,7 +98,7 @@ def merge_partials(partials: Sequence[Partial]) -> Partial:
 
 
 def as_partials(updates: Sequence[Result | Partial]) -> list[Partial]:
-    """A merge's arguments as partials: workers' results (a flat merge) summed into one, partials
+    """`apply`'s arguments as partials: workers' results (a flat reduction) summed into one, partials
     (from the reducers of a tree) as they are."""
     results = [u for u in updates if not isinstance(u, Partial)]
     return ([partial_sum(results)] if results else []) + [u for u in updates if isinstance(u, Partial)]
@@ -127,7 +127,7 @@ class NodeReducer:
 
 
 #: The fewest workers for which reduce="auto" builds a tree (with two nodes or more). The flat
-#: merge costs ~0.12 ms per worker result more than the tree's server side, against one
+#: reduction costs ~0.12 ms per worker result more than the tree's server side, against one
 #: reducer hop of a few ms: it pays from a few dozen workers (benchmarks/ps_ceiling.py).
 TREE_MIN_WORKERS = 32
 
@@ -149,12 +149,12 @@ def groups_by_node(node_of: Sequence[str]) -> dict[str, list[int]]:
 
 
 class Flat:
-    """The flat merge: all of a round's results go to the server in one call."""
+    """The flat reduction: all of a round's results go to the server in one call, which sums them."""
 
     name = "flat"
 
-    def merge(self, server: Any, results: dict[int, Any]) -> Any:
-        """Submit the merge of one round (worker rank -> result ref); the ref of the next start weights."""
+    def apply_round(self, server: Any, results: dict[int, Any]) -> Any:
+        """Have the server apply one round (worker rank -> result ref); the ref of the next start weights."""
         return server.apply.remote(*results.values())
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -198,7 +198,7 @@ class Tree:
         ]
         return cls(reducers, list(by_node.values()), list(by_node))
 
-    def merge(self, server: Any, results: dict[int, Any]) -> Any:
+    def apply_round(self, server: Any, results: dict[int, Any]) -> Any:
         """Submit one round through the reducers (a node none of whose workers trained this
         round, as in a federated round that sampled none of its clients, is left out)."""
         partials = [
@@ -231,5 +231,5 @@ class Tree:
 
 
 def reduction_for(spec: JobSpec, node_of: Sequence[str], group: Any) -> Flat | Tree:
-    """How the rounds of a job whose workers were placed on `node_of` (rank order) are merged."""
+    """How the rounds of a job whose workers were placed on `node_of` (rank order) reach the server."""
     return Tree.create(node_of, group) if use_tree(spec, node_of) else Flat()

@@ -1,6 +1,6 @@
 """Jobs that live in the cluster: a job registry actor, and one runner actor per job.
 
-Both are detached (they outlive the client that submitted the job) and stay on
+Both are detached (the runner is job_runner.py) (they outlive the client that submitted the job) and stay on
 the head node, next to the storage directory. The registry is found by name
 in the "dtrain" namespace from any node; it creates a runner per job and
 answers list/status/cancel/pull. The runner drives the job (data, parameter
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster import placement
-from dtrain.cluster.execute import execute
+from dtrain.cluster.job_runner import NAMESPACE, new_runner, runner_name
 from dtrain.cluster.jobstore import (
     DEFAULT_STORAGE,
     JobStore,
@@ -34,75 +34,21 @@ from dtrain.cluster.jobstore import (
     resolve_root,
     wait_for_local_cancel,
 )
-from dtrain.cluster.runner import JobCancelled, JobFailed, check_fits
 from dtrain.errors import UserError
 from dtrain.spec import JobSpec
 
-NAMESPACE = "dtrain"
 REGISTRY_NAME = "registry"
 
 #: How long a cancelled job may take to stop by itself before its runner is killed.
 CANCEL_GRACE_S = 15.0
 
-#: Times Ray restarts a lost job runner (which then resumes the job from its last checkpoint).
-RUNNER_RESTARTS = 3
-
 #: How long a runner may take to start and check its job before the submit is refused.
 PREPARE_TIMEOUT_S = 120.0
-
-
-class JobRunner:
-    """Runs one job: checks it can run, trains it, stops it when asked."""
-
-    def __init__(self, root: str, job_id: str):
-        self.store = JobStore(Path(root))
-        self.record = self.store.load(job_id)
-        self.stop_requested = threading.Event()
-        self.dataset = None
-        self.running = threading.Lock()
-        self.ran = False
-
-    def prepare(self) -> UserError | None:
-        """Check that the job can run here (its data, the workers it asks for): None, or why not."""
-        from dtrain.data.mnist import load_dataset
-
-        spec = self.record.spec
-        try:
-            self.dataset = load_dataset(spec.data_dir)
-            check_fits(spec, self.dataset)
-            placement.worker_cpus(spec.workers, spec.cpus_per_worker, placement.node_cpus())
-        except UserError as e:
-            return e
-        return None
-
-    def run(self) -> str:
-        """Train the job to the end; returns its final state (the record holds the details).
-
-        Runs the job once per runner process: a second call (from a restarted registry)
-        waits for the first's end. The record names this process as the job's runner.
-        """
-        with self.running:
-            if not self.ran:
-                self.ran = True
-                owner = self.record.owner.model_copy(update={"pid": os.getpid()})
-                self.record = self.store.update(self.record.id, owner=owner)
-                try:
-                    execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset)
-                except (JobCancelled, JobFailed, UserError):
-                    pass  # the record says how it ended
-        return self.store.load(self.record.id).state
-
-    def cancel(self) -> None:
-        self.stop_requested.set()
 
 
 def refusal(error: UserError) -> dict[str, Any]:
     """A refused request as the registry answers it: plain data the client makes a UserError of again."""
     return {"error": error.problem, "field": error.field}
-
-
-def runner_name(job_id: str) -> str:
-    return f"runner-{job_id}"
 
 
 @dataclass
@@ -286,38 +232,6 @@ class JobRegistry:
             ray.kill(running.runner)  # _watch then records it CANCELLED
             running.ended.wait(CANCEL_GRACE_S)
         return self.store.load(job_id).model_dump(mode="json")
-
-
-def new_runner(root: str, job_id: str, wait_s: float = 30.0) -> Any:
-    """A new runner for the job, named after it. A name still held by the job's last runner
-    (killed when that run ended, and not yet gone) is waited for, up to `wait_s`."""
-    import ray
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return (
-                ray.remote(JobRunner)
-                .options(
-                    name=runner_name(job_id),
-                    namespace=NAMESPACE,
-                    lifetime="detached",
-                    num_cpus=0,
-                    resources=placement.ON_HEAD,
-                    # cancel() must get through while run() trains, and while the run() calls
-                    # of registries that were lost wait for it.
-                    max_concurrency=16,
-                    # A lost runner is restarted and runs the job again, which resumes it from
-                    # its last checkpoint; its parameter server and workers die with it.
-                    max_restarts=RUNNER_RESTARTS,
-                    max_task_retries=-1,
-                )
-                .remote(root, job_id)
-            )
-        except ValueError:  # the name is taken
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def get_or_create_registry(storage: str | None) -> Any:

@@ -74,6 +74,17 @@ class Trained:
     startup_s: float | None
 
 
+def preflight(spec: JobSpec, nodes: list[float]) -> Dataset:
+    """Check that the job can run on nodes of `nodes` CPUs before anything starts: its
+    data loads, fits the workers, and the workers fit the nodes. Returns the data."""
+    from dtrain.data.mnist import load_dataset
+
+    dataset = load_dataset(spec.data_dir)
+    check_fits(spec, dataset)
+    placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
+    return dataset
+
+
 def check_fits(spec: JobSpec, dataset: Dataset) -> None:
     n = len(dataset.y_train)
     if spec.workers > n:
@@ -157,7 +168,7 @@ def start_server(job: Job) -> Any:
             num_cpus=0,
             resources=placement.ON_HEAD,  # it writes the checkpoints, next to the job's other files
             max_restarts=SERVER_RESTARTS,
-            max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a merge must not run twice
+            max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a round must not be applied twice
         )
         .remote(job.sizes, seed=job.spec.seed, rule=job.algorithm.rule(job.plan), checkpoints=str(job.run_dir / "checkpoints"))
     )

@@ -16,7 +16,7 @@ import pytest
 
 from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
 from dtrain.cluster.parameter_server import ParameterServer
-from dtrain.cluster.reduce import groups_by_node, merge_partials, partial_sum, use_tree
+from dtrain.cluster.reduce import groups_by_node, sum_partials, partial_sum, use_tree
 from dtrain.cluster.runner import run_job
 from dtrain.model import read_weights
 from dtrain.spec import JobSpec
@@ -64,7 +64,7 @@ def test_a_partial_carries_its_nodes_sums():
     np.testing.assert_allclose(total, sum(n * t.astype(np.float64) for t, n, *_ in results), rtol=1e-15)
     assert samples == sum(r[1] for r in results) and restarted == 1
     assert losses == tuple(r[2] for r in results) and correct == sum(r[3] for r in results)
-    whole = merge_partials([partial_sum(results[:2]), partial_sum(results[2:])])
+    whole = sum_partials([partial_sum(results[:2]), partial_sum(results[2:])])
     assert np.array_equal(whole[0], total) and whole[1:] == (samples, losses, correct, restarted)
     with pytest.raises(ValueError):
         partial_sum([])
@@ -105,13 +105,13 @@ def test_a_round_goes_to_each_nodes_reducer_and_a_node_with_no_results_is_left_o
     reducers = [SimpleNamespace(reduce=Calls(f"reducer-{n}", log)) for n in "ab"]
     server = SimpleNamespace(apply=Calls("apply", log))
     tree = Tree(reducers, [[0, 2], [1, 3]], ["a", "b"])
-    assert tree.merge(server, {0: "r0", 1: "r1", 2: "r2", 3: "r3"}) == "apply-out"
+    assert tree.apply_round(server, {0: "r0", 1: "r1", 2: "r2", 3: "r3"}) == "apply-out"
     assert log == [("reducer-a", ("r0", "r2")), ("reducer-b", ("r1", "r3")), ("apply", ("reducer-a-out", "reducer-b-out"))]
     log.clear()
-    tree.merge(server, {2: "r2"})  # a federated round that sampled clients of worker 2 only
+    tree.apply_round(server, {2: "r2"})  # a federated round that sampled clients of worker 2 only
     assert log == [("reducer-a", ("r2",)), ("apply", ("reducer-a-out",))]
     log.clear()
-    Flat().merge(server, {0: "r0", 3: "r3"})
+    Flat().apply_round(server, {0: "r0", 3: "r3"})
     assert log == [("apply", ("r0", "r3"))]
 
 

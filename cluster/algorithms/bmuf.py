@@ -2,11 +2,11 @@
 
 Schedule: each epoch is cut into rounds; in a round every worker trains its next
 block of its shard from the same start weights, and the blocks grow each epoch
-(JobSpec.block_size; docs/algorithms.md). Server rule: one call merges all of a
-round's results (through the reducers first with a tree, cluster/reduce.py) into
+(spec.Rounds.block_size; docs/algorithms.md). Server rule: one call reduces all of a
+round's results (through the reducers first with a tree, cluster/reduce.py) to
 their sample-weighted mean, and block momentum turns that into the next model
 and start point. Driver loop: the driver only chains object references (a round's
-start weights are the previous round's merge result); each epoch's model is
+start weights are the previous round's apply result); each epoch's model is
 scored while the next epoch trains. `combine="average"` is the same with no momentum.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from dtrain.cluster.algorithms.base import Algorithm, RoundPlan, Run
 from dtrain.cluster.combine import BlockMomentum, default_block_momentum
 from dtrain.cluster.outcome import JobCancelled
-from dtrain.cluster.reduce import as_partials, exact_sum, merge_partials
+from dtrain.cluster.reduce import as_partials, exact_sum, sum_partials
 from dtrain.model.average import mean_of_sum
 from dtrain.worker.shard import rounds_for
 from dtrain.worker.tasks import Block, Task
@@ -42,9 +42,9 @@ class BlockMomentumRule:
         return self.state.global_theta
 
     def apply(self, server: Any, updates: tuple[Any, ...]) -> None:
-        """Merge one round. The loss sums are added exactly, so that they total the same
+        """Apply one round. The loss sums are added exactly, so that they total the same
         however the round was reduced."""
-        total, samples, losses, correct, restarts = merge_partials(as_partials(updates))
+        total, samples, losses, correct, restarts = sum_partials(as_partials(updates))
         self.state.momentum = float(self.momenta[min(server.epochs_done, len(self.momenta) - 1)])
         self.state.combine_mean(mean_of_sum(total, samples, self.state.global_theta.dtype))
         round_loss = exact_sum(losses)
@@ -68,7 +68,7 @@ class SyncRounds(Algorithm):
 
     def schedule(self, shard: int) -> RoundPlan:
         workers, settings = self.spec.workers, self.settings
-        # One worker has nothing to merge with: its rounds would be pure overhead.
+        # One worker has nothing to average with: its rounds would be pure overhead.
         rounds = [
             1 if workers == 1 else rounds_for(shard, settings.block_size(e, shard, workers)) for e in range(settings.epochs)
         ]
@@ -98,8 +98,8 @@ class SyncRounds(Algorithm):
                 raise JobCancelled(f"stopped after {len(scorer.history)} of {periods} epochs")
             for r in range(run.plan.rounds[period]):
                 tasks = self.tasks(run, period, r)
-                start = run.reduction.merge(server, {rank: run.workers[rank].train.remote(start, t) for rank, t in tasks.items()})
-            # end_epoch waits on the period's last merge: if a merge failed, it never runs.
+                start = run.reduction.apply_round(server, {rank: run.workers[rank].train.remote(start, t) for rank, t in tasks.items()})
+            # end_epoch waits on the period's last apply: if one failed, it never runs.
             submitted = (period, server.end_epoch.remote(start), server.model.remote())
             if previous is not None and scorer.finish(*previous):
                 return
