@@ -52,7 +52,9 @@ def one_job(path: Path, workers: int, scratch: Path) -> dict:
     home = Path(tempfile.mkdtemp(dir=scratch))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "DTRAIN_"))}
     env.update(HOME=str(home), PYTHONPATH=str(path), DTRAIN_STORAGE=str(home / "storage"))
-    command = [sys.executable, "-c", "from dtrain.cli.entry import main; main()", "submit", "--local",
+    # The program's entry point: cli/entry.py since it set the BLAS environment, cli/main.py before.
+    entry = "entry" if (path / "dtrain" / "cli" / "entry.py").exists() else "main"
+    command = [sys.executable, "-c", f"from dtrain.cli.{entry} import main; main()", "submit", "--local",
                "--workers", str(workers), "--json"]
     t0 = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=home)
@@ -123,7 +125,7 @@ def main() -> int:
         print(f"{name:8} {m['end_to_end_s']:10.2f}s {m['startup_s']:8.2f}s {m['train_s']:8.2f}s {m['test_accuracy']:9.4f}")
     ratio = result["ratio_after_before"]
     print(f"after / before: end to end {ratio['end_to_end_s']:.3f}, start-up {ratio['startup_s']:.3f} "
-          f"(medians of {args.runs} alternated runs; {args.out.relative_to(REPO)})")
+          f"(medians of {args.runs} alternated runs; {args.out.resolve().relative_to(REPO)})")
     return 0
 
 
