@@ -30,3 +30,11 @@ class UserError(Exception):
         the field, and the inputs the problem names in backquotes (`address`)."""
         problem = re.sub(r"`(\w+)`", lambda m: name_of(m.group(1)), self.problem)
         return f"{name_of(self.field)}: {problem}" if self.field else problem
+
+
+class NotFound(UserError):
+    """A job (or a job's file) that does not exist: HTTP 404."""
+
+
+class Conflict(UserError):
+    """A request the job's state does not allow now (cancel an ended job, resume a running one): HTTP 409."""

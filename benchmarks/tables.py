@@ -342,6 +342,18 @@ def _ab_table(results: str) -> str:
             + f"\n\nafter / before: end to end {r['end_to_end_s']:.3f}, start-up {r['startup_s']:.3f}.")
 
 
+def api_speed() -> str:
+    A = load("api_speed.json")
+    m = A["medians"]
+    rows = [["through Ray (`RAY_ADDRESS`)", f"{m['through_ray_s']:.2f} s", "1"],
+            ["over HTTP (`--address http://...`)", f"{m['over_http_s']:.2f} s", f"{A['ratio_http_ray']:.3f}"]]
+    latencies = ", ".join(f"{x:.2f}" for x in A["follow_latency_s"])
+    return (f"`dtrain status JOB --json`, a new process each, timed from start to exit, the two alternated; "
+            f"medians of {A['runs']}:\n\n" + markdown(["how", "status", "ratio to Ray"], rows)
+            + f"\n\n`dtrain logs JOB --follow` over HTTP, from an epoch's line landing on the head's disk to the "
+              f"follower printing it: {latencies} s (max {A['follow_latency_max_s']:.2f} s).")
+
+
 # ------------------------------------------------------------------ chaos.json
 
 
@@ -427,6 +439,7 @@ TABLES: dict[str, tuple[str | None, str, Callable[[], str]]] = {
     "startup-ab": ("startup_ab.json", "startup_ab.py", ab_table("startup_ab.json")),
     "refactor-ab": ("refactor_ab.json", "startup_ab.py", ab_table("refactor_ab.json")),
     "chaos": ("chaos.json", "chaos.py", chaos),
+    "api-speed": ("api_speed.json", "api_speed.py", api_speed),
 }
 
 

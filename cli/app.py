@@ -33,8 +33,9 @@ EXIT_INTERRUPTED = 130
 Address = Annotated[
     Optional[str],
     typer.Option(
-        help="Ray cluster to use: host:port, 'auto' (the one `ray start` started here) or 'local'.",
-        show_default="RAY_ADDRESS, else the cluster running on this machine, else local mode",
+        help="Cluster to use: http://HOST:PORT (its dtrain API: no Ray needed here), a Ray host:port, "
+        "'auto' (the one `ray start` started here) or 'local'.",
+        show_default="DTRAIN_ADDRESS, else RAY_ADDRESS, else the cluster running on this machine, else local mode",
     ),
 ]
 Local = Annotated[bool, typer.Option("--local", help="Local mode: an embedded Ray in this process, even if a cluster runs.")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -72,9 +73,21 @@ def list_jobs(address: Address = None, local: Local = False, storage: Storage = 
 
 
 @app.command()
-def status(job_id: JobId, address: Address = None, local: Local = False, storage: Storage = None, as_json: Json = False) -> None:
-    """One job: state, epoch, accuracy, samples/s, workers alive and where they run."""
+def status(
+    job_id: Annotated[Optional[str], typer.Argument(help="The job's id; without it, the service itself.", show_default=False)] = None,
+    address: Address = None,
+    local: Local = False,
+    storage: Storage = None,
+    as_json: Json = False,
+) -> None:
+    """One job: state, epoch, accuracy, samples/s, workers alive and where they run.
+
+    Without a job id: where the jobs are kept, how many are in each state, and on a
+    cluster the URL of its HTTP API."""
     jobs = jobs_or_fail(address, local, storage)
+    if job_id is None:
+        service_status(jobs, as_json)
+        return
     with user_errors():
         r = jobs.job(job_id)
     if as_json:
@@ -103,6 +116,28 @@ def status(job_id: JobId, address: Address = None, local: Local = False, storage
     table.add_column()
     for key, value in rows:
         table.add_row(key, value if isinstance(value, Text) else Text(value))
+    out.print(table)
+
+
+def service_status(jobs: Any, as_json: bool) -> None:
+    """`dtrain status` without a job id."""
+    with user_errors():
+        states = Counter(r.state for r in jobs.jobs())
+        api = jobs.api_url() if jobs.runtime == "cluster" else {}
+    facts = {"runtime": jobs.runtime, "storage": jobs.where, "jobs": dict(sorted(states.items())), "api": api.get("url")}
+    if api.get("error"):
+        facts["api_error"] = api["error"]
+    if as_json:
+        print(json.dumps(facts))
+        return
+    table = Table(title="dtrain", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("runtime", jobs.runtime)
+    table.add_row("jobs in", jobs.where)
+    table.add_row("jobs", ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none")
+    if jobs.runtime == "cluster":
+        table.add_row("HTTP API", api.get("url") or api.get("error", "-"))
     out.print(table)
 
 

@@ -7,15 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 from dtrain.cli.app import Json, app, note, out, user_errors
-from dtrain.cli.render import digit_rows, draws_colour, side_by_side
-from dtrain.cli.sixel import draw
 from dtrain.errors import UserError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # NumPy and the drawing load when a command uses them: `dtrain list` starts faster
+    import numpy as np
+
     from dtrain.model.inference import Model
 
 #: Digits drawn in the terminal at most (every one is listed).
@@ -59,6 +58,8 @@ def predict(
 def fit_to_model(model: Model, found: list[tuple[Path, np.ndarray]]) -> list[tuple[Path, np.ndarray]]:
     """Each file's images, flat ones (n, pixels) reshaped to the model's frame (n, *image_shape)
     to be drawn as pictures; UserError naming the file whose pixels are not the model's inputs."""
+    import numpy as np
+
     shape = tuple(model.metadata.get("image_shape") or (28, 28))
     for path, images in found:
         if int(np.prod(images.shape[1:])) != model.n_inputs:
@@ -72,6 +73,8 @@ def fit_to_model(model: Model, found: list[tuple[Path, np.ndarray]]) -> list[tup
 def classify(model: Model, path: Path, images: np.ndarray) -> list[dict[str, Any]]:
     """One result per image of `images` (n, h, w) from file `path`: its index in the file, the
     most probable label and its probability, the top 3 (label, p), and the image itself."""
+    import numpy as np
+
     probabilities = np.atleast_2d(model.predict_proba(images.reshape(len(images), -1)))
     results = []
     for index, (image, p) in enumerate(zip(images, probabilities)):
@@ -100,6 +103,9 @@ def print_results(results: list[dict[str, Any]], per_file: dict[str, int]) -> No
 def draw_results(drawn: list[dict[str, Any]], per_file: dict[str, int], graphics: bool) -> None:
     """The images of `drawn` side by side, captioned with file name (and index, in a file of
     several) and label: as sixels where asked for and the terminal draws them, else as text."""
+    from dtrain.cli.render import digit_rows, draws_colour, side_by_side
+    from dtrain.cli.sixel import draw
+
     captions = [
         [Path(r["file"]).name + (f"[{r['index']}]" if per_file[r["file"]] > 1 else ""), f"-> {r['label']}"] for r in drawn
     ]

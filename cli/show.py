@@ -10,8 +10,6 @@ from typing import Annotated, Optional
 import typer
 
 from dtrain.cli.app import Json, app, note, out, user_errors
-from dtrain.cli.render import digit_rows, draws_colour, side_by_side
-from dtrain.cli.sixel import draw
 from dtrain.errors import UserError
 
 #: Digits drawn at most in one call.
@@ -47,6 +45,8 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Draw digits of the dataset in the terminal, with their labels."""
+    from dtrain.cli.render import digit_rows, draws_colour, side_by_side
+    from dtrain.cli.sixel import draw
     from dtrain.data.mnist import load_dataset
 
     with user_errors():

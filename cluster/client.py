@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster.connect import Target, connect, resolve
+from dtrain.cluster.http_client import HttpJobs, is_http
 from dtrain.cluster.jobstore import (
     ARTIFACTS,
     JobRecord,
@@ -28,7 +29,7 @@ from dtrain.cluster.jobstore import (
     wait_for_local_cancel,
 )
 from dtrain.files import write_atomic
-from dtrain.errors import UserError
+from dtrain.errors import Conflict, UserError
 from dtrain.spec import JobSpec
 
 #: How often a follower asks for news of a running job.
@@ -98,7 +99,7 @@ class LocalJobs:
     def cancel(self, job_id: str) -> JobRecord:
         record = self.job(job_id)
         if record.done:
-            raise UserError(f"job {job_id} has already ended: {record.state}")
+            raise Conflict(f"job {job_id} has already ended: {record.state}")
         return wait_for_local_cancel(self.store, job_id, LOCAL_CANCEL_TIMEOUT_S)
 
 
@@ -108,13 +109,29 @@ class ClusterJobs:
     runtime = "cluster"
 
     def __init__(self, target: Target, storage: str | None):
+        from dtrain.cluster.api_server import get_or_create_api
         from dtrain.cluster.registry import get_or_create_registry
 
-        self.address = address = target.address
         connect(target)
-        self.registry = get_or_create_registry(storage)
+        self._attach(get_or_create_registry(storage), target.address)
+        self.api = get_or_create_api(self.root)  # serves these jobs over HTTP too (api.py)
+
+    @classmethod
+    def of_registry(cls, registry: Any, address: str | None = None) -> ClusterJobs:
+        """The jobs of `registry`, from a process already in its cluster (the API server)."""
+        jobs = cls.__new__(cls)
+        jobs._attach(registry, address)
+        return jobs
+
+    def _attach(self, registry: Any, address: str | None) -> None:
+        self.address = address
+        self.registry = registry
         self.root = self._call(self.registry.storage)
-        self.where = f"{self.root} on the head node of {address}"
+        self.where = f"{self.root} on the head node" + (f" of {address}" if address else "")
+
+    def api_url(self) -> dict[str, Any]:
+        """Where this cluster's HTTP API listens: {"url": ...}, or {"error": why it does not}."""
+        return self._call(self.api.url)
 
     def _call(self, method: Any, *args: Any) -> Any:
         """Call a registry method; its UserError comes back as itself, with no remote traceback."""
@@ -125,7 +142,7 @@ class ClusterJobs:
             return ray.get(method.remote(*args))
         except RayTaskError as e:
             if isinstance(e.cause, UserError):
-                raise UserError(e.cause.problem, e.cause.field) from None
+                raise type(e.cause)(e.cause.problem, e.cause.field) from None
             raise
 
     def submit(self, spec: JobSpec) -> JobRecord:
@@ -167,7 +184,7 @@ class ClusterJobs:
         return JobRecord.model_validate(self._call(self.registry.cancel, job_id))
 
 
-Jobs = LocalJobs | ClusterJobs
+Jobs = LocalJobs | ClusterJobs | HttpJobs
 
 
 def requested_storage(storage: str | None) -> str | None:
@@ -180,6 +197,11 @@ def requested_storage(storage: str | None) -> str | None:
 
 def open_jobs(address: str | None = None, local: bool = False, storage: str | None = None) -> Jobs:
     """The jobs of the cluster at `address` (or the one running on this machine), else of the local storage."""
+    address = address or os.environ.get("DTRAIN_ADDRESS") or None
+    if is_http(address) and not local:
+        if storage:
+            raise UserError("an HTTP address's cluster keeps its jobs where its registry does; omit `storage`", "storage")
+        return HttpJobs(address)  # type: ignore[arg-type]
     target = resolve(address, local)
     requested = requested_storage(storage)
     if target.runtime == "local":

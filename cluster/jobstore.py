@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from dtrain.files import read_jsonl, write_json
-from dtrain.errors import UserError
+from dtrain.errors import Conflict, NotFound, UserError
 from dtrain.spec import JobSpec
 
 State = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -154,7 +154,7 @@ class JobStore:
     def load(self, job_id: str) -> JobRecord:
         path = self.job_dir(job_id) / "job.json"
         if not valid_job_id(job_id) or not path.is_file():
-            raise UserError(f"no job {job_id!r} in {self.root} (`dtrain list` shows the jobs)")
+            raise NotFound(f"no job {job_id!r} in {self.root} (`dtrain list` shows the jobs)")
         return JobRecord.model_validate_json(path.read_bytes())
 
     def records(self) -> list[JobRecord]:
@@ -193,7 +193,7 @@ class JobStore:
         data = self.read_artifact(job_id, "report.json")
         if data is None:
             state = self.load(job_id).state
-            raise UserError(f"job {job_id} has no report: it is {state} (a report is written when a job succeeds)")
+            raise Conflict(f"job {job_id} has no report: it is {state} (a report is written when a job succeeds)")
         return json.loads(data)
 
     # Cancel requests, for jobs run by a local dtrain process that no registry can reach.
@@ -277,6 +277,6 @@ def wait_for_local_cancel(store: JobStore, job_id: str, timeout_s: float, poll_s
 def check_resumable(record: JobRecord) -> None:
     """Raise UserError unless the job ended without succeeding (it then resumes from its last checkpoint)."""
     if record.state == "SUCCEEDED":
-        raise UserError(f"job {record.id} has already SUCCEEDED; there is nothing to resume")
+        raise Conflict(f"job {record.id} has already SUCCEEDED; there is nothing to resume")
     if not record.done:
-        raise UserError(f"job {record.id} is {record.state}; only a FAILED or CANCELLED job can be resumed")
+        raise Conflict(f"job {record.id} is {record.state}; only a FAILED or CANCELLED job can be resumed")

@@ -34,7 +34,7 @@ from dtrain.cluster.jobstore import (
     resolve_root,
     wait_for_local_cancel,
 )
-from dtrain.errors import UserError
+from dtrain.errors import Conflict, UserError
 from dtrain.spec import JobSpec
 
 REGISTRY_NAME = "registry"
@@ -131,7 +131,7 @@ class JobRegistry:
         check_resumable(record)
         with self.lock:
             if job_id in self.running:
-                raise UserError(f"job {job_id} is already being resumed")
+                raise Conflict(f"job {job_id} is already being resumed")
         self.store.reopen(job_id, self._owner())
         return self._launch(job_id, refused=lambda problem: self.store.save(record))
 
@@ -220,7 +220,7 @@ class JobRegistry:
 
         record = self.store.live(job_id, self.id)
         if record.done:
-            raise UserError(f"job {job_id} has already ended: {record.state}")
+            raise Conflict(f"job {job_id} has already ended: {record.state}")
         with self.lock:
             running = self.running.get(job_id)
         if running is None:  # a local-mode job whose record shares this storage
@@ -232,6 +232,13 @@ class JobRegistry:
             ray.kill(running.runner)  # _watch then records it CANCELLED
             running.ended.wait(CANCEL_GRACE_S)
         return self.store.load(job_id).model_dump(mode="json")
+
+
+def get_registry() -> Any:
+    """The cluster's registry, from any process of the cluster (ValueError if there is none yet)."""
+    import ray
+
+    return ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
 
 
 def get_or_create_registry(storage: str | None) -> Any:

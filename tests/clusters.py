@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,13 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class TwoNodes:
     """A two-node cluster in its own process (tests/two_nodes.py), and how clients reach it."""
 
@@ -43,6 +51,8 @@ class TwoNodes:
         self.tmpdir = tempfile.mkdtemp(prefix="dtr", dir="/tmp")
         self.token = secrets.token_hex(16)
         self.storage = storage
+        self.api_port = free_port()
+        self.api = f"http://127.0.0.1:{self.api_port}"  # the dtrain HTTP API the head serves
         self.env = {
             **os.environ,
             "RAY_TMPDIR": self.tmpdir,
@@ -53,6 +63,7 @@ class TwoNodes:
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_failure_threshold": "2",
             "DTRAIN_STORAGE": str(storage),
+            "DTRAIN_API_PORT": str(self.api_port),
         }
         self.env.pop("RAY_ADDRESS", None)
         self.proc = subprocess.Popen(
@@ -102,13 +113,14 @@ class TwoNodes:
         (a call that waits while Ray restarts it)."""
         from dtrain.cluster.registry import NAMESPACE, REGISTRY_NAME
 
-        code = (
-            "import ray; ray.init(address=%r, logging_level='ERROR'); "
-            "print(ray.get(ray.get_actor(%r, namespace=%r).pid.remote()))" % (self.address, REGISTRY_NAME, NAMESPACE)
-        )
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=self.env)
+        return int(self.run_python(f"print(ray.get(ray.get_actor({REGISTRY_NAME!r}, namespace={NAMESPACE!r}).pid.remote()))", timeout))
+
+    def run_python(self, code: str, timeout: float = 120) -> str:
+        """Run `code` in a new Ray driver joined to this cluster (`ray` imported); the last word it prints."""
+        init = f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
+        proc = subprocess.run([sys.executable, "-c", init + code], capture_output=True, text=True, timeout=timeout, env=self.env)
         assert proc.returncode == 0, proc.stderr
-        return int(proc.stdout.split()[-1])
+        return proc.stdout.split()[-1]
 
     def json(self, *args: str, timeout: float = 180):
         proc = self.run(*args, "--json", timeout=timeout)

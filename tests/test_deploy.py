@@ -27,6 +27,7 @@ from packaging.version import Version
 
 from dtrain import __version__
 from dtrain.cli.main import app
+from dtrain.cluster.api_server import DEFAULT_PORT
 
 try:
     import tomllib
@@ -156,9 +157,11 @@ def test_launcher_config_starts_ray_with_token_authentication(name):
     for key, flag in (("head_start_ray_commands", "--head"), ("worker_start_ray_commands", "--address=$RAY_HEAD_IP:6379")):
         starts = [c for c in config[key] if "ray start" in c]
         assert len(starts) == 1, key
-        assert "RAY_AUTH_MODE=token ray start" in starts[0], f"{key}: ray start without RAY_AUTH_MODE=token"
+        assert "RAY_AUTH_MODE=token" in starts[0] and "ray start" in starts[0], f"{key}: ray start without RAY_AUTH_MODE=token"
         assert flag in starts[0], key
     assert any("RAY_AUTH_MODE=token" in c for c in config["initialization_commands"])
+    # dtrain's HTTP API is served beyond the head (it then answers only the bearer of Ray's token)
+    assert "DTRAIN_API_HOST=0.0.0.0" in [c for c in config["head_start_ray_commands"] if "ray start" in c][0]
 
 
 @pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
@@ -206,7 +209,10 @@ def test_raycluster_manifest_structure():
         for part in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(containers[0]["resources"][part]), part
     names = [p["name"] for p in head["template"]["spec"]["containers"][0].get("ports", [])]
-    assert {"gcs-server", "dashboard", "client"} <= set(names)
+    assert {"gcs-server", "dashboard", "client", "dtrain-api"} <= set(names)
+    ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    env = {e["name"]: e["value"] for e in head["template"]["spec"]["containers"][0]["env"]}
+    assert ports["dtrain-api"] == DEFAULT_PORT and env["DTRAIN_API_HOST"] == "0.0.0.0"  # served beyond the pod, token on
 
 
 def test_raycluster_ray_version_is_the_installed_rays_family_and_the_images():

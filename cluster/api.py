@@ -1,0 +1,171 @@
+"""dtrain's HTTP API, version 1: the job commands over HTTP, for clients without Ray.
+
+    GET  /api/v1/service                        what answers: version, storage, runtime
+    GET  /api/v1/jobs                           every job's record
+    POST /api/v1/jobs                           submit a job spec (JSON, flat or nested: spec.py)
+    GET  /api/v1/jobs/{id}                      one job's record
+    GET  /api/v1/jobs/{id}/metrics?since=N      its epoch lines from the N-th on
+    GET  /api/v1/jobs/{id}/logs                 the same, streamed as NDJSON until the job ends
+    POST /api/v1/jobs/{id}/cancel               stop it at its next epoch
+    POST /api/v1/jobs/{id}/resume               continue a FAILED or CANCELLED job
+    GET  /api/v1/jobs/{id}/artifacts/{name}     spec.json, metrics.jsonl, report.json or model.npz
+
+`make_app` builds it over a `Jobs` (cluster/client.py: the same calls the CLI makes),
+so it answers exactly what `dtrain` commands answer. Every request carries the
+bearer token (`Authorization: Bearer ...`), compared in constant time. A refused
+request gets JSON `{"error": ..., "field": ...}` and its status: 400 a bad spec or
+id, 401 no or a wrong token, 404 no such job or file, 409 not in this state.
+api_server.py serves it on the head node.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from dtrain import __version__
+from dtrain.cluster.jobstore import ARTIFACTS, JobRecord, valid_job_id
+from dtrain.errors import Conflict, NotFound, UserError
+from dtrain.spec import JobSpec, spec_error
+
+PREFIX = "/api/v1"
+
+#: The largest request body accepted (a job spec is well under 4 KiB).
+MAX_BODY_BYTES = 64 << 10
+
+#: How often a streamed log looks for new epoch lines.
+POLL_S = 0.2
+
+#: Pages (not the API) may run their own inline script and load nothing from elsewhere.
+CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
+
+STATUS = {NotFound: 404, Conflict: 409}
+
+
+def refusal(status: int, problem: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": problem, "field": field}, status_code=status)
+
+
+def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
+    """The API over `jobs` (LocalJobs or ClusterJobs), for requests bearing `token`."""
+    app = FastAPI(
+        title="dtrain",
+        version=__version__,
+        summary="Distributed MLP training on Ray: submit, follow and pull jobs.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return refusal(401, "no or a wrong bearer token (Authorization: Bearer <token>)")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return refusal(413, f"request body over {MAX_BODY_BYTES} bytes")
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, e: UserError) -> JSONResponse:
+        return refusal(STATUS.get(type(e), 400), e.problem, e.field)
+
+    def checked(job_id: str) -> str:
+        if not valid_job_id(job_id):
+            raise UserError(f"{job_id!r} is not a job id (up to 32 hex digits)", "job_id")
+        return job_id
+
+    @app.get(f"{PREFIX}/service")
+    def service() -> dict[str, Any]:
+        """What answers here: dtrain's version, where its jobs are kept, the runtime."""
+        return {"dtrain_version": __version__, "storage": jobs.root, "where": where or jobs.where, "runtime": jobs.runtime}
+
+    @app.get(f"{PREFIX}/jobs")
+    def list_jobs() -> list[JobRecord]:
+        """Every job's record, oldest first."""
+        return jobs.jobs()
+
+    @app.post(f"{PREFIX}/jobs", status_code=201)
+    def submit(spec: dict[str, Any] = Body(description="A job spec (spec.py): nested, or flat as submit's options")) -> JobRecord:
+        """Submit a job; its record (PENDING), or 400 naming the setting at fault."""
+        try:
+            parsed = JobSpec.model_validate(spec)
+        except ValidationError as e:
+            raise spec_error(e, spec) from None
+        return jobs.submit(parsed)
+
+    @app.get(f"{PREFIX}/jobs/{{job_id}}")
+    def status(job_id: str) -> JobRecord:
+        """One job's record: state, progress, accuracy, workers."""
+        return jobs.job(checked(job_id))
+
+    @app.get(f"{PREFIX}/jobs/{{job_id}}/metrics")
+    def metrics(job_id: str, since: int = 0) -> list[dict[str, Any]]:
+        """The job's epoch lines (metrics.jsonl) from the `since`-th on."""
+        if since < 0:
+            raise UserError(f"expected 0 or more, got {since}", "since")
+        return jobs.metrics(checked(job_id), since)
+
+    @app.get(f"{PREFIX}/jobs/{{job_id}}/logs")
+    def logs(job_id: str) -> StreamingResponse:
+        """The job's epoch lines as NDJSON, streamed as they are written, then its final record."""
+        record = jobs.job(checked(job_id))  # a 404 before the stream starts
+        return StreamingResponse(stream(jobs, record.id), media_type="application/x-ndjson")
+
+    @app.post(f"{PREFIX}/jobs/{{job_id}}/cancel")
+    def cancel(job_id: str) -> JobRecord:
+        """Stop the job at its next epoch; returns once it has stopped."""
+        return jobs.cancel(checked(job_id))
+
+    @app.post(f"{PREFIX}/jobs/{{job_id}}/resume")
+    def resume(job_id: str) -> JobRecord:
+        """Continue a FAILED or CANCELLED job from its last checkpoint."""
+        return jobs.resume(checked(job_id))
+
+    @app.get(f"{PREFIX}/jobs/{{job_id}}/artifacts/{{name}}")
+    def artifact(job_id: str, name: str) -> Response:
+        """One of the job's files: spec.json, metrics.jsonl, report.json or model.npz."""
+        if name not in ARTIFACTS:
+            raise NotFound(f"{name!r} is not a job artifact; expected one of {', '.join(ARTIFACTS)}", "name")
+        data = jobs.artifact(checked(job_id), name)
+        if data is None:
+            raise NotFound(f"job {job_id} has no {name} (yet)")
+        kind = "application/octet-stream" if name.endswith(".npz") else "application/json"
+        return Response(data, media_type=kind, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    return app
+
+
+def stream(jobs: Any, job_id: str, poll_s: float = POLL_S) -> Iterator[bytes]:
+    """A job's epoch lines as they come, one JSON object a line, then {"record": its final record}."""
+    seen = 0
+    while True:
+        record = jobs.job(job_id)
+        for line in jobs.metrics(job_id, seen):
+            seen += 1
+            yield (json.dumps(line) + "\n").encode()
+        if record.done:
+            yield (json.dumps({"record": record.model_dump(mode="json")}) + "\n").encode()
+            return
+        time.sleep(poll_s)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The API's OpenAPI schema, as committed in docs/openapi-v1.json (a test compares them)."""
+    return make_app(jobs=None, token="").openapi()
+
+
+if __name__ == "__main__":  # python -m dtrain.cluster.api > docs/openapi-v1.json
+    print(json.dumps(openapi_schema(), indent=2, sort_keys=True))

@@ -1,0 +1,106 @@
+"""Serving the HTTP API (api.py) from the head node: one detached actor, started with the registry.
+
+Where it listens: DTRAIN_API_HOST and DTRAIN_API_PORT as set where `ray start
+--head` ran (the actor inherits that environment), else 127.0.0.1:8270: loopback
+unless told otherwise. Whom it answers: the bearer of the cluster's token. With
+Ray's token authentication on (RAY_AUTH_MODE=token), that is Ray's own token, so
+one secret serves both; otherwise dtrain makes one on first start, in
+<storage>/api_token, mode 0600, which a client passes as DTRAIN_TOKEN.
+
+Ray restarts the actor if its process dies; the new one serves the same port and
+token (jobs live in the storage directory, not in the server).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from dtrain.cluster import placement
+from dtrain.cluster.job_runner import NAMESPACE
+
+API_NAME = "api"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8270
+TOKEN_FILE = "api_token"
+
+
+def ray_token() -> str | None:
+    """Ray's token when its token authentication is on in this environment, else None."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
+    return path.read_text().strip() if path.is_file() else None
+
+
+def dtrain_token(root: Path) -> str:
+    """The token in <root>/api_token, made (mode 0600, never readable by others) if there is none."""
+    path = root / TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def service_token(root: Path) -> str:
+    return ray_token() or dtrain_token(root)
+
+
+class ApiServer:
+    """Serves api.py's app over the registry's jobs, in a thread of this actor."""
+
+    def __init__(self, root: str):
+        import uvicorn
+
+        from dtrain.cluster.api import make_app
+        from dtrain.cluster.client import ClusterJobs
+        from dtrain.cluster.registry import get_registry
+
+        self.host = os.environ.get("DTRAIN_API_HOST", DEFAULT_HOST)
+        self.port = int(os.environ.get("DTRAIN_API_PORT", DEFAULT_PORT))
+        jobs = ClusterJobs.of_registry(get_registry())
+        app = make_app(jobs, service_token(Path(root)))
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="dtrain-api", daemon=True)
+        self.thread.start()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def url(self) -> dict[str, Any]:
+        """{"url": where it listens} once it does, or {"error": why it does not} (e.g. the port is taken)."""
+        while self.thread.is_alive() and not self.server.started:
+            self.thread.join(0.05)
+        if not self.server.started:
+            return {"error": f"the dtrain API could not listen on {self.host}:{self.port} (is the port taken? DTRAIN_API_PORT)"}
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return {"url": f"http://{host}:{self.port}", "host": self.host, "port": self.port}
+
+
+def get_or_create_api(root: str) -> Any:
+    """The cluster's API server actor, created on first use next to the registry."""
+    import ray
+
+    return (
+        ray.remote(ApiServer)
+        .options(
+            name=API_NAME,
+            namespace=NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            num_cpus=0,
+            resources=placement.ON_HEAD,
+            max_restarts=-1,
+            max_concurrency=4,
+        )
+        .remote(root)
+    )

@@ -1,0 +1,170 @@
+"""The HTTP API (cluster/api.py) and the client that needs no Ray (cluster/http_client.py).
+
+In-process: the real app over a real job store, through FastAPI's test client (what
+it refuses, and how). On the real two-node cluster: the API actor the head serves,
+the real `dtrain` CLI in processes that never import Ray, a wrong token, and the
+API's process killed and back with the jobs intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clusters import wait_until
+from dtrain.cluster.api import MAX_BODY_BYTES, make_app, openapi_schema
+from dtrain.cluster.client import LocalJobs
+from dtrain.cluster.jobstore import local_owner
+from dtrain.spec import JobSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "t0ken-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api(tmp_path):
+    jobs = LocalJobs(tmp_path / "storage")
+    record = jobs.store.create(JobSpec(workers=2, epochs=1), local_owner())
+    return TestClient(make_app(jobs, TOKEN)), record
+
+
+def test_the_committed_openapi_schema_is_the_apps():
+    committed = json.loads((ROOT / "docs" / "openapi-v1.json").read_text())
+    assert committed == json.loads(json.dumps(openapi_schema())), "regenerate: python -m dtrain.cluster.api > docs/openapi-v1.json"
+    assert all(path.startswith("/api/v1/") for path in committed["paths"])
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", f"Bearer {TOKEN}x", TOKEN, f"Basic {TOKEN}"])
+def test_every_request_without_the_right_bearer_token_is_refused(api, header):
+    client, record = api
+    headers = {"Authorization": header} if header else {}
+    for method, path in [("GET", "/api/v1/jobs"), ("GET", f"/api/v1/jobs/{record.id}"), ("POST", "/api/v1/jobs"),
+                         ("GET", f"/api/v1/jobs/{record.id}/artifacts/spec.json"), ("GET", "/api/v1/openapi.json")]:
+        response = client.request(method, path, headers=headers)
+        assert response.status_code == 401 and "bearer token" in response.json()["error"]
+
+
+def test_reads_answer_what_the_store_holds(api):
+    client, record = api
+    listed = client.get("/api/v1/jobs", headers=AUTH)
+    assert listed.status_code == 200 and [j["id"] for j in listed.json()] == [record.id]
+    assert client.get(f"/api/v1/jobs/{record.id}", headers=AUTH).json()["state"] == "PENDING"
+    spec = client.get(f"/api/v1/jobs/{record.id}/artifacts/spec.json", headers=AUTH)
+    assert spec.status_code == 200 and JobSpec.model_validate(spec.json()) == JobSpec(workers=2, epochs=1)
+    assert client.get(f"/api/v1/jobs/{record.id}/metrics", headers=AUTH).json() == []
+    headers = client.get("/api/v1/jobs", headers=AUTH).headers
+    assert "default-src 'none'" in headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    "path, status, field",
+    [
+        ("/api/v1/jobs/ZZZ", 400, "job_id"),
+        ("/api/v1/jobs/0123456789abcdef0123456789abcdef0", 400, "job_id"),  # 33 digits
+        ("/api/v1/jobs/abcdef12", 404, None),
+        ("/api/v1/jobs/abcdef12/metrics", 404, None),
+        ("/api/v1/jobs/{id}/metrics?since=-1", 400, "since"),
+        ("/api/v1/jobs/{id}/artifacts/job.json", 404, "name"),
+        ("/api/v1/jobs/{id}/artifacts/..%2F..%2Fjob.json", 404, None),
+        ("/api/v1/jobs/{id}/artifacts/%2Fetc%2Fpasswd", 404, None),
+        ("/api/v1/jobs/{id}/artifacts/model.npz", 404, None),  # not written yet
+    ],
+)
+def test_what_is_not_an_id_a_job_or_one_of_its_files_is_refused_with_json(api, path, status, field):
+    client, record = api
+    response = client.get(path.replace("{id}", record.id), headers=AUTH)
+    assert response.status_code == status
+    if response.headers["content-type"] == "application/json" and "error" in response.json():
+        assert response.json()["field"] == field
+
+
+def test_a_bad_spec_is_refused_naming_its_setting_and_nothing_is_recorded(api):
+    client, record = api
+    for spec, field in [({"workers": 0}, "workers"), ({"algorithm": "sync", "clients": 4}, "clients"),
+                        ({"algorithm": "fedprox", "clients": 4, "rounds": 2}, "mu")]:
+        response = client.post("/api/v1/jobs", headers=AUTH, json=spec)
+        assert response.status_code == 400 and response.json()["field"] == field, response.json()
+    big = client.post("/api/v1/jobs", headers={**AUTH, "Content-Type": "application/json"}, content=b" " * (MAX_BODY_BYTES + 1))
+    assert big.status_code == 413
+    assert [j["id"] for j in client.get("/api/v1/jobs", headers=AUTH).json()] == [record.id]
+
+
+# ------------------------------------------------------------------ on the real two-node cluster
+
+#: Runs the real CLI and says on stderr, last, whether the process ever imported Ray.
+NO_RAY_CLI = (
+    "import atexit, sys; "
+    "atexit.register(lambda: sys.stderr.write('\\nRAY_IMPORTED\\n' if 'ray' in sys.modules else '\\nNO_RAY\\n')); "
+    "from dtrain.cli.entry import main; main()"
+)
+
+
+def http_dtrain(cluster, home: Path, *args: str, token: str | None = None, timeout: float = 180):
+    """`dtrain ARGS --address <the cluster's API>` from a machine outside the cluster: no Ray
+    settings, a fresh HOME, the token only if given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "DTRAIN_"))}
+    env.update(HOME=str(home), **({"DTRAIN_TOKEN": token} if token else {}))
+    proc = subprocess.run([sys.executable, "-c", NO_RAY_CLI, *args, "--address", cluster.api],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=home)
+    assert proc.stderr.rstrip().endswith("NO_RAY"), proc.stderr  # the HTTP client never imported Ray
+    proc.stderr = proc.stderr.rstrip().removesuffix("NO_RAY").rstrip()
+    return proc
+
+
+def test_the_cli_works_over_http_without_ray_and_the_api_survives_its_process(two_node_cluster, tmp_path, mnist):
+    cluster = two_node_cluster
+    service = cluster.json("status")  # through Ray: starts the registry and its API
+    assert service["runtime"] == "cluster" and service["api"] == cluster.api
+    home = tmp_path / "laptop"
+    home.mkdir()
+
+    submitted = http_dtrain(cluster, home, "submit", "--workers", "2", "--epochs", "1", "--json", token=cluster.token)
+    assert submitted.returncode == 0, submitted.stderr
+    result = json.loads(submitted.stdout)
+    assert result["state"] == "SUCCEEDED" and result["runtime"] == "cluster" and result["test_accuracy"] > 0.9
+    job_id = result["job_id"]
+
+    listed = json.loads(http_dtrain(cluster, home, "list", "--json", token=cluster.token).stdout)
+    assert job_id in [j["job_id"] for j in listed]
+    logs = http_dtrain(cluster, home, "logs", job_id, "--json", token=cluster.token)
+    assert logs.returncode == 0 and json.loads(logs.stdout.splitlines()[0])["epoch"] == 1
+    pulled = http_dtrain(cluster, home, "pull", job_id, "-o", str(home / "got"), token=cluster.token)
+    assert pulled.returncode == 0, pulled.stderr
+    assert sorted(p.name for p in (home / "got").iterdir()) == ["metrics.jsonl", "model.npz", "report.json", "spec.json"]
+    status = http_dtrain(cluster, home, "status", job_id, token=cluster.token, timeout=60)
+    assert status.returncode == 0 and job_id in status.stdout
+
+    # examples/classify_over_http.py: the newest model over HTTP, a PNG, plain NumPy
+    from PIL import Image
+
+    Image.fromarray(mnist.x_test[0].reshape(28, 28)).save(home / "digit.png")
+    example = subprocess.run([sys.executable, str(ROOT / "examples" / "classify_over_http.py"), cluster.api, str(home / "digit.png")],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "DTRAIN_TOKEN": cluster.token})
+    assert example.returncode == 0 and example.stdout.strip() == f"job {job_id}: {mnist.y_test[0]}", example.stderr
+
+    for token in (None, "wrong"):
+        refused = http_dtrain(cluster, home, "list", token=token, timeout=30)
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert refused.stderr.count("\n") == 0 and "DTRAIN_TOKEN" in refused.stderr, refused.stderr
+    missing = http_dtrain(cluster, home, "status", "abcdef12", token=cluster.token, timeout=30)
+    assert missing.returncode == 2 and "no job 'abcdef12'" in missing.stderr
+
+    # Kill the API's process: Ray restarts the actor, which serves the same port and jobs.
+    pid = int(cluster.run_python("print(ray.get(ray.get_actor('api', namespace='dtrain').pid.remote()))"))
+    os.kill(pid, signal.SIGKILL)
+
+    def answers_again():
+        proc = http_dtrain(cluster, home, "list", "--json", token=cluster.token, timeout=30)
+        return proc.returncode == 0 and job_id in proc.stdout
+
+    wait_until(answers_again, 60, "the API to come back after its process was killed", interval=0.5)
+    new_pid = int(cluster.run_python("print(ray.get(ray.get_actor('api', namespace='dtrain').pid.remote()))"))
+    assert new_pid != pid
