@@ -10,7 +10,8 @@
     POST /api/v1/jobs/{id}/resume               continue a FAILED or CANCELLED job
     GET  /api/v1/jobs/{id}/artifacts/{name}     spec.json, metrics.jsonl, report.json or model.npz
 
-`make_app` builds it over a `Jobs` (cluster/client.py: the same calls the CLI makes),
+The same server serves the live web pages (pages.py): `/` lists the jobs, `/jobs/{id}`
+draws one job's curves as it trains. `make_app` builds it over a `Jobs` (cluster/client.py: the same calls the CLI makes),
 so it answers exactly what `dtrain` commands answer. Every request carries the
 bearer token (`Authorization: Bearer ...`), compared in constant time. A refused
 request gets JSON `{"error": ..., "field": ...}` and its status: 400 a bad spec or
@@ -27,10 +28,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Body, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from dtrain import __version__
+from dtrain.cluster import pages
 from dtrain.cluster.jobstore import ARTIFACTS, JobRecord, valid_job_id
 from dtrain.errors import Conflict, NotFound, UserError
 from dtrain.spec import JobSpec, spec_error
@@ -47,6 +49,15 @@ POLL_S = 0.2
 CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
 
 STATUS = {NotFound: 404, Conflict: 409}
+
+#: The cookie a browser keeps the token in (pages.py).
+COOKIE = "dtrain_token"
+
+SIGN_IN = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dtrain</title></head><body>'
+    "<p>This dtrain server needs its token: open <code>/?token=&lt;token&gt;</code> once "
+    "(the token is in the head node's &lt;storage&gt;/api_token, or Ray's token with token authentication).</p></body></html>"
+)
 
 
 def refusal(status: int, problem: str, field: str | None = None) -> JSONResponse:
@@ -65,11 +76,23 @@ def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
     )
     expected = f"Bearer {token}".encode()
 
+    def authorised(request: Request) -> bool:
+        if hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+            return True
+        # A browser's pages (pages.py): the token in a cookie, for reading only.
+        cookie = f"Bearer {request.cookies.get(COOKIE, '')}".encode()
+        if request.method == "GET" and hmac.compare_digest(cookie, expected):
+            return True
+        # The first page a browser opens: /?token=..., which sets that cookie.
+        given = f"Bearer {request.query_params.get('token', '')}".encode()
+        return request.url.path == "/" and request.method == "GET" and hmac.compare_digest(given, expected)
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return refusal(401, "no or a wrong bearer token (Authorization: Bearer <token>)")
+        if not authorised(request):
+            if request.url.path.startswith(PREFIX):
+                return refusal(401, "no or a wrong bearer token (Authorization: Bearer <token>)")
+            return HTMLResponse(SIGN_IN, status_code=401, headers={"Content-Security-Policy": CSP})
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return refusal(413, f"request body over {MAX_BODY_BYTES} bytes")
@@ -86,6 +109,18 @@ def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
         if not valid_job_id(job_id):
             raise UserError(f"{job_id!r} is not a job id (up to 32 hex digits)", "job_id")
         return job_id
+
+    @app.get("/", include_in_schema=False)
+    def jobs_page(request: Request) -> Response:
+        if "token" in request.query_params:  # remember it, and take it out of the address bar
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(COOKIE, request.query_params["token"], httponly=True, samesite="strict")
+            return response
+        return HTMLResponse(pages.jobs_page())
+
+    @app.get("/jobs/{job_id}", include_in_schema=False)
+    def job_page(job_id: str) -> HTMLResponse:
+        return HTMLResponse(pages.job_page(jobs.job(checked(job_id)).id))
 
     @app.get(f"{PREFIX}/service")
     def service() -> dict[str, Any]:

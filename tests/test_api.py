@@ -8,6 +8,7 @@ API's process killed and back with the jobs intact.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -97,6 +98,24 @@ def test_a_bad_spec_is_refused_naming_its_setting_and_nothing_is_recorded(api):
     assert [j["id"] for j in client.get("/api/v1/jobs", headers=AUTH).json()] == [record.id]
 
 
+def test_a_browser_signs_in_once_with_the_token_and_then_may_only_read(api):
+    client, record = api
+    assert client.get("/").status_code == 401 and "token" in client.get("/").text  # a page, not JSON
+    assert client.get("/?token=wrong", follow_redirects=False).status_code == 401
+    signed_in = client.get(f"/?token={TOKEN}", follow_redirects=False)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"  # the token leaves the address bar
+    cookie = signed_in.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    client.cookies.set("dtrain_token", TOKEN)
+    page = client.get(f"/jobs/{record.id}")
+    assert page.status_code == 200 and f"Job {record.id}" in page.text and "default-src 'none'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text  # nothing loaded from elsewhere
+    assert client.get("/api/v1/jobs").status_code == 200
+    assert client.post("/api/v1/jobs", json={"workers": 2}).status_code == 401  # the cookie never changes a job
+    assert client.post(f"/api/v1/jobs/{record.id}/cancel").status_code == 401
+    assert client.get("/jobs/nothex").status_code == 400 and client.get("/jobs/abcdef12").status_code == 404
+
+
 # ------------------------------------------------------------------ on the real two-node cluster
 
 #: Runs the real CLI and says on stderr, last, whether the process ever imported Ray.
@@ -168,3 +187,60 @@ def test_the_cli_works_over_http_without_ray_and_the_api_survives_its_process(tw
     wait_until(answers_again, 60, "the API to come back after its process was killed", interval=0.5)
     new_pid = int(cluster.run_python("print(ray.get(ray.get_actor('api', namespace='dtrain').pid.remote()))"))
     assert new_pid != pid
+
+
+POINTS = "JSON.stringify(document.querySelectorAll('#accuracy circle.point').length)"
+
+
+def test_the_live_job_page_draws_its_curves_growing_in_chromium(two_node_cluster, tmp_path):
+    """Headless Chromium on a running job's page: two screenshots, more points on the curve in
+    the second, its figures in the DOM, no console errors, nothing loaded from elsewhere."""
+    from browser import CHROMIUM, DevTools
+
+    if not os.access(CHROMIUM, os.X_OK):
+        if os.environ.get("DTRAIN_REQUIRE_CHROMIUM"):
+            pytest.fail(f"DTRAIN_REQUIRE_CHROMIUM is set but there is no chromium at {CHROMIUM}")
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    cluster = two_node_cluster
+    cluster.json("status")  # through Ray: the registry and its API are up
+    home = tmp_path / "laptop"
+    home.mkdir()
+    started = http_dtrain(cluster, home, "submit", "--workers", "2", "--epochs", "12", "--detach", "--json", token=cluster.token)
+    job_id = json.loads(started.stdout)["job_id"]
+    browser = DevTools(CHROMIUM, tmp_path / "profile", tmp_path / "chromium.log", timeout=180)
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            browser.call(f"{domain}.enable", session=session)
+
+        def evaluate(expression: str):
+            return json.loads(browser.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                                           session=session)["result"]["value"])
+
+        def visit(url: str) -> None:
+            browser.events.clear()
+            browser.call("Page.navigate", {"url": url}, session=session)
+            browser.wait_for("Page.loadEventFired")
+
+        visit(f"{cluster.api}/?token={cluster.token}")  # sets the token's cookie, then shows the jobs
+        wait_until(lambda: job_id in evaluate("JSON.stringify(document.body.innerText)"), 30, "the jobs page to list the job")
+        visit(f"{cluster.api}/jobs/{job_id}")
+        first = wait_until(lambda: evaluate(POINTS), 120, "the first epoch's point")
+        shots = [base64.b64decode(browser.call("Page.captureScreenshot", session=session)["data"])]
+        second = wait_until(lambda: (n := evaluate(POINTS)) > first and n, 120, "a later epoch's point")
+        shots.append(base64.b64decode(browser.call("Page.captureScreenshot", session=session)["data"]))
+        text = evaluate("JSON.stringify(document.body.innerText)")
+    finally:
+        browser.close()
+    http_dtrain(cluster, home, "cancel", job_id, token=cluster.token)
+    assert second > first >= 1
+    assert f"Job {job_id}" in text and "test accuracy" in text and "samples/s" in text
+    for i, png in enumerate(shots):
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+        (tmp_path / f"job-page-{i}.png").write_bytes(png)
+    assert shots[0] != shots[1]
+    problems = [e for e in browser.events if e["method"] in ("Runtime.exceptionThrown",)
+                or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "warning"))
+                or (e["method"] == "Network.requestWillBeSent" and not e["params"]["request"]["url"].startswith(cluster.api))]
+    assert problems == []
