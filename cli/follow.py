@@ -53,13 +53,16 @@ def drive(
     if start_on_cluster is not None:
         with user_errors():
             record = start_on_cluster()
+        page = job_page(jobs, record.id)
         if detach:
             if as_json:
                 print(json.dumps(record.summary()))
             else:
                 print(record.id)
-                note(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow")
+                note(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow" + (f", or at {page}" if page else ""))
             return
+        if page and not as_json:
+            note(f"job {record.id}: its page is {page}")
 
     results = reserve_stdout()
     job_id = None
@@ -92,6 +95,15 @@ def drive(
         raise fail(f"job {job_id} interrupted and cancelled", EXIT_INTERRUPTED) from None
 
     print_outcome(jobs, record, spec, results, out_dir, as_json)
+
+
+def job_page(jobs: Any, job_id: str) -> str | None:
+    """The URL of the job's live page on the cluster's HTTP API, or None if it has none."""
+    try:
+        url = jobs.api_url().get("url")
+    except Exception:  # the page is a convenience: never the reason a submit fails
+        return None
+    return f"{url}/jobs/{job_id}" if url else None
 
 
 def print_outcome(jobs: Any, record: Any, spec: JobSpec, results: Any, out_dir: Path | None, as_json: bool) -> None:
