@@ -64,6 +64,8 @@ def refusal(status: int, problem: str, field: str | None = None) -> JSONResponse
     return JSONResponse({"error": problem, "field": field}, status_code=status)
 
 
+# Long: one nested function per route, each a few lines, closed over `jobs` (FastAPI reads
+# the routes from their decorators); split by group, they would pass `jobs` around instead.
 def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
     """The API over `jobs` (LocalJobs or ClusterJobs), for requests bearing `token`."""
     app = FastAPI(
