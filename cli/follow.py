@@ -32,6 +32,8 @@ def jobs_to_follow(address: str | None, local: bool, storage: str | None, out_di
     return jobs
 
 
+# About 60 lines: start, follow, and the three ways a followed job ends (done, detached by
+# Ctrl-C on a cluster, interrupted locally) read best together.
 def drive(
     jobs: Any,
     spec: JobSpec,

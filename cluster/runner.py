@@ -93,6 +93,8 @@ def check_fits(spec: JobSpec, dataset: Dataset) -> None:
         raise UserError(f"{spec.algorithm.clients} clients for {n} training samples; expected at most {n}", "clients")
 
 
+# About 60 lines: prepare -> place -> algorithm.drive inside the recovery loop -> JobReport,
+# in that order on one page; each step is a call.
 def run_job(
     spec: JobSpec,
     run_dir: Path,
