@@ -112,7 +112,7 @@ def print_outcome(jobs: Any, record: Any, spec: JobSpec, results: Any, out_dir: 
     """How the job ended, on `results` (the reserved stdout): a failure in one line (exit 1), or
     the report (copied to `out_dir` first if asked), as JSON or for humans."""
     from dtrain.cluster.client import pull
-    from dtrain.cluster.job_report import JobReport
+    from dtrain.reports.job_report import JobReport
 
     if record.state != "SUCCEEDED":
         if as_json:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, note, out, prepare_out_dir
-from dtrain.cli.describe import job_kind
+from dtrain.reports.words import job_kind
 from dtrain.cli.progress import async_figures
 from dtrain.spec import JobSpec
 
@@ -262,7 +262,7 @@ def report(
     from dtrain.cli.report import print_report
 
     if html is not None:
-        from dtrain.cli.html_report import check_html_path
+        from dtrain.cli.report import check_html_path
 
         with user_errors():
             check_html_path(html)  # before any work
@@ -271,7 +271,8 @@ def report(
         data = jobs.report(job_id)
         history = jobs.metrics(job_id) if html is not None or not as_json else None
         if html is not None:
-            from dtrain.cli.html_report import render_html, write_html
+            from dtrain.cli.report import write_html
+            from dtrain.reports.html import render_html
 
             write_html(html, render_html(data, history))
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,9 @@ from rich.table import Table
 
 from dtrain.cli.render import digit_rows, draws_colour, side_by_side
 from dtrain.cli.sixel import pictures, sixels_wanted
-from dtrain.cluster.job_report import JobReport
-from dtrain.cli.describe import clients_line, job_kind
-from dtrain.spec import FedAvg
+from dtrain.reports.job_report import JobReport
+from dtrain.reports.words import headline, period, target_line, worst_cells
+from dtrain.errors import UserError
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -34,58 +35,14 @@ def sparkline(values: list[float]) -> str:
     return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
 
 
-def headline(report: JobReport) -> str:
-    """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
-    test, epochs, timing, spec = report.test, report.epochs_run, report.timing, report.spec
-    if isinstance(spec.algorithm, FedAvg):
-        name = "FedProx" if report.algorithm == "fedprox" else "federated averaging"
-        done = f"{report.rounds_run} rounds of {name} ({clients_line(spec.algorithm)} each)"
-    else:
-        done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
-    kind = job_kind(spec)
-    return (
-        f"Test accuracy {test['accuracy'] * 100:.2f}%  (loss {test['loss']:.4f})  "
-        f"after {done} on {spec.workers} workers{f' ({kind})' if kind else ''}, "
-        f"{timing['total_s']:.1f} s total ({timing['train_s']:.1f} s training)"
-    )
 
 
-def combine_rule(report: JobReport) -> str:
-    """The server's update rule as it ran: e.g. 'BMUF, block momentum 0.875 -> 0.5', 'FedAvg', 'staleness-scaled'."""
-    momenta, algorithm = report.block_momentum, report.algorithm
-    if algorithm == "async":
-        return "staleness-scaled updates (1 / (1 + staleness))"
-    mu = getattr(report.spec.algorithm, "mu", None)
-    name = {"fedavg": "FedAvg", "fedprox": f"FedProx (mu {mu})"}.get(algorithm, "weighted averaging")
-    if not any(momenta):
-        return name
-    first, last = momenta[0], momenta[-1]
-    span = f"{first:g}" if first == last else f"{first:g} -> {last:g}"
-    return f"{name} with server momentum {span}" if report.federated else f"BMUF, block momentum {span}"
 
 
-def period(report: JobReport, scored: int) -> str:
-    """'epoch N', or in a federated job 'round R', for the job's scored period `scored` (1-based)."""
-    return f"{report.spec.algorithm.unit} {report.spec.period_end(scored)}"
 
 
-def target_line(report: JobReport) -> str | None:
-    """Whether an --until-accuracy target was reached, for a job that had one."""
-    target = report.until_accuracy
-    if not target:
-        return None
-    return f"Target {target['target'] * 100:.2f}%: " + (
-        f"reached at {period(report, target['epoch'])}, {target['train_time_s']:.2f} s into training" if target["reached"] else "not reached"
-    )
 
 
-def worst_cells(confusion: list[list[int]], worst: int = 3) -> set[tuple[int, int]]:
-    """The `worst` largest mistakes of a confusion matrix, as (true, predicted) cells that are not zero."""
-    m = np.asarray(confusion)
-    off = m.copy()
-    np.fill_diagonal(off, 0)
-    flat = np.argsort(-off, axis=None, kind="stable")[:worst]
-    return {divmod(int(i), m.shape[1]) for i in flat if off.flat[i] > 0}
 
 
 def confusion_table(confusion: list[list[int]], worst: int = 3) -> Table:
@@ -185,3 +142,28 @@ def print_report(
         else:
             console.print(side_by_side([digit_rows(image, shape, colour) for image in images], captions, max_width=console.width))
     console.print(where, markup=False, highlight=False, soft_wrap=True)
+
+
+def check_html_path(path: Path, option: str = "--html") -> Path:
+    """Refuse, before any work, a destination that cannot be written: UserError naming it."""
+    where = f"{option}: {path}"
+    if path.is_dir():
+        raise UserError(f"{where}: is a directory; give a file name such as report.html")
+    parent = path.parent
+    if not parent.exists():
+        raise UserError(f"{where}: directory does not exist")
+    if not parent.is_dir():
+        raise UserError(f"{where}: {parent} is not a directory")
+    return path
+
+
+def write_html(path: Path, page: str, option: str = "--html") -> Path:
+    """Write the page atomically (a temporary file in the same directory, then a rename)."""
+    from dtrain.files import write_atomic
+
+    check_html_path(path, option)
+    try:
+        write_atomic(path, page.encode("utf-8"))
+    except OSError as e:
+        raise UserError(f"{option}: {path}: {(e.strerror or str(e)).lower()}") from None
+    return path

@@ -11,7 +11,8 @@
     GET  /api/v1/jobs/{id}/artifacts/{name}     spec.json, metrics.jsonl, report.json or model.npz
 
 The same server serves the live web pages (pages.py): `/` lists the jobs, `/jobs/{id}`
-draws one job's curves as it trains. `make_app` builds it over a `Jobs` (cluster/client.py: the same calls the CLI makes),
+draws one job's curves as it trains and, once it has succeeded, shows its HTML report
+(`/jobs/{id}/report`, reports/html.py: what `dtrain report --html` writes). `make_app` builds it over a `Jobs` (cluster/client.py: the same calls the CLI makes),
 so it answers exactly what `dtrain` commands answer. Every request carries the
 bearer token (`Authorization: Bearer ...`), compared in constant time. A refused
 request gets JSON `{"error": ..., "field": ...}` and its status: 400 a bad spec or
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 
 from dtrain import __version__
 from dtrain.cluster import pages
+from dtrain.reports.html import render_html
 from dtrain.cluster.jobstore import ARTIFACTS, JobRecord, valid_job_id
 from dtrain.errors import Conflict, NotFound, UserError
 from dtrain.spec import JobSpec, spec_error
@@ -46,7 +48,13 @@ MAX_BODY_BYTES = 64 << 10
 POLL_S = 0.2
 
 #: Pages (not the API) may run their own inline script and load nothing from elsewhere.
-CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'"
+CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-src 'self'; frame-ancestors 'self'"
+)
+
+#: Finished jobs' rendered reports kept in memory (a page takes a second or two of matplotlib).
+REPORTS_KEPT = 16
 
 STATUS = {NotFound: 404, Conflict: 409}
 
@@ -123,6 +131,18 @@ def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
     @app.get("/jobs/{job_id}", include_in_schema=False)
     def job_page(job_id: str) -> HTMLResponse:
         return HTMLResponse(pages.job_page(jobs.job(checked(job_id)).id))
+
+    rendered: dict[str, str] = {}
+
+    @app.get("/jobs/{job_id}/report", include_in_schema=False)
+    def report_page(job_id: str) -> HTMLResponse:
+        """A succeeded job's HTML report, drawn once (a finished job's files never change)."""
+        if job_id not in rendered:
+            page = render_html(jobs.report(checked(job_id)), jobs.metrics(job_id))
+            if len(rendered) >= REPORTS_KEPT:
+                rendered.pop(next(iter(rendered)))
+            rendered[job_id] = page
+        return HTMLResponse(rendered[job_id])
 
     @app.get(f"{PREFIX}/service")
     def service() -> dict[str, Any]:

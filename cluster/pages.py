@@ -16,7 +16,7 @@ STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
 th{background:#f4f4f4}.SUCCEEDED{color:#080}.FAILED{color:#b00}.CANCELLED{color:#888}.RUNNING{color:#06c}
-svg{border:1px solid #ddd;background:#fff;margin:.5em 1em .5em 0}.facts td:first-child{font-weight:bold}
+.bar{height:.8em;background:#06c}caption{text-align:left;font-weight:bold}iframe{width:100%;height:90vh;border:1px solid #ddd}svg{border:1px solid #ddd;background:#fff;margin:.5em 1em .5em 0}.facts td:first-child{font-weight:bold}
 """
 
 JOBS_SCRIPT = """
@@ -72,6 +72,16 @@ function progress(r) {  // "epoch 3 of 32", or in a federated job "round 30 of 8
   const a = r.spec.algorithm, every = a.eval_every || 1;
   return a.rounds ? "round " + Math.min(r.epoch * every, a.rounds) + " of " + a.rounds : "epoch " + r.epoch + " of " + a.epochs;
 }
+function workers(last) {  // each worker's speed in the last scored epoch, as bars
+  const speeds = (last && last.worker_samples_per_s) || [], top = Math.max(1, ...speeds.filter(v => v != null));
+  document.getElementById("workers-title").textContent = speeds.length ? "samples/s by worker, epoch " + last.epoch : "";
+  document.getElementById("workers").replaceChildren(...speeds.map((v, rank) => {
+    const tr = document.createElement("tr"), bar = document.createElement("div");
+    bar.className = "bar"; bar.style.width = (v == null ? 0 : Math.round(240 * v / top)) + "px";
+    ["worker " + rank, v == null ? "-" : Math.round(v).toLocaleString(), bar].forEach(x => {
+      const td = document.createElement("td"); td.append(x); tr.append(td); });
+    return tr; }));
+}
 async function refresh() {
   const r = await (await fetch("/api/v1/jobs/" + id, {credentials: "same-origin"})).json();
   const fresh = await (await fetch("/api/v1/jobs/" + id + "/metrics?since=" + lines.length, {credentials: "same-origin"})).json();
@@ -85,9 +95,13 @@ async function refresh() {
     return tr; }));
   const speeds = lines.map(l => Math.round(l.samples_per_s / 1000) + "k").join(", ");
   document.getElementById("speed").textContent = speeds ? "samples/s by epoch: " + speeds : "";
+  workers(lines[lines.length - 1]);
   plot("accuracy", "test_accuracy", "test accuracy", true);
   plot("loss", "test_loss", "test loss", false);
   document.getElementById("artifacts").hidden = r.state !== "SUCCEEDED";
+  const report = document.getElementById("report");
+  if (r.state === "SUCCEEDED" && !report.src) report.src = "/jobs/" + id + "/report";
+  report.hidden = r.state !== "SUCCEEDED";
   if (!["SUCCEEDED", "FAILED", "CANCELLED"].includes(r.state)) setTimeout(refresh, 1000);
 }
 refresh();
@@ -116,7 +130,9 @@ def job_page(job_id: str) -> str:
         f'<p><a href="/">all jobs</a></p><h1>Job {job_id}</h1><table class="facts"><tbody id="facts"></tbody></table>'
         '<svg id="accuracy" width="480" height="220" role="img" aria-label="test accuracy by epoch"></svg>'
         '<svg id="loss" width="480" height="220" role="img" aria-label="test loss by epoch"></svg><p id="speed"></p>'
+        '<table class="workers"><caption id="workers-title"></caption><tbody id="workers"></tbody></table>'
         f'<p id="artifacts" hidden><a href="{base}/report.json">report.json</a> · <a href="{base}/model.npz">model.npz</a>'
-        f' · <a href="{base}/metrics.jsonl">metrics.jsonl</a></p>'
+        f' · <a href="{base}/metrics.jsonl">metrics.jsonl</a> · <a href="/jobs/{job_id}/report">the report on its own page</a></p>'
+        '<iframe id="report" title="the job\'s report" hidden></iframe>'
     )
     return page(f"dtrain job {job_id}", body, JOB_SCRIPT, f' data-job="{job_id}"')

@@ -10,6 +10,7 @@ server, a worker or the job's runner was lost, or resumes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,6 +62,7 @@ class ParameterServer:
 
     def _reset_epoch_totals(self) -> None:
         self.samples, self.loss_sum, self.correct, self.restarts = 0, 0.0, 0, 0
+        self.by_worker: dict[int, list[float]] = {}  # rank -> [samples, busy seconds]
 
     def ready(self) -> int:
         """Answers once the server is up: its process id."""
@@ -89,12 +91,25 @@ class ParameterServer:
         if self.diverged_at is None and not (math.isfinite(loss) and np.isfinite(weights).all()):
             self.diverged_at = self.version
 
-    def count(self, samples: int, loss: float, correct: int, restarts: int) -> None:
-        """For the rule: add trained samples to the epoch's totals."""
+    def count(self, samples: int, loss: float, correct: int, restarts: int, speeds: Sequence[tuple[int, int, float]] = ()) -> None:
+        """For the rule: add trained samples to the epoch's totals, and each worker's (rank, samples, busy seconds)."""
         self.samples += samples
         self.loss_sum += loss
         self.correct += correct
         self.restarts += restarts
+        for rank, n, busy_s in speeds:
+            figures = self.by_worker.setdefault(rank, [0, 0.0])
+            figures[0] += n
+            figures[1] += busy_s
+
+    def _worker_speeds(self) -> list[float | None]:
+        """Each worker's samples/s while it trained this epoch, by rank (None: it reported no time)."""
+        ranks = [rank for rank in self.by_worker if rank >= 0]
+        speeds = [None] * (max(ranks) + 1 if ranks else 0)
+        for rank in ranks:
+            n, busy_s = self.by_worker[rank]
+            speeds[rank] = n / busy_s if busy_s > 0 else None
+        return speeds
 
     def end_epoch(self, last_round: object = None) -> dict:
         """This epoch's training totals and divergence state; resets the totals, writes a checkpoint.
@@ -112,6 +127,7 @@ class ParameterServer:
             "finite": self.diverged_at is None and math.isfinite(train_loss),
             "diverged_at_round": self.diverged_at,
             "worker_restarts": self.restarts,
+            "worker_samples_per_s": self._worker_speeds(),
             **self.rule.epoch_figures(),
         }
         self._reset_epoch_totals()

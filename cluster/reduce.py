@@ -6,7 +6,8 @@ grows (benchmarks/ps_ceiling.py: 56% of applying a K = 64 round of the default m
 With the tree, a `NodeReducer` on each node that hosts workers of the job takes
 that node's results (local objects, no network) and returns one partial:
 
-    (sum_k n_k * theta_k in float64, samples, (each worker's loss sum, ...), correct, restarted)
+    (sum_k n_k * theta_k in float64, samples, (each worker's loss sum, ...), correct, restarted,
+     (each worker's (rank, samples, busy seconds), ...))
 
 and the server applies one partial per node (`ParameterServer.apply`).
 The products n_k * theta_k are exact in float64 and the flat reduction sums the
@@ -38,6 +39,7 @@ import numpy as np
 
 from dtrain.model.average import weighted_sum
 from dtrain.spec import JobSpec
+from dtrain.worker.tasks import Update
 
 #: A worker's round result, as Worker.train returns it (worker/tasks.py's Update):
 #: (weights float32, samples, loss sum, correct, 1 if restarted else 0, server version it started from).
@@ -52,6 +54,7 @@ class Partial(NamedTuple):
     losses: tuple[float, ...]  # each worker's loss sum, unsummed
     correct: int
     restarted: int
+    speeds: tuple[tuple[int, int, float], ...] = ()  # each worker's (rank, samples, busy seconds)
 
 
 #: Times Ray restarts a killed reducer in its place before the job gives up on it (as for a worker).
@@ -78,6 +81,7 @@ def partial_sum(results: Sequence[Result]) -> Partial:
         tuple(float(r[2]) for r in results),
         sum(int(r[3]) for r in results),
         sum(int(r[4]) for r in results),
+        tuple((int(r.rank), int(r.samples), float(r.busy_s)) for r in results if isinstance(r, Update)),
     )
 
 
@@ -94,6 +98,7 @@ def sum_partials(partials: Sequence[Partial]) -> Partial:
         tuple(loss for p in partials for loss in p[2]),
         sum(p[3] for p in partials),
         sum(p[4] for p in partials),
+        tuple(speed for p in partials for speed in p.speeds),
     )
 
 

@@ -23,7 +23,7 @@ from dtrain import __version__
 from dtrain.cluster import placement
 from dtrain.cluster.algorithms import algorithm_for
 from dtrain.cluster.connect import connect_local
-from dtrain.cluster.job_report import JobReport, examples, until_accuracy_summary
+from dtrain.reports.job_report import JobReport, examples, until_accuracy_summary
 from dtrain.cluster.layout import Layout, training_rows
 from dtrain.cluster.outcome import JobCancelled, JobFailed, OnEvent, WorkersLost
 from dtrain.cluster.parameter_server import ParameterServer

@@ -118,7 +118,7 @@ class Scorer:
         }
         if spec.federated:
             record["round"] = self.plan.first_round(epoch + 1)
-        for key in ("dropped_updates", "mean_staleness"):
+        for key in ("dropped_updates", "mean_staleness", "worker_samples_per_s"):
             if key in figures:
                 record[key] = figures[key]
         self.history.append(record)

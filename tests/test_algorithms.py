@@ -8,7 +8,7 @@ import pytest
 from dtrain.cluster.algorithms import ALGORITHMS, algorithm_for
 from dtrain.cluster.algorithms.asynchronous import StalenessScaled
 from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
-from dtrain.cluster.job_report import JobReport
+from dtrain.reports.job_report import JobReport
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.spec import Async, FedAvg, FedProx, JobSpec
 from dtrain.worker.tasks import Block, Clients, Update
@@ -103,7 +103,7 @@ def test_an_older_report_json_loads():
 
 
 def test_list_names_each_jobs_algorithm():
-    from dtrain.cli.describe import job_kind
+    from dtrain.reports.words import job_kind
     from dtrain.spec import JobSpec
 
     kinds = [job_kind(JobSpec(**k), short=True) for k in [{}, {"mode": "async"}, {"clients": 8, "rounds": 2},

@@ -192,9 +192,14 @@ def test_the_cli_works_over_http_without_ray_and_the_api_survives_its_process(tw
 POINTS = "JSON.stringify(document.querySelectorAll('#accuracy circle.point').length)"
 
 
+#: The text of the report the job page shows once the job has succeeded (same origin: readable).
+REPORT = """JSON.stringify((document.getElementById("report").contentDocument || {}).body?.innerText || "")"""
+
+
 def test_the_live_job_page_draws_its_curves_growing_in_chromium(two_node_cluster, tmp_path):
     """Headless Chromium on a running job's page: two screenshots, more points on the curve in
-    the second, its figures in the DOM, no console errors, nothing loaded from elsewhere."""
+    the second, its figures and each worker's speed in the DOM, the HTML report once it has
+    succeeded, no console errors, nothing loaded from elsewhere."""
     from browser import CHROMIUM, DevTools
 
     if not os.access(CHROMIUM, os.X_OK):
@@ -205,7 +210,7 @@ def test_the_live_job_page_draws_its_curves_growing_in_chromium(two_node_cluster
     cluster.json("status")  # through Ray: the registry and its API are up
     home = tmp_path / "laptop"
     home.mkdir()
-    started = http_dtrain(cluster, home, "submit", "--workers", "2", "--epochs", "12", "--detach", "--json", token=cluster.token)
+    started = http_dtrain(cluster, home, "submit", "--workers", "2", "--epochs", "6", "--detach", "--json", token=cluster.token)
     job_id = json.loads(started.stdout)["job_id"]
     browser = DevTools(CHROMIUM, tmp_path / "profile", tmp_path / "chromium.log", timeout=180)
     try:
@@ -231,16 +236,20 @@ def test_the_live_job_page_draws_its_curves_growing_in_chromium(two_node_cluster
         second = wait_until(lambda: (n := evaluate(POINTS)) > first and n, 120, "a later epoch's point")
         shots.append(base64.b64decode(browser.call("Page.captureScreenshot", session=session)["data"]))
         text = evaluate("JSON.stringify(document.body.innerText)")
+        report = wait_until(lambda: evaluate(REPORT), 240, "the job's HTML report in its page")
+        speeds = evaluate("JSON.stringify(document.querySelectorAll('#workers tr').length)")
     finally:
         browser.close()
-    http_dtrain(cluster, home, "cancel", job_id, token=cluster.token)
     assert second > first >= 1
-    assert f"Job {job_id}" in text and "test accuracy" in text and "samples/s" in text
+    assert f"Job {job_id}" in text and "test accuracy" in text and "samples/s by worker" in text
+    assert speeds == 2
+    assert "Test accuracy" in report and "Confusion matrix" in report
     for i, png in enumerate(shots):
         assert png.startswith(b"\x89PNG") and len(png) > 5000
         (tmp_path / f"job-page-{i}.png").write_bytes(png)
     assert shots[0] != shots[1]
     problems = [e for e in browser.events if e["method"] in ("Runtime.exceptionThrown",)
                 or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "warning"))
-                or (e["method"] == "Network.requestWillBeSent" and not e["params"]["request"]["url"].startswith(cluster.api))]
-    assert problems == []
+                or (e["method"] == "Network.requestWillBeSent" and not e["params"]["request"]["url"].startswith((cluster.api, "data:")))]
+    assert problems == [], [(e["method"], e["params"].get("request", {}).get("url"), e["params"].get("exceptionDetails"),
+                             e["params"].get("args")) for e in problems]

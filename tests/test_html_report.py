@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from dtrain.cli.html_report import render_html
+from dtrain.reports.html import render_html
 from dtrain.cli.main import app
 from dtrain.cli.render import HALF_BLOCK
 from dtrain.cluster.client import LocalJobs

@@ -246,7 +246,7 @@ def test_an_async_job_that_loses_its_server_goes_back_to_its_checkpoint_and_fini
 
 
 def test_a_jobs_kind_and_progress_read_as_its_mode():
-    from dtrain.cli.describe import job_kind
+    from dtrain.reports.words import job_kind
 
     assert job_kind(JobSpec(), short=True) == "sync" and JobSpec().period_label(3) == "epoch 3/32"
     assert job_kind(JobSpec(mode="async", shard="label-skew"), short=True) == "async+skew"

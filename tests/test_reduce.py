@@ -20,6 +20,7 @@ from dtrain.cluster.reduce import groups_by_node, sum_partials, partial_sum, use
 from dtrain.cluster.runner import run_job
 from dtrain.model import read_weights
 from dtrain.spec import JobSpec
+from dtrain.worker.tasks import Update
 
 
 def random_round(rng: np.random.Generator, start: np.ndarray, k: int, diverge: bool = False) -> list[tuple]:
@@ -28,7 +29,7 @@ def random_round(rng: np.random.Generator, start: np.ndarray, k: int, diverge: b
     for i, n in enumerate(rng.integers(30, 40, k)):
         theta = (start + rng.normal(0, 0.01, start.size) * (rng.random(start.size) < 0.3)).astype(np.float32)
         loss = float("inf") if diverge and i == 2 else float(rng.uniform(0.1, 2.5) * n)
-        results.append((theta, int(n), loss, int(rng.integers(0, n)), int(i == 5)))
+        results.append(Update(theta, int(n), loss, int(rng.integers(0, n)), int(i == 5), 0, rank=i, busy_s=n / 1000))
     return results
 
 
@@ -50,6 +51,7 @@ def test_partials_merge_to_the_flat_merges_weights_and_identical_totals(sizes, k
         if round_ == 1:
             a_totals, b_totals = flat.end_epoch(), tree.end_epoch()
             assert a_totals == b_totals and a_totals["worker_restarts"] == 2 and a_totals["finite"]
+            assert a_totals["worker_samples_per_s"] == pytest.approx([1000.0] * k)  # each worker's own n / busy
     # The last round's loss was infinite: both flag it, at the same round.
     a_totals, b_totals = flat.end_epoch(), tree.end_epoch()
     assert a_totals == b_totals
@@ -59,13 +61,14 @@ def test_partials_merge_to_the_flat_merges_weights_and_identical_totals(sizes, k
 def test_a_partial_carries_its_nodes_sums():
     rng = np.random.default_rng(1)
     results = random_round(rng, np.zeros(50, np.float32), 6)
-    total, samples, losses, correct, restarted = partial_sum(results)
+    total, samples, losses, correct, restarted, speeds = partial_sum(results)
     assert total.dtype == np.float64
     np.testing.assert_allclose(total, sum(n * t.astype(np.float64) for t, n, *_ in results), rtol=1e-15)
     assert samples == sum(r[1] for r in results) and restarted == 1
     assert losses == tuple(r[2] for r in results) and correct == sum(r[3] for r in results)
     whole = sum_partials([partial_sum(results[:2]), partial_sum(results[2:])])
-    assert np.array_equal(whole[0], total) and whole[1:] == (samples, losses, correct, restarted)
+    assert np.array_equal(whole[0], total) and whole[1:] == (samples, losses, correct, restarted, speeds)
+    assert speeds == tuple((r.rank, r.samples, r.busy_s) for r in results)
     with pytest.raises(ValueError):
         partial_sum([])
 

@@ -115,7 +115,7 @@ class Worker:
         for i, value in enumerate((samples, loss, correct, busy)):
             figures[i] += value
         restarted, self._restart_unreported = int(self._restart_unreported), False
-        return Update(theta, samples, loss, correct, restarted, version)
+        return Update(theta, samples, loss, correct, restarted, version, self.rank, busy)
 
     def forget_after(self, periods_done: int) -> None:
         """Drop this worker's figures for the periods after the first `periods_done`: the job

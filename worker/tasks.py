@@ -26,6 +26,8 @@ class Update(NamedTuple):
     correct: int
     restarted: int  # 1 if this is the worker's first answer since Ray restarted it
     version: int  # the server version of the start weights
+    rank: int = -1  # the worker's: with busy_s, each worker's speed on the live page (not used in the maths)
+    busy_s: float = 0.0  # seconds the task took on the worker
 
 
 @dataclass(frozen=True)

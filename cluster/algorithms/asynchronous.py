@@ -44,9 +44,10 @@ class StalenessScaled:
         return self.theta
 
     def apply(self, server: Any, updates: tuple[Any, ...]) -> None:
-        """One worker's push: its (change, samples, loss sum, correct, restarted, base version)."""
-        (change, samples, loss, correct, restarted, base), = updates
-        staleness = server.version - base
+        """One worker's push (worker/tasks.py's Update): its change, from the server version it started at."""
+        (push,) = updates
+        change, samples, loss = push.weights, push.samples, push.loss
+        staleness = server.version - push.version
         self.pushes += 1
         if staleness > self.max_staleness:
             self.dropped += 1
@@ -54,7 +55,7 @@ class StalenessScaled:
             self.theta += np.float32(1.0 / (1 + staleness)) * change
             self.staleness_sum += staleness
             server.advance(loss, self.theta)
-        server.count(samples, loss, correct, restarted)
+        server.count(samples, loss, push.correct, push.restarted, ((push.rank, samples, push.busy_s),))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"global_theta": self.theta, "delta": np.zeros_like(self.theta), "start": self.theta}

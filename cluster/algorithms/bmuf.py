@@ -44,12 +44,12 @@ class BlockMomentumRule:
     def apply(self, server: Any, updates: tuple[Any, ...]) -> None:
         """Apply one round. The loss sums are added exactly, so that they total the same
         however the round was reduced."""
-        total, samples, losses, correct, restarts = sum_partials(as_partials(updates))
+        total, samples, losses, correct, restarts, speeds = sum_partials(as_partials(updates))
         self.state.momentum = float(self.momenta[min(server.epochs_done, len(self.momenta) - 1)])
         self.state.combine_mean(mean_of_sum(total, samples, self.state.global_theta.dtype))
         round_loss = exact_sum(losses)
         server.advance(round_loss, self.state.delta)
-        server.count(samples, round_loss, correct, restarts)
+        server.count(samples, round_loss, correct, restarts, speeds)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"global_theta": self.state.global_theta, "delta": self.state.delta, "start": self.state.start}

@@ -2,7 +2,7 @@
 
 Each function returns HTML text; every piece of text in it is escaped (`esc`),
 and every image is a ``data:image/png;base64`` URI. matplotlib is imported only
-when a figure is drawn, with the Agg backend (html_report.render_html sets it).
+when a figure is drawn, with the Agg backend (html.render_html sets it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from dtrain.spec import JobSpec
 
-from dtrain.cli.report import worst_cells
+from dtrain.reports.words import worst_cells
 
 #: Figures' resolution: their pixel size is their size in inches times this.
 DPI = 100
@@ -230,7 +230,7 @@ def top3(probabilities: Sequence[float]) -> list[tuple[int, float]]:
 
 
 def probability_chart(item: Any) -> str:
-    """The ten probabilities of an Example (cluster/job_report.py) as a bar chart."""
+    """The ten probabilities of an Example (job_report.py) as a bar chart."""
     p = list(item.probabilities)
     label, predicted = item.label, item.predicted
     fig = figure(1.9, 1.25)

@@ -18,17 +18,15 @@ never on a display.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dtrain.cli.html_parts import (
+from dtrain.reports.html_parts import (
     DIGIT_ZOOM, confusion_heatmap, curves, data_img, digit_png, esc, probability_chart, html_table, top3, workers_section,
 )
-from dtrain.cli.describe import clients_line, job_kind
-from dtrain.cli.report import combine_rule, headline, target_line, worst_cells
-from dtrain.cluster.job_report import Example, JobReport
+from dtrain.reports.words import clients_line, combine_rule, headline, job_kind, target_line, worst_cells
+from dtrain.reports.job_report import Example, JobReport
 from dtrain.errors import UserError
 from dtrain.spec import FedAvg, JobSpec
 
@@ -256,28 +254,3 @@ def _gallery(items: list[Example], shape: tuple[int, int], empty: str) -> str:
 
 
 # --- the file ---------------------------------------------------------------------------------
-
-
-def check_html_path(path: Path, option: str = "--html") -> Path:
-    """Refuse, before any work, a destination that cannot be written: UserError naming it."""
-    where = f"{option}: {path}"
-    if path.is_dir():
-        raise UserError(f"{where}: is a directory; give a file name such as report.html")
-    parent = path.parent
-    if not parent.exists():
-        raise UserError(f"{where}: directory does not exist")
-    if not parent.is_dir():
-        raise UserError(f"{where}: {parent} is not a directory")
-    return path
-
-
-def write_html(path: Path, page: str, option: str = "--html") -> Path:
-    """Write the page atomically (a temporary file in the same directory, then a rename)."""
-    from dtrain.files import write_atomic
-
-    check_html_path(path, option)
-    try:
-        write_atomic(path, page.encode("utf-8"))
-    except OSError as e:
-        raise UserError(f"{option}: {path}: {(e.strerror or str(e)).lower()}") from None
-    return path
