@@ -8,7 +8,9 @@ job through Ray, which starts the registry and its HTTP API, then:
 
 1. `dtrain status JOB --json`, each in a new process timed from start to exit,
    through Ray (`RAY_ADDRESS`) and over HTTP (`--address http://...`) alternated, so
-   the machine's speed touches both alike; medians, and their ratio HTTP / Ray.
+   the machine's speed touches both alike; medians, and their ratio HTTP / Ray. In the
+   same alternation, the floor under the HTTP figure: a bare `python -c pass`, and
+   `python -c "import dtrain.cli.main"` (the CLI's own start: Typer, Rich, pydantic).
 2. A job submitted over HTTP and followed with `dtrain logs JOB --follow` over HTTP:
    for each epoch, the time from its line landing in metrics.jsonl on the head's disk
    (this machine's: watched every 5 ms) to the follower printing it.
@@ -42,9 +44,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str], command: list[str] = DTRAIN) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run([*DTRAIN, *args], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300)
     took = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"dtrain {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
@@ -105,11 +107,14 @@ def main() -> int:
         api = f"http://127.0.0.1:{api_port}"
         http_env = {k: v for k, v in env.items() if k != "DTRAIN_API_PORT"}
         http_env["DTRAIN_TOKEN"] = (storage / "api_token").read_text().strip()
-        through_ray, over_http = [], []
+        through_ray, over_http, python, cli_import = [], [], [], []
         for i in range(args.runs):
             through_ray.append(timed(["status", job_id, "--json"], ray_env))
             over_http.append(timed(["status", job_id, "--json", "--address", api], http_env))
-            print(f"run {i + 1}/{args.runs}  status through Ray {through_ray[-1]:.2f} s  over HTTP {over_http[-1]:.2f} s")
+            python.append(timed([], http_env, [sys.executable, "-c", "pass"]))
+            cli_import.append(timed([], http_env, [sys.executable, "-c", "import dtrain.cli.main"]))
+            print(f"run {i + 1}/{args.runs}  status through Ray {through_ray[-1]:.2f} s  over HTTP {over_http[-1]:.2f} s  "
+                  f"(python alone {python[-1]:.2f} s, importing the CLI {cli_import[-1]:.2f} s)")
         latencies = follow_latencies(http_env, api, storage, args.epochs)
         print("logs --follow over HTTP, disk to screen: " + ", ".join(f"{x:.2f} s" for x in latencies))
     finally:
@@ -119,7 +124,10 @@ def main() -> int:
         "runs": args.runs,
         "status_through_ray_s": through_ray,
         "status_over_http_s": over_http,
-        "medians": {"through_ray_s": statistics.median(through_ray), "over_http_s": statistics.median(over_http)},
+        "python_alone_s": python,
+        "cli_import_s": cli_import,
+        "medians": {"through_ray_s": statistics.median(through_ray), "over_http_s": statistics.median(over_http),
+                    "python_alone_s": statistics.median(python), "cli_import_s": statistics.median(cli_import)},
         "ratio_http_ray": statistics.median(over_http) / statistics.median(through_ray),
         "follow_latency_s": latencies,
         "follow_latency_max_s": max(latencies) if latencies else None,

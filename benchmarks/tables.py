@@ -347,6 +347,9 @@ def api_speed() -> str:
     m = A["medians"]
     rows = [["through Ray (`RAY_ADDRESS`)", f"{m['through_ray_s']:.2f} s", "1"],
             ["over HTTP (`--address http://...`)", f"{m['over_http_s']:.2f} s", f"{A['ratio_http_ray']:.3f}"]]
+    for label, key in [("floor: `python -c pass`", "python_alone_s"), ("floor: `python -c \"import dtrain.cli.main\"`", "cli_import_s")]:
+        if key in m:  # measured in the same alternation since the file gained them
+            rows.append([label, f"{m[key]:.2f} s", f"{m[key] / m['through_ray_s']:.3f}"])
     latencies = ", ".join(f"{x:.2f}" for x in A["follow_latency_s"])
     return (f"`dtrain status JOB --json`, a new process each, timed from start to exit, the two alternated; "
             f"medians of {A['runs']}:\n\n" + markdown(["how", "status", "ratio to Ray"], rows)

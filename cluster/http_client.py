@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,15 @@ class HttpJobs:
         self.address = address.rstrip("/")
         token = token or client_token()
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        service = self._json("GET", "/service")
-        self.root = service["storage"]
-        self.where = f"{self.root} on the head node of {self.address}"
+
+    # Asked for only when a command shows where the jobs are: `dtrain status JOB` is one request.
+    @cached_property
+    def root(self) -> str:
+        return self._json("GET", "/service")["storage"]
+
+    @property
+    def where(self) -> str:
+        return f"{self.root} on the head node of {self.address}"
 
     def _request(self, method: str, path: str, body: Any = None) -> bytes:
         """The answer's body; UserError (NotFound, Conflict) for a refusal, worded from its JSON."""

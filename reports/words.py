@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from dtrain.reports.job_report import JobReport
 from dtrain.spec import FedAvg, JobSpec
+
+if TYPE_CHECKING:  # only for annotations: `dtrain jobs` and `status` start without NumPy
+    from dtrain.reports.job_report import JobReport
 
 
 def job_kind(spec: JobSpec, short: bool = False) -> str:
@@ -70,10 +72,8 @@ def target_line(report: JobReport) -> str | None:
         f"reached at {period(report, target['epoch'])}, {target['train_time_s']:.2f} s into training" if target["reached"] else "not reached"
     )
 
+
 def worst_cells(confusion: list[list[int]], worst: int = 3) -> set[tuple[int, int]]:
     """The `worst` largest mistakes of a confusion matrix, as (true, predicted) cells that are not zero."""
-    m = np.asarray(confusion)
-    off = m.copy()
-    np.fill_diagonal(off, 0)
-    flat = np.argsort(-off, axis=None, kind="stable")[:worst]
-    return {divmod(int(i), m.shape[1]) for i in flat if off.flat[i] > 0}
+    mistakes = sorted((-int(n), r, c) for r, row in enumerate(confusion) for c, n in enumerate(row) if r != c and n > 0)
+    return {(r, c) for _, r, c in mistakes[:worst]}

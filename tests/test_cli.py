@@ -193,6 +193,14 @@ def test_usage_errors_are_one_line_too():
     ]
 
 
+def test_the_cli_starts_without_numpy_or_ray():
+    """Loading the commands imports neither (each command loads what it needs): `dtrain status`
+    over HTTP is a few hundred ms, most of it the interpreter and this import."""
+    loaded = subprocess.run([sys.executable, "-c", "import sys, dtrain.cli.main; print(sorted({'numpy', 'ray'} & set(sys.modules)))"],
+                            capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip() == "[]", loaded.stderr
+
+
 def test_local_jobs_are_listed_reported_and_pulled_without_a_cluster(ray_cluster, tmp_path, mnist):
     storage = str(tmp_path / "storage")
     submitted = run_cli("submit", "--workers", "2", "--epochs", "1", "--storage", storage, "--json")
