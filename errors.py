@@ -17,6 +17,9 @@ class UserError(Exception):
     traceback; `str(error)` is the engine's own wording.
     """
 
+    #: The HTTP status the API answers it with (cluster/api.py), and the client reads back.
+    status = 400
+
     def __init__(self, problem: str, field: str | None = None):
         super().__init__(problem, field)
         self.problem = problem
@@ -33,8 +36,17 @@ class UserError(Exception):
 
 
 class NotFound(UserError):
-    """A job (or a job's file) that does not exist: HTTP 404."""
+    """A job (or a job's file) that does not exist."""
+
+    status = 404
 
 
 class Conflict(UserError):
-    """A request the job's state does not allow now (cancel an ended job, resume a running one): HTTP 409."""
+    """A request the job's state does not allow now (cancel an ended job, resume a running one)."""
+
+    status = 409
+
+
+def error_for_status(status: int) -> type[UserError]:
+    """The UserError class an API refusal with HTTP `status` stands for."""
+    return {cls.status: cls for cls in (NotFound, Conflict)}.get(status, UserError)

@@ -36,7 +36,7 @@ from dtrain import __version__
 from dtrain.cluster import pages
 from dtrain.reports.html import render_html
 from dtrain.cluster.jobstore import ARTIFACTS, JobRecord, valid_job_id
-from dtrain.errors import Conflict, NotFound, UserError
+from dtrain.errors import NotFound, UserError
 from dtrain.spec import JobSpec, spec_error
 
 PREFIX = "/api/v1"
@@ -55,8 +55,6 @@ CSP = (
 
 #: Finished jobs' rendered reports kept in memory (a page takes a second or two of matplotlib).
 REPORTS_KEPT = 16
-
-STATUS = {NotFound: 404, Conflict: 409}
 
 #: The cookie a browser keeps the token in (pages.py).
 COOKIE = "dtrain_token"
@@ -113,7 +111,7 @@ def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, e: UserError) -> JSONResponse:
-        return refusal(STATUS.get(type(e), 400), e.problem, e.field)
+        return refusal(e.status, e.problem, e.field)
 
     def checked(job_id: str) -> str:
         if not valid_job_id(job_id):

@@ -109,12 +109,10 @@ class ClusterJobs:
     runtime = "cluster"
 
     def __init__(self, target: Target, storage: str | None):
-        from dtrain.cluster.api_server import get_or_create_api
         from dtrain.cluster.registry import get_or_create_registry
 
         connect(target)
         self._attach(get_or_create_registry(storage), target.address)
-        self.api = get_or_create_api(self.root)  # serves these jobs over HTTP too (api.py)
 
     @classmethod
     def of_registry(cls, registry: Any, address: str | None = None) -> ClusterJobs:
@@ -131,7 +129,16 @@ class ClusterJobs:
 
     def api_url(self) -> dict[str, Any]:
         """Where this cluster's HTTP API listens: {"url": ...}, or {"error": why it does not}."""
-        return self._call(self.api.url)
+        import ray
+
+        from dtrain.cluster.api_server import API_NAME
+        from dtrain.cluster.job_runner import NAMESPACE
+
+        try:
+            api = ray.get_actor(API_NAME, namespace=NAMESPACE)  # the registry started it
+        except ValueError:
+            return {"error": "this cluster's dtrain registry started no HTTP API (an older dtrain started it): restart the cluster"}
+        return self._call(api.url)
 
     def _call(self, method: Any, *args: Any) -> Any:
         """Call a registry method; its UserError comes back as itself, with no remote traceback."""

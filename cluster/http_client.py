@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster.jobstore import DEFAULT_STORAGE, JobRecord
-from dtrain.errors import Conflict, NotFound, UserError
+from dtrain.errors import Conflict, NotFound, UserError, error_for_status
 from dtrain.spec import JobSpec
 
 #: Seconds a request may take (a cancel waits for the job to stop: up to ~30 s).
@@ -98,7 +98,7 @@ class HttpJobs:
             problem, field = answer["error"], answer.get("field")
         except (ValueError, KeyError, TypeError):
             raise UserError(f"{self.address} answered {status}, not as the dtrain API", "address") from None
-        raise {404: NotFound, 409: Conflict}.get(status, UserError)(problem, field)
+        raise error_for_status(status)(problem, field)
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
         return json.loads(self._request(method, path, body))

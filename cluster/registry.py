@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster import placement
+from dtrain.cluster.api_server import get_or_create_api
 from dtrain.cluster.job_runner import NAMESPACE, new_runner, runner_name
 from dtrain.cluster.jobstore import (
     DEFAULT_STORAGE,
@@ -72,6 +73,8 @@ class JobRegistry:
         self.running: dict[str, _Running] = {}
         self.lock = threading.Lock()
         self._take_up_running_jobs()
+        # The HTTP API starts with the registry (and again with a restarted one: the same actor if it lives).
+        get_or_create_api(str(self.root))
 
     def pid(self) -> int:
         return os.getpid()
