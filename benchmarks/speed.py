@@ -46,8 +46,9 @@ from typing import Any, Callable
 
 # One BLAS thread in this process, as in the workers and in the `dtrain` command: section 1
 # is "one core", and run_job scores epochs in the driver while the workers use both cores.
-# dtrain.cli sets it the command's way, before NumPy loads OpenBLAS (its docstring says why).
-import dtrain.cli  # noqa: E402, F401, I001
+# Set the command's way (dtrain/cli/entry.py says why), before NumPy loads OpenBLAS.
+for _variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
@@ -282,8 +283,9 @@ JOB_ACTORS = 9
 #: What the idle actors of section 6 load, one baseline per level (each includes the ones before).
 ACTOR_LEVELS = ("nothing", "NumPy", "numba + kernel")
 IDLE_ACTORS_SNIPPET = """
-import json, time
-import dtrain.cli  # one BLAS thread, and Ray's environment, as in the dtrain command
+import json, os, time
+for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one BLAS thread, as in the dtrain command
+    os.environ.setdefault(variable, "1")
 import ray
 from dtrain.cluster.connect import connect_local
 connect_local()
