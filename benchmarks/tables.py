@@ -418,6 +418,7 @@ TABLES: dict[str, tuple[str | None, str, Callable[[], str]]] = {
     "quickstart": ("speed.json", "speed.py", quickstart),
     "speed-machine": ("speed.json", "speed.py", speed_machine),
     "speed-summary": ("speed.json", "speed.py", speed_section("Summary")),
+    "speed-baseline": ("speed.json", "speed.py", speed_section("Baseline")),
     "speed-kernel": ("speed.json", "speed.py", speed_section("1")),
     "speed-throughput": ("speed.json", "speed.py", speed_section("2")),
     "speed-sync-share": ("speed.json", "speed.py", speed_section("3")),
