@@ -182,8 +182,38 @@ class FedProx(FedAvg):
     )
 
 
-Algorithm = Annotated[Union[Sync, Async, FedAvg, FedProx], Field(discriminator="name")]
-SETTINGS: dict[str, type[Settings]] = {s.model_fields["name"].default: s for s in (Sync, Async, FedAvg, FedProx)}
+class FedAdam(FedAvg):
+    """FedAdam (Reddi et al., 2021): federated averaging whose server steps with Adam."""
+
+    name: Literal["fedadam"] = "fedadam"  # type: ignore[assignment]
+    server_lr: float = Field(
+        0.003, gt=0, le=10, allow_inf_nan=False,
+        description="FedAdam/FedYogi: the server's step size eta on the round's change of the model.",
+    )
+    beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi: decay of the server's first moment.")
+    beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi: decay of the server's second moment.")
+    tau: float = Field(
+        1e-3, gt=0, le=1, allow_inf_nan=False,
+        description="FedAdam/FedYogi: adaptivity tau, added to the root of the second moment.",
+    )
+
+    @model_validator(mode="after")
+    def _no_block_momentum(self) -> FedAdam:
+        if self.block_momentum is not None:
+            raise ValueError(f"block_momentum: not with `algorithm` {self.name}, whose server keeps its own momentum (`beta1`)")
+        return self
+
+
+class FedYogi(FedAdam):
+    """FedYogi (Reddi et al., 2021): FedAdam with Yogi's additive second moment."""
+
+    name: Literal["fedyogi"] = "fedyogi"  # type: ignore[assignment]
+
+
+Algorithm = Annotated[Union[Sync, Async, FedAvg, FedProx, FedAdam, FedYogi], Field(discriminator="name")]
+SETTINGS: dict[str, type[Settings]] = {
+    s.model_fields["name"].default: s for s in (Sync, Async, FedAvg, FedProx, FedAdam, FedYogi)
+}
 
 
 class JobSpec(BaseModel):

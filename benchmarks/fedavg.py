@@ -10,7 +10,10 @@ runs the real `dtrain submit` (local mode, embedded data) with --until-accuracy 
     python benchmarks/fedavg.py                  # all three rows (~10 min on 2 cores)
     python benchmarks/fedavg.py --rows fedavg-iid --lr 0.05 0.1
 
-Prints a table beside the paper's figures and writes benchmarks/results/fedavg.json.
+The FedAdam and FedYogi rows (Reddi et al., 2021) run the non-IID row with the server
+stepping with Adam or Yogi (`--server-lr`, swept with --server-lr); the paper has no
+figure for them. Prints a table beside the paper's figures and writes
+benchmarks/results/fedavg.json, keeping the rows of an earlier file that were not run.
 """
 
 from __future__ import annotations
@@ -26,12 +29,19 @@ import tempfile
 import time
 from pathlib import Path
 
+NON_IID = ["--batch-size", "10", "--shard", "label-skew"]
+
 #: name: (paper's rounds to 97%, dtrain options, learning rate used here, rounds at most)
 ROWS = {
     "fedsgd-iid": (1474, ["--batch-size", "0"], 0.2, 3000),
     "fedavg-iid": (87, ["--batch-size", "10"], 0.05, 400),
-    "fedavg-noniid": (664, ["--batch-size", "10", "--shard", "label-skew"], 0.05, 1500),
+    "fedavg-noniid": (664, NON_IID, 0.05, 1500),
+    "fedadam-noniid": (None, [*NON_IID, "--algorithm", "fedadam"], 0.05, 1500),
+    "fedyogi-noniid": (None, [*NON_IID, "--algorithm", "fedyogi"], 0.05, 1500),
 }
+
+#: The server's step size of the FedAdam and FedYogi rows (chosen with --server-lr; docs/algorithms.md).
+SERVER_LR = 0.003
 
 #: The installed console script, next to this Python (as the README's install puts it).
 DTRAIN = shutil.which("dtrain", path=os.path.dirname(sys.executable)) or shutil.which("dtrain") or "dtrain"
@@ -43,23 +53,25 @@ COMMON = [
 ]
 
 
-def command(row: str, lr: float, rounds: int, eval_every: int, seed: int, storage: str) -> list[str]:
+def command(row: str, lr: float, rounds: int, eval_every: int, seed: int, storage: str, server_lr: float) -> list[str]:
     _, options, _, _ = ROWS[row]
+    if "--algorithm" in options:
+        options = [*options, "--server-lr", str(server_lr)]
     return [
         DTRAIN, "submit", "--local", "--storage", storage, "--json", *COMMON, *options,
         "--lr", str(lr), "--rounds", str(rounds), "--eval-every", str(eval_every), "--seed", str(seed),
     ]
 
 
-def run(row: str, lr: float, rounds: int, eval_every: int, seed: int) -> dict:
+def run(row: str, lr: float, rounds: int, eval_every: int, seed: int, server_lr: float = SERVER_LR) -> dict:
     storage = tempfile.mkdtemp(prefix="dtrain-fedavg-")
-    cmd = command(row, lr, rounds, eval_every, seed, storage)
+    cmd = command(row, lr, rounds, eval_every, seed, storage, server_lr)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - t0
     if done.returncode != 0:  # e.g. diverged at this learning rate: a row of the sweep, not the end of it
         why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
-        return {"row": row, "lr": lr, "paper_rounds": ROWS[row][0], "rounds_to_97": None, "failed": why,
+        return {"row": row, "lr": lr, "server_lr": server_lr, "paper_rounds": ROWS[row][0], "rounds_to_97": None, "failed": why,
                 "final_accuracy": None, "rounds_run": 0, "seconds": round(seconds, 1)}
     payload = json.loads(done.stdout)
     metrics = [json.loads(line) for line in (Path(storage) / "jobs" / payload["job_id"] / "metrics.jsonl").read_text().splitlines()]
@@ -68,6 +80,7 @@ def run(row: str, lr: float, rounds: int, eval_every: int, seed: int) -> dict:
         "row": row,
         "lr": lr,
         "seed": seed,
+        "server_lr": server_lr,
         "paper_rounds": ROWS[row][0],
         "rounds_to_97": reached["round"] if reached else None,
         "eval_every": eval_every,
@@ -83,6 +96,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--lr", nargs="+", type=float, help="learning rates to try (default: each row's own)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="the median over these seeds is reported")
+    parser.add_argument("--server-lr", nargs="+", type=float, help=f"server step sizes of the FedAdam/FedYogi rows (default {SERVER_LR})")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds at most (default: each row's own)")
     parser.add_argument("--eval-every", type=int, default=None, help="rounds between scorings (default: 1; 5 for FedSGD)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fedavg.json"))
     args = parser.parse_args()
@@ -91,30 +106,38 @@ def main() -> None:
     results, table = [], []
     print(f"{'row':<15} {'lr':>6} {'paper':>7} {'dtrain':>7} {'ratio':>6} {'by seed':>20} {'final':>7} {'time':>7}")
     for row in args.rows:
-        paper, _, lr_default, rounds = ROWS[row]
+        paper, options, lr_default, rounds = ROWS[row]
+        rounds = args.rounds or rounds
         eval_every = args.eval_every or (5 if row.startswith("fedsgd") else 1)
-        for lr in args.lr or [lr_default]:
-            runs = [run(row, lr, rounds, eval_every, seed) for seed in args.seeds]
+        server_lrs = (args.server_lr or [SERVER_LR]) if "--algorithm" in options else [None]
+        for lr, server_lr in [(lr, slr) for lr in args.lr or [lr_default] for slr in server_lrs]:
+            runs = [run(row, lr, rounds, eval_every, seed, server_lr) for seed in args.seeds]
             results.extend(runs)
             failed = [r["failed"] for r in runs if r.get("failed")]
             if failed:
-                print(f"{row:<15} {lr:>6g} {paper:>7}  {failed[0]}", flush=True)
+                print(f"{row:<15} {lr:>6g} {paper or '-':>7}  {failed[0]}", flush=True)
                 continue
             got = [r["rounds_to_97"] for r in runs]
             reached = sorted(g for g in got if g is not None)
             median = statistics.median(reached) if len(reached) == len(got) else None
             seconds = statistics.median(r["seconds"] for r in runs)
             final = statistics.median(r["final_accuracy"] for r in runs)
-            table.append({"row": row, "lr": lr, "paper_rounds": paper, "median_rounds_to_97": median, "by_seed": got,
-                          "ratio": median / paper if median else None, "command": runs[0]["command"]})
+            table.append({"row": row, "lr": lr, "server_lr": server_lr, "paper_rounds": paper, "median_rounds_to_97": median,
+                          "by_seed": got, "ratio": median / paper if median and paper else None, "command": runs[0]["command"]})
             by_seed = ", ".join(str(g) if g else f">{rounds}" for g in got)
             print(
-                f"{row:<15} {lr:>6g} {paper:>7} {median if median else '-':>7} "
-                f"{f'{median / paper:.2f}' if median else '-':>6} {by_seed:>20} {final * 100:6.2f}% {seconds:6.0f}s",
+                f"{row:<15} {lr:>6g} {paper or '-':>7} {median if median else '-':>7} "
+                f"{f'{median / paper:.2f}' if median and paper else '-':>6} {by_seed:>20} {final * 100:6.2f}% {seconds:6.0f}s"
+                + (f"  server lr {server_lr:g}" if server_lr else ""),
                 flush=True,
             )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"table": table, "runs": results, "setup": COMMON}, indent=2) + "\n")
+    out = Path(args.out)
+    if out.exists():  # keep the rows of the earlier file that were not run this time
+        earlier = json.loads(out.read_text())
+        table = [t for t in earlier["table"] if t["row"] not in args.rows] + table
+        results = [r for r in earlier["runs"] if r["row"] not in args.rows] + results
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"table": table, "runs": results, "setup": COMMON}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

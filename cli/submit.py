@@ -62,7 +62,8 @@ def build_spec(options: dict[str, Any]) -> JobSpec:
 
 ALGORITHM_HELP = (
     "Training algorithm: sync (rounds, block momentum), async (no barrier), fedavg (federated "
-    "averaging over --clients), fedprox (fedavg with a proximal term --mu)."
+    "averaging over --clients), fedprox (fedavg with a proximal term --mu), fedadam and "
+    "fedyogi (fedavg whose server steps with Adam or Yogi, --server-lr)."
 )
 
 
@@ -100,6 +101,10 @@ def submit(
     rounds: Annotated[Optional[int], from_spec("rounds")] = None,
     eval_every: Annotated[Optional[int], from_spec("eval_every")] = None,
     mu: Annotated[Optional[float], from_spec("mu")] = None,
+    server_lr: Annotated[Optional[float], from_spec("server_lr")] = None,
+    beta1: Annotated[Optional[float], from_spec("beta1")] = None,
+    beta2: Annotated[Optional[float], from_spec("beta2")] = None,
+    tau: Annotated[Optional[float], from_spec("tau")] = None,
     mode: Annotated[Optional[str], typer.Option(hidden=True, help="Old name of --algorithm (sync or async).")] = None,
     out_dir: CopyTo = None,
     detach: Detach = False,

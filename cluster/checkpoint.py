@@ -1,7 +1,8 @@
 """Checkpoints of the parameter server's state, one per epoch, so a job can resume.
 
-A checkpoint is an .npz of plain arrays (the global model, BMUF's momentum
-buffer and start point) plus a JSON string of the figures that go with them
+A checkpoint is an .npz of plain arrays (the update rule's state: for BMUF the
+global model, its momentum buffer and start point; for FedAdam the model and
+Adam's two moments) plus a JSON string of the figures that go with them
 (epochs done, rounds applied, the epoch's training totals). It is written
 atomically and read with allow_pickle=False; the last few are kept.
 """
@@ -21,6 +22,7 @@ from dtrain.files import write_atomic
 #: Checkpoints kept per job; older ones are removed once a newer one is on disk.
 KEEP = 3
 
+#: The arrays every rule keeps (others may add their own, e.g. FedAdam's moments).
 ARRAYS = ("global_theta", "delta", "start")
 
 
@@ -31,7 +33,7 @@ def path_for(directory: Path, epochs_done: int) -> Path:
 def save(directory: Path, epochs_done: int, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
     """Write the checkpoint after `epochs_done` epochs; remove all but the last KEEP."""
     buffer = io.BytesIO()
-    np.savez(buffer, info=np.array(json.dumps({**info, "epochs_done": epochs_done})), **{k: arrays[k] for k in ARRAYS})
+    np.savez(buffer, info=np.array(json.dumps({**info, "epochs_done": epochs_done})), **arrays)
     path = path_for(directory, epochs_done)
     write_atomic(path, buffer.getvalue())
     for old in sorted(directory.glob("epoch-*.npz"))[:-KEEP]:
@@ -49,7 +51,10 @@ def load(directory: Path, at_most: int) -> tuple[dict[str, np.ndarray], dict[str
             continue
         try:
             with np.load(path, allow_pickle=False) as archive:
-                arrays = {k: np.array(archive[k], dtype=np.float32) for k in ARRAYS}
+                arrays = {k: np.array(archive[k], dtype=np.float32) for k in archive.files if k != "info"}
+                missing = [k for k in ARRAYS if k not in arrays]
+                if missing:
+                    raise KeyError(missing)
                 info = json.loads(str(archive["info"]))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             continue  # damaged by hand or by the disk: an older one will do

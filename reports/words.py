@@ -35,7 +35,7 @@ def headline(report: JobReport) -> str:
     """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
     test, epochs, timing, spec = report.test, report.epochs_run, report.timing, report.spec
     if isinstance(spec.algorithm, FedAvg):
-        name = "FedProx" if report.algorithm == "fedprox" else "federated averaging"
+        name = {"fedprox": "FedProx", "fedadam": "FedAdam", "fedyogi": "FedYogi"}.get(report.algorithm, "federated averaging")
         done = f"{report.rounds_run} rounds of {name} ({clients_line(spec.algorithm)} each)"
     else:
         done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
@@ -51,7 +51,11 @@ def combine_rule(report: JobReport) -> str:
     momenta, algorithm = report.block_momentum, report.algorithm
     if algorithm == "async":
         return "staleness-scaled updates (1 / (1 + staleness))"
-    mu = getattr(report.spec.algorithm, "mu", None)
+    settings = report.spec.algorithm
+    if algorithm in ("fedadam", "fedyogi"):
+        name = "FedAdam" if algorithm == "fedadam" else "FedYogi"
+        return f"{name}: server lr {settings.server_lr:g}, beta1 {settings.beta1:g}, beta2 {settings.beta2:g}, tau {settings.tau:g}"
+    mu = getattr(settings, "mu", None)
     name = {"fedavg": "FedAvg", "fedprox": f"FedProx (mu {mu})"}.get(algorithm, "weighted averaging")
     if not any(momenta):
         return name

@@ -4,6 +4,7 @@
 - asynchronous.py: staleness-aware pushes, no round barrier
 - federated.py: federated averaging over virtual clients
 - fedprox.py: federated averaging with a proximal term
+- fedadam.py, fedyogi.py: federated averaging whose server steps with Adam or Yogi
 
 base.py says what each provides: its schedule, its workers' tasks, its server
 rule and its driver loop.
@@ -14,11 +15,13 @@ from __future__ import annotations
 from dtrain.cluster.algorithms.asynchronous import Async
 from dtrain.cluster.algorithms.base import Algorithm, RoundPlan, Run
 from dtrain.cluster.algorithms.bmuf import SyncRounds
+from dtrain.cluster.algorithms.fedadam import FedAdam
 from dtrain.cluster.algorithms.federated import FedAvg
 from dtrain.cluster.algorithms.fedprox import FedProx
+from dtrain.cluster.algorithms.fedyogi import FedYogi
 from dtrain.spec import JobSpec
 
-ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async, FedAvg, FedProx)}
+ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async, FedAvg, FedProx, FedAdam, FedYogi)}
 
 
 def algorithm_for(spec: JobSpec) -> Algorithm:
