@@ -187,7 +187,7 @@ class FedAdam(FedAvg):
 
     name: Literal["fedadam"] = "fedadam"  # type: ignore[assignment]
     server_lr: float = Field(
-        0.003, gt=0, le=10, allow_inf_nan=False,
+        0.01, gt=0, le=10, allow_inf_nan=False,
         description="FedAdam/FedYogi: the server's step size eta on the round's change of the model.",
     )
     beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi: decay of the server's first moment.")

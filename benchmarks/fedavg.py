@@ -41,7 +41,7 @@ ROWS = {
 }
 
 #: The server's step size of the FedAdam and FedYogi rows (chosen with --server-lr; docs/algorithms.md).
-SERVER_LR = 0.003
+SERVER_LR = 0.01
 
 #: The installed console script, next to this Python (as the README's install puts it).
 DTRAIN = shutil.which("dtrain", path=os.path.dirname(sys.executable)) or shutil.which("dtrain") or "dtrain"

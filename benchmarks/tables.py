@@ -226,6 +226,8 @@ FED_ROWS = {
     "fedsgd-iid": "FedSGD, IID, B = ∞ (`--batch-size 0`)",
     "fedavg-iid": "FedAvg, IID, B = 10",
     "fedavg-noniid": "FedAvg, pathological non-IID, B = 10 (`--split label-skew`)",
+    "fedadam-noniid": "FedAdam, the same non-IID row (`--algorithm fedadam`)",
+    "fedyogi-noniid": "FedYogi, the same non-IID row (`--algorithm fedyogi`)",
 }
 
 
@@ -236,9 +238,10 @@ def fedavg() -> str:
     for t in F["table"]:
         by_seed = ", ".join("—" if x is None else str(x) for x in t["by_seed"])
         med = t["median_rounds_to_97"]
-        rows.append([FED_ROWS.get(t["row"], t["row"]), t["paper_rounds"],
+        lr = f"{t['lr']:g}" + (f", server {t['server_lr']:g}" if t.get("server_lr") else "")
+        rows.append([FED_ROWS.get(t["row"], t["row"]), t["paper_rounds"] or "—",
                      f"{med:g} ({by_seed})" if med is not None else f"— ({by_seed})",
-                     f"{t['ratio']:.2f}" if t["ratio"] else None, f"{t['lr']:g}"])
+                     f"{t['ratio']:.2f}" if t["ratio"] else None, lr])
     return markdown(["row (2NN, E = 1, C = 0.1)", "paper", f"dtrain, median of seeds {seeds[0]}-{seeds[-1]}",
                      "dtrain / paper", "lr"], rows)
 
