@@ -47,6 +47,9 @@ def _shown(text: str) -> dict[str, str]:
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Settings inherited from a parent model that this algorithm refuses (spec_error leaves them out).
+    refused: ClassVar[tuple[str, ...]] = ()
+
 
 class Rounds(Settings):
     """Epochs cut into rounds of blocks that grow each epoch (sync and async)."""
@@ -186,6 +189,7 @@ class FedAdam(FedAvg):
     """FedAdam (Reddi et al., 2021): federated averaging whose server steps with Adam."""
 
     name: Literal["fedadam"] = "fedadam"  # type: ignore[assignment]
+    refused: ClassVar[tuple[str, ...]] = ("block_momentum",)  # FedAvg's, which the server's Adam replaces
     server_lr: float = Field(
         0.01, gt=0, le=10, allow_inf_nan=False,
         description="FedAdam/FedYogi: the server's step size eta on the round's change of the model.",
@@ -348,8 +352,9 @@ def spec_error(error: ValidationError, given: dict[str, Any]) -> UserError:
     if len(loc) == 3 and loc[0] == "algorithm":  # ("algorithm", name, setting)
         name, field = loc[1], loc[2]
         if first["type"] == "extra_forbidden":
-            having = [n for n, s in SETTINGS.items() if field in s.model_fields]
-            message = f"only for `algorithm` {' or '.join(having)}, not {name}" if having else "no such setting"
+            having = [n for n, s in SETTINGS.items() if field in s.model_fields and field not in s.refused]
+            listed = ", ".join(having[:-1]) + " or " + having[-1] if len(having) > 1 else "".join(having)
+            message = f"only for `algorithm` {listed}, not {name}" if having else "no such setting"
         elif first["type"] == "missing":
             message = f"required with `algorithm` {name}"
     elif loc[:1] == ["algorithm"] and first["type"] == "union_tag_invalid":
