@@ -210,7 +210,7 @@ def test_the_live_job_page_draws_its_curves_growing_in_chromium(two_node_cluster
     cluster.json("status")  # through Ray: the registry and its API are up
     home = tmp_path / "laptop"
     home.mkdir()
-    started = http_dtrain(cluster, home, "submit", "--workers", "2", "--epochs", "6", "--detach", "--json", token=cluster.token)
+    started = http_dtrain(cluster, home, "submit", "--workers", "2", "--epochs", "12", "--detach", "--json", token=cluster.token)
     job_id = json.loads(started.stdout)["job_id"]
     browser = DevTools(CHROMIUM, tmp_path / "profile", tmp_path / "chromium.log", timeout=180)
     try:
