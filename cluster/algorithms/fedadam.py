@@ -80,10 +80,11 @@ class AdamRule:
 
 class FedAdam(FedAvg):
     name = "fedadam"
+    rule_class: type[AdamRule] = AdamRule  # FedYogi's is YogiRule
 
     def momentum(self, rounds_in_period: int) -> float:
         return 0.0  # the server's momentum is Adam's m (beta1), not block momentum
 
     def rule(self, plan: Any) -> AdamRule:
         s = self.settings
-        return AdamRule(s.server_lr, s.beta1, s.beta2, s.tau)
+        return self.rule_class(s.server_lr, s.beta1, s.beta2, s.tau)

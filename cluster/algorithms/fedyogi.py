@@ -12,8 +12,6 @@ x_{t+1} = x_t + η m_t / (√v_t + τ), is FedAdam's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from dtrain.cluster.algorithms.fedadam import AdamRule, FedAdam
@@ -27,7 +25,4 @@ class YogiRule(AdamRule):
 
 class FedYogi(FedAdam):
     name = "fedyogi"
-
-    def rule(self, plan: Any) -> YogiRule:
-        s = self.settings
-        return YogiRule(s.server_lr, s.beta1, s.beta2, s.tau)
+    rule_class = YogiRule
