@@ -185,14 +185,17 @@ class FedProx(FedAvg):
     )
 
 
+SERVER_LR_HELP = "FedAdam/FedYogi/SCAFFOLD: the server's step size (eta, eta_g) on the round's change of the model."
+SERVER_LR_DEFAULTS = "0.01 (fedadam, fedyogi); 1 (scaffold)"
+
+
 class FedAdam(FedAvg):
     """FedAdam (Reddi et al., 2021): federated averaging whose server steps with Adam."""
 
     name: Literal["fedadam"] = "fedadam"  # type: ignore[assignment]
     refused: ClassVar[tuple[str, ...]] = ("block_momentum",)  # FedAvg's, which the server's Adam replaces
     server_lr: float = Field(
-        0.01, gt=0, le=10, allow_inf_nan=False,
-        description="FedAdam/FedYogi: the server's step size eta on the round's change of the model.",
+        0.01, gt=0, le=10, allow_inf_nan=False, description=SERVER_LR_HELP, json_schema_extra=_shown(SERVER_LR_DEFAULTS)
     )
     beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi: decay of the server's first moment.")
     beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi: decay of the server's second moment.")
@@ -214,9 +217,27 @@ class FedYogi(FedAdam):
     name: Literal["fedyogi"] = "fedyogi"  # type: ignore[assignment]
 
 
-Algorithm = Annotated[Union[Sync, Async, FedAvg, FedProx, FedAdam, FedYogi], Field(discriminator="name")]
+class Scaffold(FedAvg):
+    """SCAFFOLD (Karimireddy et al., 2020): federated averaging whose clients correct their drift with control variates."""
+
+    name: Literal["scaffold"] = "scaffold"  # type: ignore[assignment]
+    refused: ClassVar[tuple[str, ...]] = ("block_momentum",)  # FedAvg's; the server steps by eta_g times the mean change
+    server_lr: float = Field(
+        1.0, gt=0, le=10, allow_inf_nan=False, description=SERVER_LR_HELP, json_schema_extra=_shown(SERVER_LR_DEFAULTS)
+    )
+
+    @model_validator(mode="after")
+    def _flat_and_no_block_momentum(self) -> Scaffold:
+        if self.block_momentum is not None:
+            raise ValueError("block_momentum: not with `algorithm` scaffold, whose server steps by `server_lr` times the mean change")
+        if self.reduce == "tree":
+            raise ValueError("reduce: not tree with `algorithm` scaffold, whose server needs each client's model (flat or auto)")
+        return self
+
+
+Algorithm = Annotated[Union[Sync, Async, FedAvg, FedProx, FedAdam, FedYogi, Scaffold], Field(discriminator="name")]
 SETTINGS: dict[str, type[Settings]] = {
-    s.model_fields["name"].default: s for s in (Sync, Async, FedAvg, FedProx, FedAdam, FedYogi)
+    s.model_fields["name"].default: s for s in (Sync, Async, FedAvg, FedProx, FedAdam, FedYogi, Scaffold)
 }
 
 

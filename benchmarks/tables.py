@@ -228,6 +228,7 @@ FED_ROWS = {
     "fedavg-noniid": "FedAvg, pathological non-IID, B = 10 (`--split label-skew`)",
     "fedadam-noniid": "FedAdam, the same non-IID row (`--algorithm fedadam`)",
     "fedyogi-noniid": "FedYogi, the same non-IID row (`--algorithm fedyogi`)",
+    "scaffold-noniid": "SCAFFOLD, the same non-IID row (`--algorithm scaffold`)",
 }
 
 
@@ -404,7 +405,8 @@ def submit_options() -> str:
     for param in command.params:
         if getattr(param, "hidden", False):
             continue
-        having = [n for n, settings in SETTINGS.items() if param.name in settings.model_fields]
+        # an inherited setting an algorithm refuses (FedAdam's block momentum) is not one of its options
+        having = [n for n, settings in SETTINGS.items() if param.name in settings.model_fields and param.name not in settings.refused]
         required = any(SETTINGS[n].model_fields[param.name].is_required() for n in having)
         default = "required" if required else param.show_default if isinstance(param.show_default, str) else "—"
         spec_wide = param.name in JobSpec.model_fields or param.name == "algorithm"

@@ -63,7 +63,8 @@ def build_spec(options: dict[str, Any]) -> JobSpec:
 ALGORITHM_HELP = (
     "Training algorithm: sync (rounds, block momentum), async (no barrier), fedavg (federated "
     "averaging over --clients), fedprox (fedavg with a proximal term --mu), fedadam and "
-    "fedyogi (fedavg whose server steps with Adam or Yogi, --server-lr)."
+    "fedyogi (fedavg whose server steps with Adam or Yogi, --server-lr), scaffold (fedavg whose "
+    "clients correct their drift with control variates)."
 )
 
 

@@ -35,7 +35,9 @@ def headline(report: JobReport) -> str:
     """The report's first line: accuracy, loss, epochs, workers, time (the terminal's and the HTML page's)."""
     test, epochs, timing, spec = report.test, report.epochs_run, report.timing, report.spec
     if isinstance(spec.algorithm, FedAvg):
-        name = {"fedprox": "FedProx", "fedadam": "FedAdam", "fedyogi": "FedYogi"}.get(report.algorithm, "federated averaging")
+        name = {"fedprox": "FedProx", "fedadam": "FedAdam", "fedyogi": "FedYogi", "scaffold": "SCAFFOLD"}.get(
+            report.algorithm, "federated averaging"
+        )
         done = f"{report.rounds_run} rounds of {name} ({clients_line(spec.algorithm)} each)"
     else:
         done = f"{epochs} epoch{'s' if epochs != 1 else ''}"
@@ -55,6 +57,8 @@ def combine_rule(report: JobReport) -> str:
     if algorithm in ("fedadam", "fedyogi"):
         name = "FedAdam" if algorithm == "fedadam" else "FedYogi"
         return f"{name}: server lr {settings.server_lr:g}, beta1 {settings.beta1:g}, beta2 {settings.beta2:g}, tau {settings.tau:g}"
+    if algorithm == "scaffold":
+        return f"SCAFFOLD: control variates, server lr {settings.server_lr:g}"
     mu = getattr(settings, "mu", None)
     name = {"fedavg": "FedAvg", "fedprox": f"FedProx (mu {mu})"}.get(algorithm, "weighted averaging")
     if not any(momenta):

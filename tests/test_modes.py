@@ -175,7 +175,7 @@ def test_async_does_not_wait_for_a_straggler_and_sync_does(ray_cluster, small_mn
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--rounds", "3"], "--rounds: only for --algorithm fedavg, fedprox, fedadam or fedyogi, not sync"),
+        (["--rounds", "3"], "--rounds: only for --algorithm fedavg, fedprox, fedadam, fedyogi or scaffold, not sync"),
         (["--clients", "10"], "--rounds: required with --algorithm fedavg"),
         (["--clients", "2", "--rounds", "1"], "--clients: 2 clients for 8 workers"),
         (["--clients", "10", "--rounds", "1", "--clients-per-round", "11"], "--clients-per-round: 11 is more than the 10 clients"),
@@ -191,8 +191,8 @@ def test_async_does_not_wait_for_a_straggler_and_sync_does(ray_cluster, small_mn
         (["--clients", "10", "--rounds", "2", "--sync-every", "5"], "--sync-every: only for --algorithm sync or async, not fedavg"),
         (["--combine", "average", "--block-momentum", "0.9"], "--block-momentum: only with --combine bmuf"),
         (["--algorithm", "async", "--block-momentum", "0.5"], "--block-momentum: only for --algorithm sync, fedavg or fedprox, not async"),
-        (["--algorithm", "sync", "--clients", "10"], "--clients: only for --algorithm fedavg, fedprox, fedadam or fedyogi, not sync"),
-        (["--algorithm", "async", "--reduce", "tree"], "--reduce: only for --algorithm sync, fedavg, fedprox, fedadam or fedyogi, not async"),
+        (["--algorithm", "sync", "--clients", "10"], "--clients: only for --algorithm fedavg, fedprox, fedadam, fedyogi or scaffold, not sync"),
+        (["--algorithm", "async", "--reduce", "tree"], "--reduce: only for --algorithm sync, fedavg, fedprox, fedadam, fedyogi or scaffold, not async"),
     ],
 )
 def test_submit_refuses_options_that_do_not_fit_together(args, message, tmp_path):

@@ -6,16 +6,19 @@ tests and the benchmark drive the same code in one process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from dtrain.model import kernels
 from dtrain.model.average import weighted_mean
+from dtrain.model.corrected import sgd_corrected, steps_per_pass
 from dtrain.model.kernels import sgd
 from dtrain.model.prox import sgd_prox
 from dtrain.model.sgd_setup import SGDSetup
 from dtrain.model.sparse import SparseRows
+from dtrain.worker.tasks import ClientModels, ScaffoldStart
 
 
 def rounds_for(shard_size: int, block: int) -> int:
@@ -92,24 +95,58 @@ class ShardTrainer:
             return sgd_prox(self.kernel, theta, anchor, mu, self.setup, order)
         return sgd(self.kernel, theta, self.setup, order)
 
+    def local_training(
+        self, theta: np.ndarray, client: int, round_index: int, train: Callable[[np.ndarray, np.ndarray], tuple[float, int]]
+    ) -> tuple[int, float, int]:
+        """One client's round: `local_epochs` passes of `train(theta, order)` over its data (theta
+        trained in place), each pass in an order drawn from (seed, client, round, pass);
+        returns (samples, loss sum, correct) over all of them."""
+        lo, hi = self.clients[client - self.first_client]
+        samples, loss, correct = 0, 0.0, 0
+        for local_epoch in range(self.local_epochs):
+            order = lo + np.random.default_rng((self.seed, client, round_index, local_epoch)).permutation(hi - lo)
+            l, c = train(theta, order)
+            samples, loss, correct = samples + len(order), loss + l, correct + c
+        return samples, loss, correct
+
+    def client_size(self, client: int) -> int:
+        """Samples of `client` (a global client number hosted here)."""
+        lo, hi = self.clients[client - self.first_client]
+        return hi - lo
+
     def train_clients(
         self, start: np.ndarray, round_index: int, clients: list[int], mu: float = 0.0
     ) -> tuple[np.ndarray, int, float, int]:
         """FedAvg's client update for each of `clients` (global client numbers hosted here), each
-        from `start` for `local_epochs` passes over its data in an order drawn from (seed,
-        client, round, pass); returns their mean theta weighted by their data sizes (the one
-        weighted average, model/average.py), with (samples, loss sum, correct) over all of
-        them. A client's result does not depend on which worker hosts it. With `mu` > 0 each
-        client's objective has FedProx's proximal term mu/2 * ||theta - start||^2."""
-        bounds = [self.clients[client - self.first_client] for client in clients]
+        from `start` for `local_epochs` passes over its data (local_training); returns their
+        mean theta weighted by their data sizes (the one weighted average, model/average.py),
+        with (samples, loss sum, correct) over all of them. A client's result does not depend
+        on which worker hosts it. With `mu` > 0 each client's objective has FedProx's proximal
+        term mu/2 * ||theta - start||^2."""
         thetas = []
         samples, loss, correct = 0, 0.0, 0
-        for client, (lo, hi) in zip(clients, bounds):
+        for client in clients:
             theta = np.array(start, dtype=np.float32)  # a writable copy: start came through Ray
-            for local_epoch in range(self.local_epochs):
-                order = lo + np.random.default_rng((self.seed, client, round_index, local_epoch)).permutation(hi - lo)
-                l, c = self._sgd(theta, order, start, mu)
-                samples, loss, correct = samples + len(order), loss + l, correct + c
+            n, l, c = self.local_training(theta, client, round_index, lambda t, order: self._sgd(t, order, start, mu))
+            samples, loss, correct = samples + n, loss + l, correct + c
             thetas.append(theta)
-        mean = weighted_mean(thetas, [hi - lo for lo, hi in bounds])  # as in FedAvg: by the clients' data sizes
+        mean = weighted_mean(thetas, [self.client_size(c) for c in clients])  # as in FedAvg: by the clients' data sizes
         return mean, samples, float(loss), int(correct)
+
+    def train_scaffold(self, start: ScaffoldStart, round_index: int, clients: list[int]) -> tuple[ClientModels, int, float, int]:
+        """SCAFFOLD's client update for each of `clients`: from the start's x, the same passes
+        as FedAvg's clients (local_training), every step corrected by the client's c - c_i
+        (model/corrected.py); returns each client's trained weights y_i (ClientModels, (m, P)),
+        with (samples, loss sum, correct) over all of them."""
+        models = np.empty((len(clients), start.x.size), np.float32)
+        samples, loss, correct = 0, 0.0, 0
+        for row, client in enumerate(clients):
+            models[row] = start.x  # a writable copy: start came through Ray
+            correction = start.correction(client)
+            n, l, c = self.local_training(
+                models[row], client, round_index, lambda t, order: sgd_corrected(self.kernel, t, correction, self.setup, order)
+            )
+            samples, loss, correct = samples + n, loss + l, correct + c
+        sizes = tuple(self.client_size(c) for c in clients)
+        steps = tuple(self.local_epochs * steps_per_pass(n, self.setup.batch_size) for n in sizes)
+        return ClientModels(tuple(clients), sizes, steps, models), samples, float(loss), int(correct)

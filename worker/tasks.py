@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class Update(NamedTuple):
     """A worker's answer to one task."""
 
-    weights: np.ndarray  # float32: the trained weights, or their change (Block(change=True))
+    weights: np.ndarray  # float32: the trained weights, or their change (Block(change=True)); ClientModels for ScaffoldClients
     samples: int
     loss: float  # sum of the per-sample losses, each before its own step
     correct: int
@@ -64,4 +64,41 @@ class Clients:
         return trainer.train_clients(start, self.round_index, list(self.clients), self.mu)
 
 
-Task = Block | Clients
+class ScaffoldStart(NamedTuple):
+    """What SCAFFOLD's server sends as a round's start weights: the model x and, for each
+    client sampled this round, its correction c - c_i (cluster/algorithms/scaffold.py).
+    One object for the whole round: the workers of a node read it zero-copy."""
+
+    x: np.ndarray  # (P,) float32: the global model
+    clients: tuple[int, ...]  # the round's sampled clients, ascending
+    corrections: np.ndarray  # (len(clients), P) float32: row j is c - c_{clients[j]}
+
+    def correction(self, client: int) -> np.ndarray:
+        """(P,) float32: c - c_i of `client`, which must be one of this round's."""
+        return self.corrections[self.clients.index(client)]
+
+
+class ClientModels(NamedTuple):
+    """A ScaffoldClients task's answer: each client's own trained weights, not their mean, since
+    the server updates each client's control variate c_i from them."""
+
+    clients: tuple[int, ...]
+    sizes: tuple[int, ...]  # each client's samples n_i (the weights of the server's mean)
+    steps: tuple[int, ...]  # each client's local SGD steps K (all its local epochs)
+    models: np.ndarray  # (len(clients), P) float32: row j is y_{clients[j]}
+
+
+@dataclass(frozen=True)
+class ScaffoldClients:
+    """SCAFFOLD's round `round_index`: each of `clients` trains from the start's x with every
+    step corrected by its c - c_i (the start is a ScaffoldStart); answer ClientModels."""
+
+    round_index: int
+    clients: tuple[int, ...]
+    period: int
+
+    def run(self, trainer: ShardTrainer, start: ScaffoldStart) -> tuple[ClientModels, int, float, int]:
+        return trainer.train_scaffold(start, self.round_index, list(self.clients))
+
+
+Task = Block | Clients | ScaffoldClients

@@ -5,6 +5,7 @@
 - federated.py: federated averaging over virtual clients
 - fedprox.py: federated averaging with a proximal term
 - fedadam.py, fedyogi.py: federated averaging whose server steps with Adam or Yogi
+- scaffold.py: federated averaging whose clients correct their drift with control variates
 
 base.py says what each provides: its schedule, its workers' tasks, its server
 rule and its driver loop.
@@ -19,9 +20,10 @@ from dtrain.cluster.algorithms.fedadam import FedAdam
 from dtrain.cluster.algorithms.federated import FedAvg
 from dtrain.cluster.algorithms.fedprox import FedProx
 from dtrain.cluster.algorithms.fedyogi import FedYogi
+from dtrain.cluster.algorithms.scaffold import Scaffold
 from dtrain.spec import JobSpec
 
-ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async, FedAvg, FedProx, FedAdam, FedYogi)}
+ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async, FedAvg, FedProx, FedAdam, FedYogi, Scaffold)}
 
 
 def algorithm_for(spec: JobSpec) -> Algorithm:

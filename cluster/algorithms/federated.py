@@ -21,6 +21,13 @@ from dtrain.worker.tasks import Clients, Task
 SAMPLING_STREAM = 0xFEDA
 
 
+def sample_clients(seed: int, clients: int, per_round: int | None, round_index: int) -> list[int]:
+    """The clients of round `round_index`, ascending: `per_round` of `clients` (all if None), drawn
+    from (seed, round) alone, so the driver and a server rule that needs them agree (scaffold.py)."""
+    rng = np.random.default_rng((seed, SAMPLING_STREAM, round_index))
+    return sorted(rng.choice(clients, per_round or clients, replace=False).tolist())
+
+
 class FedAvg(SyncRounds):
     name = "fedavg"
 
@@ -35,9 +42,7 @@ class FedAvg(SyncRounds):
 
     def sampled(self, round_index: int) -> list[int]:
         """The clients of round `round_index`, in order."""
-        fed = self.settings
-        rng = np.random.default_rng((self.spec.seed, SAMPLING_STREAM, round_index))
-        return sorted(rng.choice(fed.clients, fed.clients_per_round or fed.clients, replace=False).tolist())
+        return sample_clients(self.spec.seed, self.settings.clients, self.settings.clients_per_round, round_index)
 
     def tasks(self, run: Run, period: int, r: int) -> dict[int, Task]:
         round_index = run.plan.first_round(period) + r
