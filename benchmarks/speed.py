@@ -543,8 +543,21 @@ def cluster_section(R: dict[str, Any], quick: bool, repeats: int, cpus: float, a
                 run["cluster_cpu_s"] = cpu_seconds(pids) - cpu0
                 C["one_process"].append(run)
             rep_s = time.perf_counter() - t_rep
+        C["pool"] = attempt("cluster_pool", lambda: warm_pool_memory(cluster))
     finally:
         C["stop"] = cluster.stop()
+
+
+def warm_pool_memory(cluster: Cluster) -> dict[str, Any]:
+    """The cluster's warm pool after its jobs (`dtrain status --json`), and each idle warm
+    worker's memory as this machine's /proc counts it (PSS shares numba's and numpy's pages)."""
+    run = run_command([*CLI, "status", "--json"], 60, env=cluster.env)
+    pool = json.loads(run["stdout"].strip().splitlines()[-1])["pool"]
+    workers = [w for w in pool["workers"] if not w["job"] and w["pid"]]
+    memory = [m for m in (memory_kib(w["pid"]) for w in workers) if m]
+    return {"settings": {k: pool[k] for k in ("idle_s", "memory_mib")}, "workers": len(pool["workers"]),
+            "idle": len(workers), "pss_mib": [m["Pss"] / 1024 for m in memory if "Pss" in m],
+            "rss_mib": [m["VmRSS"] / 1024 for m in memory if "VmRSS" in m]}
 
 
 # -------------------------------------------------------------- 1. kernels
@@ -716,15 +729,16 @@ def reached(history: list[dict], target: float) -> dict | None:
 
 
 def make_workers(ray: Any, images_ref: Any, y_ref: Any, spec: JobSpec, sizes: tuple[int, ...], n: int,
-                 share: float, first_rank: int = 0) -> list:
-    """Worker actors as runner.py makes them, except that each owns a 1-sample shard [rank, rank+1):
-    with one round per epoch its block is that one sample. (The brief's alternative, a whole shard
-    cut into shard-size rounds, would time np.array_split of the shard on every call: 56 ms for
-    60000 samples, more than a sync.)"""
-    from dtrain.worker.actor import Worker, WorkerSettings
+                 share: float, first_rank: int = 0) -> list[tuple[Any, Any]]:
+    """(worker actor, its assignment) pairs as runner.py makes them, except that each owns a 1-sample
+    shard [rank, rank+1): with one round per epoch its block is that one sample. (The brief's
+    alternative, a whole shard cut into shard-size rounds, would time np.array_split of the shard
+    on every call: 56 ms for 60000 samples, more than a sync.)"""
+    from dtrain.worker.actor import Assignment, Worker, WorkerSettings
 
     cls = ray.remote(Worker).options(num_cpus=share)
-    return [cls.remote(images_ref, y_ref, rank, rank + 1, settings=WorkerSettings.of(spec), sizes=sizes, kernel="numba", rank=rank)
+    settings = WorkerSettings.of(spec)
+    return [(cls.remote(), Assignment(f"sync/0/{rank}", (images_ref, y_ref), rank, rank + 1, settings, sizes, "numba", rank))
             for rank in range(first_rank, first_rank + n)]
 
 
@@ -743,11 +757,11 @@ def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
 
     start = server.start.remote()
     for _ in range(2):  # warm: first calls deserialise, allocate
-        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1)) for w in workers])
+        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1), a) for w, a in workers])
     ray.get(start)
     t0 = time.perf_counter()
     for _ in range(rounds):
-        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1)) for w in workers])
+        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1), a) for w, a in workers])
     ray.get(start)
     return (time.perf_counter() - t0) / rounds * 1000
 
@@ -772,10 +786,10 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
         server = make_server(ray, theta0, sizes, test_refs)
         workers = make_workers(ray, images_ref, y_ref, spec, sizes, size_workers, cpus_per_worker(size_workers, cpus))
         try:
-            ray.get([w.ready.remote() for w in workers], timeout=120)
+            ray.get([w.ready.remote(a) for w, a in workers], timeout=120)
             ms = round_ms(ray, server, workers, rounds)
         finally:
-            for actor in [*workers, server]:
+            for actor in [*(w for w, _ in workers), server]:
                 ray.kill(actor)
         out["by_hidden"][hidden] = {"workers": size_workers, "params": int(theta0.size),
                                     "bytes": int(theta0.nbytes), "ms_per_round": ms}
@@ -794,7 +808,7 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
             spec = JobSpec(workers=k)
             t_start = time.perf_counter()
             new = make_workers(ray, images_ref, y_ref, spec, sizes, k - len(pool), share, len(pool))
-            ray.get([w.ready.remote() for w in new], timeout=180)
+            ray.get([w.ready.remote(a) for w, a in new], timeout=180)
             started = time.perf_counter() - t_start
             pool += new
             ms = round_ms(ray, server, pool[:k], rounds)
@@ -802,7 +816,7 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
                                     "new_actors_ready_s": started}
             log(f"  sync workers={k}: {ms:.1f} ms/round")
     finally:
-        for actor in [*pool, server]:
+        for actor in [*(w for w, _ in pool), server]:
             ray.kill(actor)
     del images_ref, y_ref, test_refs
     return out
@@ -1287,6 +1301,11 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
             rows.append([f"connect_local() + {JOB_ACTORS} idle actors, loading {what}", m["processes"],
                          f(m["pss_kib"] / 1024, ".0f"), f(m["rss_kib"] / 1024, ".0f"), f(m["pss_shmem_kib"] / 1024, ".1f"),
                          f(m["rss_shmem_kib"] / 1024, ".1f"), m["samples"]])
+        warm = (R.get("cluster") or {}).get("pool")
+        if warm and warm["pss_mib"]:
+            S["memory"]["warm_worker_mib"] = {"pss": med(warm["pss_mib"]), "rss": med(warm["rss_mib"])}
+            rows.append([f"one warm worker, idle in a running cluster's pool (median of {len(warm['pss_mib'])})", 1,
+                         f(med(warm["pss_mib"]), ".0f"), f(med(warm["rss_mib"]), ".0f"), None, None, 1])
         if layers:
             S["memory"]["actor_baselines_mib"] = {what: m["pss_kib"] / 1024 for what, m in layers}
         once = peak["pss_shmem_kib"] * 1024 < 1.5 * dset

@@ -83,7 +83,7 @@ def status(
     """One job: state, epoch, accuracy, samples/s, workers alive and where they run.
 
     Without a job id: where the jobs are kept, how many are in each state, and on a
-    cluster the URL of its HTTP API."""
+    cluster the URL of its HTTP API and the warm workers it keeps between jobs."""
     jobs = jobs_or_fail(address, local, storage)
     if job_id is None:
         service_status(jobs, as_json)
@@ -124,7 +124,9 @@ def service_status(jobs: Any, as_json: bool) -> None:
     with user_errors():
         states = Counter(r.state for r in jobs.jobs())
         api = jobs.api_url() if jobs.runtime == "cluster" else {}
-    facts = {"runtime": jobs.runtime, "storage": jobs.where, "jobs": dict(sorted(states.items())), "api": api.get("url")}
+        pool = jobs.pool()
+    facts = {"runtime": jobs.runtime, "storage": jobs.where, "jobs": dict(sorted(states.items())), "api": api.get("url"),
+             "pool": pool}
     if api.get("error"):
         facts["api_error"] = api["error"]
     if as_json:
@@ -138,7 +140,23 @@ def service_status(jobs: Any, as_json: bool) -> None:
     table.add_row("jobs", ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none")
     if jobs.runtime == "cluster":
         table.add_row("HTTP API", api.get("url") or api.get("error", "-"))
+    if pool is not None:
+        table.add_row("warm workers", pool_line(pool))
     out.print(table)
+
+
+def pool_line(pool: dict[str, Any]) -> str:
+    """The warm pool in a line: how many workers, busy and idle, on how many nodes, their memory."""
+    if pool.get("problem"):
+        return f"off: {pool['problem']}"
+    if not pool["idle_s"]:
+        return "off (DTRAIN_POOL_IDLE_S=0 on the head)"
+    workers = pool["workers"]
+    busy = sum(1 for w in workers if w["job"])
+    nodes = len({w["node"] for w in workers})
+    mib = sum(w["rss_mib"] for w in workers if not w["job"])
+    return (f"{len(workers)} ({busy} in jobs, {len(workers) - busy} idle) on {nodes} node{'s' if nodes != 1 else ''}; "
+            f"idle ones use {mib:,.0f} MiB (at most {pool['memory_mib']:,.0f} per node) and go after {age(pool['idle_s'])} idle")
 
 
 def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:

@@ -1,6 +1,7 @@
 """dtrain's HTTP API, version 1: the job commands over HTTP, for clients without Ray.
 
     GET  /api/v1/service                        what answers: version, storage, runtime
+    GET  /api/v1/pool                           the warm workers kept between jobs (null in local mode)
     GET  /api/v1/jobs                           every job's record
     POST /api/v1/jobs                           submit a job spec (JSON, flat or nested: spec.py)
     GET  /api/v1/jobs/{id}                      one job's record
@@ -146,6 +147,11 @@ def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
     def service() -> dict[str, Any]:
         """What answers here: dtrain's version, where its jobs are kept, the runtime."""
         return {"dtrain_version": __version__, "storage": jobs.root, "where": where or jobs.where, "runtime": jobs.runtime}
+
+    @app.get(f"{PREFIX}/pool")
+    def pool() -> dict[str, Any] | None:
+        """The warm workers the cluster keeps between jobs (cluster/pool.py); null in local mode."""
+        return jobs.pool()
 
     @app.get(f"{PREFIX}/jobs")
     def list_jobs() -> list[JobRecord]:

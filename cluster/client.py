@@ -96,6 +96,10 @@ class LocalJobs:
     def report(self, job_id: str) -> dict[str, Any]:
         return self.store.report(job_id)
 
+    def pool(self) -> dict[str, Any] | None:
+        """Local mode keeps no warm workers: each job starts its own."""
+        return None
+
     def cancel(self, job_id: str) -> JobRecord:
         record = self.job(job_id)
         if record.done:
@@ -139,6 +143,10 @@ class ClusterJobs:
         except ValueError:
             return {"error": "this cluster's dtrain registry started no HTTP API (an older dtrain started it): restart the cluster"}
         return self._call(api.url)
+
+    def pool(self) -> dict[str, Any]:
+        """The cluster's warm workers (cluster/pool.py): settings, and each one's node, job, idle time, memory."""
+        return self._call(self.registry.pool_status)
 
     def _call(self, method: Any, *args: Any) -> Any:
         """Call a registry method; its UserError comes back as itself, with no remote traceback."""

@@ -30,6 +30,8 @@ def record_fields(record: JobRecord, kind: str, payload: dict[str, Any]) -> dict
             "workers_alive": payload["workers"],
             "cpus_per_worker": payload["cpus_per_worker"],
             "nodes": payload["nodes"],
+            "worker_pids": payload["pids"],
+            "server_pid": payload["server_pid"],
         }
     if kind == "epoch":
         return {
@@ -71,13 +73,15 @@ def execute(
     on_event: OnEvent | None = None,
     should_stop: Callable[[], bool] | None = None,
     dataset: Dataset | None = None,
+    crew: Any = None,
 ) -> JobResult:
     """Run the job and leave its record in a final state; re-raise what ended it early.
 
     Refusing a job (bad data, a request the cluster cannot hold) is the caller's
     check, made before the job is recorded; here every way of ending is recorded.
     A job whose run directory holds checkpoints resumes from them.
-    A cancel request in the store stops it like `should_stop` does.
+    A cancel request in the store stops it like `should_stop` does. `crew` gives
+    the job its workers (run_job's).
     """
     job_id = record.id
 
@@ -99,6 +103,7 @@ def execute(
         result = run_job(
             record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop,
             may_start=(lambda: first_in_line(store, record)) if record.owner.runtime == "cluster" else None,
+            crew=crew,
         )
     except JobCancelled as e:
         end("CANCELLED", str(e))

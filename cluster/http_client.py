@@ -138,6 +138,9 @@ class HttpJobs:
     def api_url(self) -> dict[str, Any]:
         return {"url": self.address}
 
+    def pool(self) -> dict[str, Any] | None:
+        return self._json("GET", "/pool")
+
 
 class Client:
     """dtrain from a script or notebook, over HTTP:

@@ -18,11 +18,15 @@ from typing import Any
 from dtrain.cluster import placement
 from dtrain.cluster.execute import execute
 from dtrain.cluster.jobstore import JobStore
+from dtrain.cluster.pool import PooledWorkers
 from dtrain.cluster.runner import JobCancelled, JobFailed, preflight
 from dtrain.errors import UserError
 
-#: The Ray namespace of dtrain's named actors (the registry and the runners).
+#: The Ray namespace of dtrain's named actors (the registry, the runners, the API, the warm workers).
 NAMESPACE = "dtrain"
+
+#: The registry's name in it.
+REGISTRY_NAME = "registry"
 
 #: Times Ray restarts a lost job runner (which then resumes the job from its last checkpoint).
 RUNNER_RESTARTS = 3
@@ -58,8 +62,12 @@ class JobRunner:
                 self.ran = True
                 owner = self.record.owner.model_copy(update={"pid": os.getpid()})
                 self.record = self.store.update(self.record.id, owner=owner)
+                import ray
+
+                # The job's workers come from the cluster's warm pool, which the registry keeps.
+                crew = PooledWorkers(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE), self.record.id)
                 try:
-                    execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset)
+                    execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset, crew=crew)
                 except (JobCancelled, JobFailed, UserError):
                     pass  # the record says how it ended
         return self.store.load(self.record.id).state

@@ -78,6 +78,8 @@ class JobRecord(BaseModel):
     recoveries: int = 0  # times the job went back to its last checkpoint (lost server or runner, resume)
     cpus_per_worker: float | None = None
     nodes: dict[str, int] = Field(default_factory=dict)  # node id -> workers on it
+    worker_pids: list[int] = Field(default_factory=list)  # each worker's process id, by rank, as placed
+    server_pid: int | None = None  # the parameter server's process id
 
     @property
     def done(self) -> bool:

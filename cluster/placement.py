@@ -90,6 +90,14 @@ def reserved(workers: int, share: float) -> Iterator[Any]:
         remove_placement_group(group)
 
 
+def bundle_nodes(group: Any) -> list[str]:
+    """The node id of each bundle of a placed group, in bundle order."""
+    import ray
+
+    where = ray.util.placement_group_table(group)["bundles_to_node_id"]
+    return [where[i] for i in range(len(group.bundle_specs))]
+
+
 def wait_for(
     group: Any,
     should_stop: Callable[[], bool],

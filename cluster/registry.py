@@ -26,7 +26,8 @@ from typing import Any
 
 from dtrain.cluster import placement
 from dtrain.cluster.api_server import get_or_create_api
-from dtrain.cluster.job_runner import NAMESPACE, new_runner, runner_name
+from dtrain.cluster.pool import PoolSettings, WarmPool
+from dtrain.cluster.job_runner import NAMESPACE, REGISTRY_NAME, new_runner, runner_name
 from dtrain.cluster.jobstore import (
     DEFAULT_STORAGE,
     JobStore,
@@ -37,8 +38,6 @@ from dtrain.cluster.jobstore import (
 )
 from dtrain.errors import Conflict, UserError
 from dtrain.spec import JobSpec
-
-REGISTRY_NAME = "registry"
 
 #: How long a cancelled job may take to stop by itself before its runner is killed.
 CANCEL_GRACE_S = 15.0
@@ -72,9 +71,53 @@ class JobRegistry:
         self.store = JobStore(self.root)
         self.running: dict[str, _Running] = {}
         self.lock = threading.Lock()
+        self.pool = self._warm_pool()
+        threading.Thread(target=self._reap_idle, daemon=True, name="dtrain-pool-reaper").start()
         self._take_up_running_jobs()
         # The HTTP API starts with the registry (and again with a restarted one: the same actor if it lives).
         get_or_create_api(str(self.root))
+
+    def _warm_pool(self) -> WarmPool:
+        """The warm pool, as DTRAIN_POOL_* on the head ask; off (and `pool()` says why) if they are wrong."""
+        from pydantic import ValidationError
+
+        self.pool_problem = None
+        try:
+            settings = PoolSettings.from_env()
+        except (UserError, ValidationError) as e:
+            self.pool_problem = str(e).splitlines()[0] if isinstance(e, UserError) else f"DTRAIN_POOL_*: {e.errors()[0]['msg']}"
+            settings = PoolSettings(idle_s=0)
+        return WarmPool(settings, NAMESPACE)
+
+    def _reap_idle(self) -> None:
+        """Let go of warm workers idle too long (and those on lost nodes, or of ended jobs), every little while."""
+        interval = min(60.0, max(1.0, self.pool.settings.idle_s / 4))
+        while True:
+            time.sleep(interval)  # a periodic sweep, not a wait for a condition
+            try:
+                self.pool.reap(self._job_done)
+            except Exception:  # a sweep that failed (Ray busy) is tried again next time
+                continue
+
+    def _job_done(self, job_id: str) -> bool:
+        try:
+            return self.store.load(job_id).done
+        except UserError:  # no such job (any more)
+            return True
+
+    def lease_workers(self, job_id: str, nodes: list[str]) -> list[Any] | None:
+        """Warm workers for a job, one on each of `nodes` (its placement group's bundles'); None if the pool is off."""
+        if not self.pool.settings.enabled:
+            return None
+        return self.pool.lease(job_id, nodes)
+
+    def release_workers(self, job_id: str) -> None:
+        """Take a job's workers back into the pool (or end them, if the pool is off)."""
+        self.pool.release(job_id)
+
+    def pool_status(self) -> dict[str, Any]:
+        """The warm pool: its settings, why it is off if it is, and each warm worker."""
+        return {**self.pool.settings.model_dump(), "problem": self.pool_problem, "workers": self.pool.summary()}
 
     def pid(self) -> int:
         return os.getpid()
@@ -197,6 +240,7 @@ class JobRegistry:
                     )
         finally:
             ray.kill(running.runner)
+            self.pool.release(job_id)  # those a runner that died could not give back
             with self.lock:
                 self.running.pop(job_id, None)
             running.ended.set()

@@ -30,7 +30,7 @@ from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.files import read_jsonl, write_json
 from dtrain.cluster.rundir import start_or_resume, wait_for_turn
 from dtrain.cluster.training import Job, NodeWatch, train_periods
-from dtrain.cluster.workers import PLACEMENT_TIMEOUT_S, start_workers, wait_until_ready
+from dtrain.cluster.workers import PLACEMENT_TIMEOUT_S, OwnWorkers, assignments, wait_until_ready
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation
@@ -103,6 +103,7 @@ def run_job(
     dataset: Dataset | None = None,
     should_stop: Callable[[], bool] | None = None,
     may_start: Callable[[], bool] | None = None,
+    crew: Any = None,
 ) -> JobResult:
     """Train `spec` on the connected Ray cluster (an embedded one if none); write the run directory.
 
@@ -110,7 +111,9 @@ def run_job(
     then one "epoch" per epoch. `should_stop` is polled while waiting for CPUs
     and at each epoch; when it answers True the job ends with JobCancelled.
     `may_start` says whether the job may reserve its CPUs yet (jobs queue in
-    submission order on a cluster); it is polled until it does.
+    submission order on a cluster); it is polled until it does. `crew` gives the job its
+    workers and takes them back (`start(group, share)`, `finish(workers)`): its own by
+    default (workers.OwnWorkers), or a cluster's warm ones (pool.PooledWorkers).
     """
     emit = on_event or (lambda kind, payload: None)
     stop = should_stop or (lambda: False)
@@ -148,13 +151,13 @@ def run_job(
 
     sizes = layer_sizes(dataset.n_features, spec.hidden, N_CLASSES)
     plan = algorithm.schedule(layout.largest_shard())
-    job = Job(spec, algorithm, plan, layout, dataset, sizes, run_dir, emit_counting, stop, t_start)
+    job = Job(spec, algorithm, plan, layout, dataset, sizes, run_dir, emit_counting, stop, t_start, job_id)
     done_before = len(read_jsonl(run_dir / "metrics.jsonl"))
     if done_before:
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint", "resumed": True})
     server = start_server(job)
     try:
-        trained = place_and_train(job, server, share, data_refs, kernel, warm)
+        trained = place_and_train(job, server, share, data_refs, kernel, warm, crew or OwnWorkers())
     finally:
         ray.kill(server)
     return finish(job, job_id, kernel, trained, recoveries)
@@ -176,7 +179,7 @@ def start_server(job: Job) -> Any:
     )
 
 
-def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kernel: str, warm: Future) -> Trained:
+def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kernel: str, warm: Future, crew: Any) -> Trained:
     """Place the workers (again, fitted to the nodes left, when a node with some of them is lost) and train."""
     import ray
 
@@ -188,11 +191,12 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
             if not placement.wait_for(group, job.stop, lambda s: job.emit("pending", {"message": waiting, "waited_s": s})):
                 raise JobCancelled("stopped while waiting for CPUs")
             job.emit("placed", {"cpus_per_worker": share})
-            workers = start_workers(job, group, share, data_refs, kernel)
+            workers = crew.start(group, share)
+            assigned = assignments(job, data_refs, kernel, placing)
             reduction = None
             try:
                 warm.result()
-                placed = wait_until_ready(workers, share)
+                placed = wait_until_ready(workers, assigned, share)
                 # One reducer per node of the workers (when the tree is on), made again with them.
                 reduction = job.algorithm.reduction(placed["node_of"], group)
                 server_pid = ray.get(server.ready.remote(), timeout=PLACEMENT_TIMEOUT_S)
@@ -208,7 +212,7 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
                 # also starts BLAS with one thread, which spares the spin of a pool cut down
                 # here: dtrain/cli/__init__.py.)
                 with threadpool_limits(1):
-                    history, theta, final = train_periods(job, server, workers, reduction, watch.wait)
+                    history, theta, final = train_periods(job, server, workers, assigned, reduction, watch.wait)
                 stats = ray.get([w.stats.remote() for w in workers])
                 summary = {"reduce": reduction.name, "reducers": reduction.summary()}
                 return Trained(history, theta, final, stats, share, summary, startup)
@@ -219,8 +223,7 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
             finally:
                 if reduction is not None:
                     reduction.kill()
-                for worker in workers:
-                    ray.kill(worker)
+                crew.finish(workers)
     raise AssertionError("unreachable")
 
 

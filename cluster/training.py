@@ -80,10 +80,11 @@ class Job:
     emit: OnEvent
     stop: Callable[[], bool]
     t_start: float
+    job_id: str
 
 
 def train_periods(
-    job: Job, server: Any, workers: list, reduction: Flat | Tree | None = None,
+    job: Job, server: Any, workers: list, assigned: list, reduction: Flat | Tree | None = None,
     await_totals: Callable[[Any, int], dict] | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
     """Run the periods from the job's last scored one, going back to it if the server or a worker is lost.
@@ -95,7 +96,7 @@ def train_periods(
     (with --until-accuracy, the first that reached the target).
     """
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
     x_test = scale_pixels(job.dataset.x_test)  # once, not at every period's scoring
     history = read_jsonl(job.run_dir / "metrics.jsonl")  # a resumed job's periods so far
@@ -106,17 +107,23 @@ def train_periods(
             if not scorer.rewind(server, job.t_start):
                 if attempt:  # the workers trained past the checkpoint, and train that again now
                     ray.get([worker.forget_after.remote(scorer.done) for worker in workers], timeout=RECOVERY_TIMEOUT_S)
-                run = Run(job.spec, job.plan, job.layout, server, workers, scorer, job.stop, reduction or Flat())
+                run = Run(job.spec, job.plan, job.layout, server, workers, scorer, job.stop, reduction or Flat(), assigned)
                 job.algorithm.drive(run)
             assert scorer.last is not None
             return history, *scorer.last
-        except (RayActorError, RayTaskError) as e:
+        except (RayActorError, RayTaskError, ActorUnschedulableError) as e:
+            # A task's error starts with Ray's coloured task header; what happened is its cause.
+            lost = e.cause if isinstance(e, RayTaskError) else e
+            if isinstance(lost, ActorUnschedulableError):
+                # A warm worker is pinned to its node (cluster/pool.py): Ray cannot restart it
+                # elsewhere when the node is lost, so the job places its workers again.
+                raise WorkersLost(
+                    "a node was lost with some of the workers; placing them again on the nodes left", len(history)
+                ) from None
             # Only a lost actor (the server, or a worker or reducer for good) is worth a rewind; an
             # error raised by the code itself would be raised again.
             if isinstance(e, RayTaskError) and not isinstance(e.cause, RayActorError):
                 raise
-            # A task's error starts with Ray's coloured task header; what happened is its cause.
-            lost = e.cause if isinstance(e, RayTaskError) else e
             reason = str(lost).strip().splitlines()[0] if str(lost).strip() else type(lost).__name__
             if attempt == MAX_RECOVERIES:
                 raise JobFailed(f"lost its parameter server or a worker {MAX_RECOVERIES + 1} times; last: {reason}") from None

@@ -160,6 +160,11 @@ def test_the_cli_works_over_http_without_ray_and_the_api_survives_its_process(tw
     assert sorted(p.name for p in (home / "got").iterdir()) == ["metrics.jsonl", "model.npz", "report.json", "spec.json"]
     status = http_dtrain(cluster, home, "status", job_id, token=cluster.token, timeout=60)
     assert status.returncode == 0 and job_id in status.stdout
+    # Without a job id, over HTTP too: the service, with the warm workers the job gave back.
+    service = http_dtrain(cluster, home, "status", token=cluster.token, timeout=60)
+    assert service.returncode == 0 and "warm workers" in service.stdout, service.stdout
+    pool = json.loads(http_dtrain(cluster, home, "status", "--json", token=cluster.token, timeout=60).stdout)["pool"]
+    assert pool["idle_s"] == 600 and len(pool["workers"]) >= 2
 
     # examples/classify_over_http.py: the newest model over HTTP, a PNG, plain NumPy
     from PIL import Image

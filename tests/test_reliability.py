@@ -13,9 +13,10 @@ import os
 import signal
 import threading
 
+import numpy as np
 import pytest
 
-from clusters import TwoNodes
+from clusters import TwoNodes, wait_until
 
 #: Four workers on the two nodes' four CPUs, fitted by default to one CPU each, so a lost
 #: node leaves no room to restart its workers: the job must place them again, on the
@@ -39,6 +40,34 @@ def no_partial_files(job_dir) -> None:
 
 def epochs_recorded(job_dir) -> list[int]:
     return [json.loads(line)["epoch"] for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_job_adopts_the_warm_workers_and_one_killed_mid_job_changes_nothing(two_node_cluster, baseline):
+    """The job after the baseline runs on the baseline's workers, kept warm by the cluster's pool
+    (cluster/pool.py); one of them killed mid-job is restarted by Ray, takes its shard back, and
+    the job ends with the baseline's weights, bit for bit."""
+    cluster = two_node_cluster
+    job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
+    running = cluster.wait_for_epoch(job_id, 2)
+    assert running["epoch"] < EPOCHS - 1, "too late to disturb the job"
+    assert sorted(running["worker_pids"]) == sorted(baseline["worker_pids"])  # adopted, not started anew
+    os.kill(running["worker_pids"][1], signal.SIGKILL)
+
+    final = cluster.follow(job_id)
+    assert final["state"] == "SUCCEEDED", final["message"]
+    assert final["worker_restarts"] >= 1
+    assert final["test_accuracy"] == baseline["test_accuracy"]
+    ours, theirs = (np.load(cluster.storage / "jobs" / j / "model.npz", allow_pickle=False) for j in (job_id, baseline["job_id"]))
+    assert all(np.array_equal(ours[k], theirs[k]) for k in ("W1", "b1", "W2", "b2"))
+
+    # Back in the pool, idle: the restarted one too, in a new process.
+    def idle_pool() -> list | None:
+        workers = cluster.json("status")["pool"]["workers"]
+        return workers if all(w["job"] is None for w in workers) else None
+
+    idle = wait_until(idle_pool, 60, "the job's workers to be back in the pool")
+    assert set(baseline["worker_pids"]) - {running["worker_pids"][1]} <= {w["pid"] for w in idle}
+    assert running["worker_pids"][1] not in {w["pid"] for w in idle}
 
 
 def test_a_lost_node_takes_its_workers_which_are_placed_again_on_the_node_left(two_node_cluster, baseline):

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from dtrain.model.sparse import SparseRows
 from dtrain.worker.shard import ShardTrainer
 from dtrain.worker.tasks import Task, Update
 
@@ -32,103 +31,166 @@ class WorkerSettings:
         return cls(**{f.name: getattr(spec, f.name, getattr(spec.algorithm, f.name, 1)) for f in fields(cls)})
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """One worker's part in one job: its shard of the training set and how to train it.
+
+    Every call that trains carries it, so that a worker holds no job of its own: a
+    warm worker kept between jobs adopts the next job's assignment, and one that Ray
+    restarted (which comes back empty) takes its shard back on the call Ray retries.
+    """
+
+    key: str  # "<job id>/<placing>/<rank>": a new key means a new shard to adopt
+    data: tuple  # (images, y): object-store references to the whole training set, as sparse rows
+    lo: int  # this worker's slice [lo:hi] of it
+    hi: int
+    settings: WorkerSettings
+    sizes: tuple[int, ...]
+    kernel: str
+    rank: int
+    clients: tuple[tuple[int, int], ...] | None = None  # a federated job's clients hosted here, within the slice
+    first_client: int = 0  # the global number of the first of them
+
+    @property
+    def job_id(self) -> str:
+        return self.key.split("/", 1)[0]
+
+
 class Worker:
     """One shard, per-sample SGD on it, one task (worker/tasks.py) per round.
 
-    Created as a Ray actor by the job runner. ``images`` (the training set as
-    sparse rows) and ``y`` arrive as the whole set, resolved from object-store
+    Created as a Ray actor holding no job: by a job for itself (local mode), or
+    kept warm between jobs on a cluster (cluster/pool.py). It adopts the shard of
+    the `Assignment` each call carries. The training set arrives as object-store
     references: zero-copy, read-only views shared by every worker on the node;
     this worker keeps the slice ``[lo:hi]``. In a federated job it hosts the
-    clients ``clients`` (bounds within that slice), numbered from ``first_client``.
+    clients the assignment names.
     """
 
-    def __init__(
-        self,
-        images: SparseRows,
-        y: np.ndarray,
-        lo: int,
-        hi: int,
-        *,
-        settings: WorkerSettings,
-        sizes: tuple[int, ...],
-        kernel: str,
-        rank: int,
-        clients: list[tuple[int, int]] | None = None,
-        first_client: int = 0,
-    ):
+    def __init__(self) -> None:
         # One BLAS thread: several workers share the cores, and BLAS threads
         # fighting over them slowed small matrix work 10-17x here.
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)
-        self.rank = rank
-        self.trainer = ShardTrainer(
-            images.rows(lo, hi),
-            y[lo:hi],
-            sizes=sizes,
-            activation=settings.activation,
-            lr=settings.lr,
-            kernel=kernel,
-            seed=settings.seed,
-            rank=rank,
-            batch_size=settings.batch_size,
-            clients=clients,
-            first_client=first_client,
-            local_epochs=settings.local_epochs,
-        )
-        # A deliberately slow worker, to measure what one straggler costs each mode.
-        self.delay_s = settings.straggler_delay if rank == 0 else 0.0
-        # This worker's own training figures by epoch (by scoring, in a federated job):
-        # {period: [samples, loss sum, correct, busy s]}, since the worker (re)started.
-        self.by_period: dict[int, list[float]] = {}
-        # Ray restarts a killed worker with the same arguments (so it takes its shard
-        # back) and runs its pending call again; the first result after that says so.
         import ray
 
+        threadpool_limits(1)
+        self.assignment: Assignment | None = None
+        self.leased_to: str | None = None  # the job a warm pool lent this worker to (cluster/pool.py)
+        self.trainer: ShardTrainer | None = None
+        self.delay_s = 0.0
+        # This worker's own training figures by epoch (by scoring, in a federated job):
+        # {period: [samples, loss sum, correct, busy s]}, since it adopted its shard.
+        self.by_period: dict[int, list[float]] = {}
+        self.idle_since = time.monotonic()
+        # Ray restarts a killed worker empty and runs its pending call again, which
+        # carries the assignment; the first result after that says the worker restarted.
         self.was_restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._restart_unreported = self.was_restarted
 
-    def ready(self) -> dict:
-        """Answers once the actor is up (and its kernel loaded): its shard size, node and process id."""
+    def _adopt(self, assignment: Assignment) -> ShardTrainer:
+        """This worker's trainer for `assignment`: the one it has, or a new one on its shard."""
+        if self.trainer is not None and self.assignment is not None and self.assignment.key == assignment.key:
+            return self.trainer
+        import ray
+
+        images, y = ray.get(list(assignment.data))
+        a, settings = assignment, assignment.settings
+        self.trainer = ShardTrainer(
+            images.rows(a.lo, a.hi),
+            y[a.lo : a.hi],
+            sizes=a.sizes,
+            activation=settings.activation,
+            lr=settings.lr,
+            kernel=a.kernel,
+            seed=settings.seed,
+            rank=a.rank,
+            batch_size=settings.batch_size,
+            clients=[tuple(c) for c in a.clients] if a.clients is not None else None,
+            first_client=a.first_client,
+            local_epochs=settings.local_epochs,
+        )
+        self.assignment, self.by_period, self.leased_to = assignment, {}, assignment.job_id
+        # A deliberately slow worker, to measure what one straggler costs each mode.
+        self.delay_s = settings.straggler_delay if a.rank == 0 else 0.0
+        return self.trainer
+
+    def ready(self, assignment: Assignment) -> dict:
+        """Adopt `assignment` and load its kernel; answers its shard size, node and process id."""
         import os
 
         import ray
 
-        self.trainer.warm_up()
-        return {"shard": len(self.trainer.y), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        self._adopt(assignment).warm_up()
+        return {"shard": assignment.hi - assignment.lo, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
-    def train(self, start: tuple[np.ndarray, int], task: Task) -> Update:
-        """Run `task` (worker/tasks.py) from the server's `start` (weights, version): the one
-        training entry point, whatever the algorithm.
+    def train(self, start: tuple[np.ndarray, int], task: Task, assignment: Assignment) -> Update:
+        """Run `task` (worker/tasks.py) from the server's `start` (weights, version) on the
+        shard of `assignment`: the one training entry point, whatever the algorithm.
 
         The answer depends on the arguments and the shard alone, so a call that Ray runs
         again after a restart returns exactly what the first would have; it says whether
         it is the first since the worker was restarted.
         """
+        trainer = self._adopt(assignment)
         weights, version = start
         if self.delay_s:
             time.sleep(self.delay_s)
         t0 = time.perf_counter()
-        theta, samples, loss, correct = task.run(self.trainer, weights)
+        theta, samples, loss, correct = task.run(trainer, weights)
         busy = time.perf_counter() - t0
         figures = self.by_period.setdefault(task.period, [0, 0.0, 0, 0.0])
         for i, value in enumerate((samples, loss, correct, busy)):
             figures[i] += value
         restarted, self._restart_unreported = int(self._restart_unreported), False
-        return Update(theta, samples, loss, correct, restarted, version, self.rank, busy)
+        return Update(theta, samples, loss, correct, restarted, version, assignment.rank, busy)
 
     def forget_after(self, periods_done: int) -> None:
         """Drop this worker's figures for the periods after the first `periods_done`: the job
         went back to its checkpoint and trains them again, so they would count twice."""
         self.by_period = {period: f for period, f in self.by_period.items() if period <= periods_done}
 
+    def lease(self, job_id: str) -> dict:
+        """Note that the warm pool lent this worker to `job_id` (so that a restarted registry
+        reads it as taken); answers `state()`. A restart before this was between jobs: not the new job's."""
+        self.leased_to = job_id
+        self.was_restarted = self._restart_unreported = False
+        return self.state()
+
+    def release(self) -> dict:
+        """Let go of the job's shard (and the references that keep its data in the object store);
+        answers `state()`."""
+        self.assignment = self.trainer = self.leased_to = None
+        self.by_period, self.delay_s = {}, 0.0
+        self.idle_since = time.monotonic()
+        import gc
+
+        gc.collect()  # the shard's arrays go now, before the pool reads this process's memory
+        return self.state()
+
+    def state(self) -> dict:
+        """For the warm pool: the job this worker serves (None when idle), idle seconds, resident MiB, pid."""
+        import os
+
+        return {
+            "job": self.leased_to,
+            "idle_s": 0.0 if self.leased_to else time.monotonic() - self.idle_since,
+            "pid": os.getpid(),
+            "rss_mib": resident_mib(),
+            "restarted": self.was_restarted,
+        }
+
     def stats(self) -> dict:
         """Samples trained and time spent training, in all and by epoch, for the job report."""
+        assert self.assignment is not None, "stats of a worker that holds no job"
         samples = int(sum(f[0] for f in self.by_period.values()))
         busy_s = sum(f[3] for f in self.by_period.values())
+        import os
+
         return {
-            "rank": self.rank,
-            "shard": len(self.trainer.y),
+            "rank": self.assignment.rank,
+            "pid": os.getpid(),
+            "shard": self.assignment.hi - self.assignment.lo,
             "samples": samples,
             "busy_s": round(busy_s, 4),
             "samples_per_s": samples / busy_s if busy_s else 0.0,
@@ -144,3 +206,15 @@ class Worker:
                 for period, (n, loss, correct, busy) in sorted(self.by_period.items())
             ],
         }
+
+
+def resident_mib() -> float:
+    """This process's resident memory in MiB (Linux's /proc; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20

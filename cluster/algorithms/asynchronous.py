@@ -97,7 +97,7 @@ class Async(SyncRounds):
             rounds = plan.rounds[min(epoch, len(plan.rounds) - 1)]
             position[i] = (epoch, r + 1) if r + 1 < rounds else (epoch + 1, 0)
             block = block_slice(run.layout.workers[i][1] - run.layout.workers[i][0], r, rounds)
-            running[workers[i].train.remote(pulled, Block(epoch, r, rounds, change=True))] = (i, block.stop - block.start)
+            running[run.train(i, pulled, Block(epoch, r, rounds, change=True))] = (i, block.stop - block.start)
 
         pulled = server.start.remote()
         for i in range(len(workers)):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dtrain.cluster.layout import Layout
     from dtrain.cluster.parameter_server import Rule
     from dtrain.cluster.scoring import Scorer
+    from dtrain.worker.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class Run:
     scorer: Scorer  # scores each period and says when the job is done
     stop: Callable[[], bool]  # polled each period: True to cancel the job
     reduction: Flat | Tree  # how a round's results reach the server
+    assignments: list  # each worker's Assignment (worker/actor.py), in rank order
+
+    def train(self, rank: int, start: Any, task: Task) -> Any:
+        """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
+        return self.workers[rank].train.remote(start, task, self.assignments[rank])
 
 
 class Algorithm:
