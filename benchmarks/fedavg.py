@@ -11,8 +11,10 @@ runs the real `dtrain submit` (local mode, embedded data) with --until-accuracy 
     python benchmarks/fedavg.py --rows fedavg-iid --lr 0.05 0.1
 
 The FedAdam and FedYogi rows (Reddi et al., 2021) run the non-IID row with the server
-stepping with Adam or Yogi (`--server-lr`, swept with --server-lr); the paper has no
-figure for them. Prints a table beside the paper's figures and writes
+stepping with Adam or Yogi (`--server-lr`, swept with --server-lr), and the SCAFFOLD row
+(Karimireddy et al., 2020) with control variates correcting the clients' steps (server
+step η_g = 1, the paper's); McMahan et al. have no figure for them. Prints a table
+beside the paper's figures and writes
 benchmarks/results/fedavg.json, keeping the rows of an earlier file that were not run.
 """
 
@@ -38,10 +40,12 @@ ROWS = {
     "fedavg-noniid": (664, NON_IID, 0.05, 1500),
     "fedadam-noniid": (None, [*NON_IID, "--algorithm", "fedadam"], 0.05, 1500),
     "fedyogi-noniid": (None, [*NON_IID, "--algorithm", "fedyogi"], 0.05, 1500),
+    "scaffold-noniid": (None, [*NON_IID, "--algorithm", "scaffold"], 0.05, 1500),
 }
 
-#: The server's step size of the FedAdam and FedYogi rows (chosen with --server-lr; docs/algorithms.md).
-SERVER_LR = 0.01
+#: The server's step size of the rows with a server optimiser: FedAdam's and FedYogi's chosen
+#: with --server-lr (docs/algorithms.md), SCAFFOLD's η_g the paper's 1 (the clients' mean change).
+SERVER_LR = {"fedadam-noniid": 0.01, "fedyogi-noniid": 0.01, "scaffold-noniid": 1.0}
 
 #: The installed console script, next to this Python (as the README's install puts it).
 DTRAIN = shutil.which("dtrain", path=os.path.dirname(sys.executable)) or shutil.which("dtrain") or "dtrain"
@@ -53,9 +57,9 @@ COMMON = [
 ]
 
 
-def command(row: str, lr: float, rounds: int, eval_every: int, seed: int, storage: str, server_lr: float) -> list[str]:
+def command(row: str, lr: float, rounds: int, eval_every: int, seed: int, storage: str, server_lr: float | None) -> list[str]:
     _, options, _, _ = ROWS[row]
-    if "--algorithm" in options:
+    if server_lr is not None:
         options = [*options, "--server-lr", str(server_lr)]
     return [
         DTRAIN, "submit", "--local", "--storage", storage, "--json", *COMMON, *options,
@@ -63,7 +67,7 @@ def command(row: str, lr: float, rounds: int, eval_every: int, seed: int, storag
     ]
 
 
-def run(row: str, lr: float, rounds: int, eval_every: int, seed: int, server_lr: float = SERVER_LR) -> dict:
+def run(row: str, lr: float, rounds: int, eval_every: int, seed: int, server_lr: float | None = None) -> dict:
     storage = tempfile.mkdtemp(prefix="dtrain-fedavg-")
     cmd = command(row, lr, rounds, eval_every, seed, storage, server_lr)
     t0 = time.perf_counter()
@@ -96,7 +100,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--lr", nargs="+", type=float, help="learning rates to try (default: each row's own)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="the median over these seeds is reported")
-    parser.add_argument("--server-lr", nargs="+", type=float, help=f"server step sizes of the FedAdam/FedYogi rows (default {SERVER_LR})")
+    parser.add_argument("--server-lr", nargs="+", type=float, help=f"server step sizes of the rows with a server optimiser (default {SERVER_LR})")
     parser.add_argument("--rounds", type=int, default=None, help="rounds at most (default: each row's own)")
     parser.add_argument("--eval-every", type=int, default=None, help="rounds between scorings (default: 1; 5 for FedSGD)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "fedavg.json"))
@@ -109,7 +113,7 @@ def main() -> None:
         paper, options, lr_default, rounds = ROWS[row]
         rounds = args.rounds or rounds
         eval_every = args.eval_every or (5 if row.startswith("fedsgd") else 1)
-        server_lrs = (args.server_lr or [SERVER_LR]) if "--algorithm" in options else [None]
+        server_lrs = (args.server_lr or [SERVER_LR[row]]) if "--algorithm" in options else [None]
         for lr, server_lr in [(lr, slr) for lr in args.lr or [lr_default] for slr in server_lrs]:
             runs = [run(row, lr, rounds, eval_every, seed, server_lr) for seed in args.seeds]
             results.extend(runs)

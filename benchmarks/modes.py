@@ -10,10 +10,18 @@ In one Ray session, on real MNIST, the same jobs `dtrain submit` runs (`run_job`
 2. one worker 0.2 s late for every block (--straggler-delay): sync waits for it
    each round, async does not;
 3. --shard label-skew against iid at 8 workers, with block momentum (bmuf) and
-   plain averaging: the accuracy skew costs, and what the combine rule recovers.
+   plain averaging: the accuracy skew costs, and what the combine rule recovers;
+4. the federated algorithms (fedavg, fedadam, fedyogi, scaffold) on the same
+   label-skewed data at 8 workers, for as many epochs: on the workers' shards
+   (--clients = workers, every client each round: a round is an epoch), and on 8
+   label-skewed clients per worker, one worker's worth sampled each round (a round
+   is 1/8 of an epoch, about as many rounds as sync's schedule runs).
 
 Medians over --repeats runs with different seeds. Prints tables and writes
-benchmarks/results/modes.json.
+benchmarks/results/modes.json; with --parts, only those parts run and the others
+are kept from the file.
+
+    python benchmarks/modes.py --parts federated   # part 4 alone (~8 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -26,6 +34,10 @@ import tempfile
 from pathlib import Path
 
 from dtrain.spec import JobSpec
+
+
+#: The measurements main() can run (--parts), each a key of modes.json.
+PARTS = ("modes", "straggler", "skew", "federated")
 
 
 def job(spec: JobSpec, dataset) -> dict:
@@ -63,6 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--straggler-delay", type=float, default=0.2)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which measurements to run (default all)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "modes.json"))
     args = parser.parse_args()
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="dtm", dir="/tmp"))  # a private Ray
@@ -73,13 +86,33 @@ def main() -> None:
     dataset = load_dataset()
     connect_local()
     seeds = range(args.repeats)
-    out: dict = {"epochs": args.epochs, "repeats": args.repeats, "modes": [], "straggler": [], "skew": []}
+    out: dict = {"epochs": args.epochs, "repeats": args.repeats, **{part: [] for part in args.parts}}
+    if set(args.parts) != set(PARTS) and Path(args.out).exists():  # keep the parts not run this time
+        earlier = json.loads(Path(args.out).read_text())
+        if (earlier["epochs"], earlier["repeats"]) != (args.epochs, args.repeats):
+            raise SystemExit(f"error: {args.out} has {earlier['epochs']} epochs and {earlier['repeats']} repeats: run them all")
+        out = {**earlier, **out}
+    k = max(args.workers)
+    if "modes" in args.parts:
+        sync_and_async(out, args.workers, args.epochs, seeds, dataset)
+    if "straggler" in args.parts:
+        straggler(out, k, args.epochs, seeds, dataset, args.straggler_delay)
+    if "skew" in args.parts:
+        skew(out, k, args.epochs, seeds, dataset)
+    if "federated" in args.parts:
+        federated(out, k, args.epochs, seeds, dataset)
 
-    print(f"sync vs async, {args.epochs} epochs, medians of {args.repeats}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+def sync_and_async(out: dict, workers: list[int], epochs: int, seeds: range, dataset) -> None:
+    print(f"sync vs async, {epochs} epochs, medians of {len(seeds)}")
     print(f"{'workers':>7} {'mode':>5} {'samples/s':>10} {'to 97%':>8} {'epochs':>6} {'final':>7} {'staleness':>9}")
-    for k in args.workers:
+    for k in workers:
         for mode in ("sync", "async"):
-            runs = [job(JobSpec(workers=k, epochs=args.epochs, mode=mode, seed=s), dataset) for s in seeds]
+            runs = [job(JobSpec(workers=k, epochs=epochs, mode=mode, seed=s), dataset) for s in seeds]
             row = {
                 "workers": k, "mode": mode,
                 **{key: median(runs, key) for key in ("samples_per_s", "train_s_to_97", "epochs_to_97", "final_accuracy", "mean_staleness")},
@@ -91,11 +124,12 @@ def main() -> None:
                 flush=True,
             )
 
-    k = max(args.workers)
-    print(f"\none straggler ({args.straggler_delay:g} s per block), {k} workers, {args.epochs} epochs")
+
+def straggler(out: dict, k: int, epochs: int, seeds: range, dataset, delay: float) -> None:
+    print(f"\none straggler ({delay:g} s per block), {k} workers, {epochs} epochs")
     print(f"{'mode':>5} {'train s':>8} {'straggler samples':>18} {'others (median)':>16} {'final':>7}")
     for mode in ("sync", "async"):
-        runs = [job(JobSpec(workers=k, epochs=args.epochs, mode=mode, seed=s, straggler_delay=args.straggler_delay), dataset) for s in seeds]
+        runs = [job(JobSpec(workers=k, epochs=epochs, mode=mode, seed=s, straggler_delay=delay), dataset) for s in seeds]
         slow = statistics.median(r["workers"][0]["samples"] for r in runs)
         others = statistics.median(statistics.median(w["samples"] for w in r["workers"][1:]) for r in runs)
         row = {"mode": mode, "train_s": median(runs, "train_s"), "straggler_samples": slow, "others_samples": others,
@@ -103,19 +137,42 @@ def main() -> None:
         out["straggler"].append(row)
         print(f"{mode:>5} {row['train_s']:8.2f} {slow:>18,.0f} {others:>16,.0f} {row['final_accuracy'] * 100:6.2f}%", flush=True)
 
-    print(f"\nlabel-skewed shards, {k} workers, {args.epochs} epochs (sync)")
+
+def skew(out: dict, k: int, epochs: int, seeds: range, dataset) -> None:
+    print(f"\nlabel-skewed shards, {k} workers, {epochs} epochs (sync)")
     print(f"{'shard':>10} {'combine':>8} {'final':>7} {'epochs to 97%':>14}")
     for shard in ("iid", "label-skew"):
         for combine in ("bmuf", "average"):
-            runs = [job(JobSpec(workers=k, epochs=args.epochs, shard=shard, combine=combine, seed=s), dataset) for s in seeds]
+            runs = [job(JobSpec(workers=k, epochs=epochs, shard=shard, combine=combine, seed=s), dataset) for s in seeds]
             row = {"shard": shard, "combine": combine, "final_accuracy": median(runs, "final_accuracy"),
                    "epochs_to_97": median(runs, "epochs_to_97")}
             out["skew"].append(row)
             print(f"{shard:>10} {combine:>8} {row['final_accuracy'] * 100:6.2f}% {fmt(row['epochs_to_97'], '.0f', 'not reached'):>14}", flush=True)
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+
+#: Part 4's clients: on the workers' shards (one client each, all each round), or CLIENTS_PER_WORKER
+#: label-skewed clients per worker with one worker's worth of them sampled each round.
+CLIENTS_PER_WORKER = 8
+FEDERATED = ("fedavg", "fedadam", "fedyogi", "scaffold")
+
+
+def federated(out: dict, k: int, epochs: int, seeds: range, dataset) -> None:
+    """Part 4: each federated algorithm at its defaults (--lr 0.01, per-sample SGD, one local
+    epoch) on label-skewed data, scored once an epoch (a pass over the training set)."""
+    print(f"\nfederated algorithms on label-skewed data, {k} workers, {epochs} epochs")
+    print(f"{'clients':>16} {'algorithm':>9} {'rounds':>6} {'final':>7} {'epochs to 97%':>14}")
+    for clients, per_round in ((k, None), (CLIENTS_PER_WORKER * k, k)):
+        rounds_per_epoch = clients // (per_round or clients)
+        for name in FEDERATED:
+            options = dict(algorithm=name, clients=clients, clients_per_round=per_round, rounds=epochs * rounds_per_epoch,
+                           eval_every=rounds_per_epoch, split="label-skew")
+            runs = [job(JobSpec(workers=k, seed=s, **options), dataset) for s in seeds]
+            row = {"algorithm": name, "clients": clients, "clients_per_round": per_round or clients, "rounds": options["rounds"],
+                   "final_accuracy": median(runs, "final_accuracy"), "epochs_to_97": median(runs, "epochs_to_97"),
+                   "by_seed": [r["final_accuracy"] for r in runs]}
+            out["federated"].append(row)
+            print(f"{f'{per_round or clients} of {clients}':>16} {name:>9} {row['rounds']:>6} {row['final_accuracy'] * 100:6.2f}% "
+                  f"{fmt(row['epochs_to_97'], '.0f', 'not reached'):>14}", flush=True)
 
 
 if __name__ == "__main__":

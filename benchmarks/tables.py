@@ -220,6 +220,20 @@ def modes_skew() -> str:
             + markdown(["shard", "combine", "final accuracy", "points vs iid + bmuf", "epochs to 97%"], rows))
 
 
+def modes_federated() -> str:
+    M = load("modes.json")
+    k = max(r["workers"] for r in M["modes"])
+    base = next(r["final_accuracy"] for r in M["skew"] if r["shard"] == "iid" and r["combine"] == "bmuf")
+    rows = [[f"the workers' shards ({r['clients']} clients, all each round)" if r["clients"] == r["clients_per_round"]
+             else f"{r['clients']} clients, {r['clients_per_round']} each round",
+             f"`{r['algorithm']}`", r["rounds"], pct(r["final_accuracy"]), f"{(r['final_accuracy'] - base) * 100:+.2f}",
+             r["epochs_to_97"] if r["epochs_to_97"] else f"not in {M['epochs']}"]
+            for r in M["federated"]]
+    return (f"{k} workers, {M['epochs']} epochs, label-skewed data, each algorithm's defaults (lr 0.01, per-sample SGD, "
+            f"one local epoch), medians of {M['repeats']} seeds:\n\n"
+            + markdown(["clients", "algorithm", "rounds", "final accuracy", "points vs iid + bmuf", "epochs to 97%"], rows))
+
+
 # ------------------------------------------------------------------ fedavg.json
 
 FED_ROWS = {
@@ -438,6 +452,7 @@ TABLES: dict[str, tuple[str | None, str, Callable[[], str]]] = {
     "modes-sync-async": ("modes.json", "modes.py", modes_sync_async),
     "modes-straggler": ("modes.json", "modes.py", modes_straggler),
     "modes-skew": ("modes.json", "modes.py", modes_skew),
+    "modes-federated": ("modes.json", "modes.py", modes_federated),
     "fedavg": ("fedavg.json", "fedavg.py", fedavg),
     "fedavg-ratios": ("fedavg.json", "fedavg.py", fedavg_ratios),
     "ps-merge": ("ps_ceiling.json", "ps_ceiling.py", ps_merge),
