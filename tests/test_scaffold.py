@@ -169,18 +169,36 @@ def test_the_spec_takes_a_server_step_and_refuses_what_does_not_apply():
 # ------------------------------------------------------------------ on Ray
 
 
-def test_scaffold_jobs_on_ray_learn_on_skewed_clients_whatever_the_workers(ray_cluster, small_mnist, tmp_path):
+def kill_server_after(period: int):
+    """An on_event that kills the job's parameter server once scored period `period` is in."""
+    import os
+    import signal
+
+    server: list[int] = []
+
+    def on_event(kind, payload):
+        if kind == "started":
+            server.append(payload["server_pid"])
+        if kind == "epoch" and payload["epoch"] == period:
+            os.kill(server[0], signal.SIGKILL)
+
+    return on_event
+
+
+def test_scaffold_jobs_on_ray_learn_on_skewed_clients_whatever_the_workers_and_a_lost_server(ray_cluster, small_mnist, tmp_path):
     from dtrain.cluster.runner import run_job
 
     common = dict(algorithm="scaffold", clients=8, clients_per_round=4, rounds=4, eval_every=2, lr=0.05, seed=4,
                   split="label-skew")
     weights = {}
-    for workers in (2, 1):
+    for workers, disturb in ((2, None), (1, kill_server_after(1))):
         spec = JobSpec(workers=workers, **common)
         assert type(algorithm_for(spec)).name == "scaffold"
-        result = run_job(spec, tmp_path / str(workers), f"scaffold{workers}", dataset=small_mnist)
+        result = run_job(spec, tmp_path / str(workers), f"scaffold{workers}", on_event=disturb, dataset=small_mnist)
         assert result.report["spec"]["algorithm"]["name"] == "scaffold" and [h["round"] for h in result.history] == [2, 4]
         assert result.evaluation.accuracy > 0.5  # label-skewed clients, 4 rounds
+        assert len(result.report["recoveries"]) == (1 if disturb else 0)
         weights[workers] = read_weights(tmp_path / str(workers) / "model.npz")[0]
-    # each client's c_i stays on the server: which worker hosts a client changes nothing
+    # Every c_i stays on the server and its checkpoints: neither which worker hosts a client nor
+    # a server that went back to its checkpoint after round 2 changes the model.
     np.testing.assert_array_equal(weights[1], weights[2])
