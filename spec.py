@@ -225,9 +225,16 @@ class Scaffold(FedAvg):
     server_lr: float = Field(
         1.0, gt=0, le=10, allow_inf_nan=False, description=SERVER_LR_HELP, json_schema_extra=_shown(SERVER_LR_DEFAULTS)
     )
+    local_steps: int | None = Field(
+        None, ge=1, le=10_000_000,
+        description="SCAFFOLD: SGD steps each sampled client takes per round, through its data pass after pass (instead of --local-epochs).",
+        json_schema_extra=_shown("--local-epochs passes"),
+    )
 
     @model_validator(mode="after")
     def _flat_and_no_block_momentum(self) -> Scaffold:
+        if self.local_steps is not None and self.local_epochs != 1:
+            raise ValueError("local_steps: not with `local_epochs`, which it replaces")
         if self.block_momentum is not None:
             raise ValueError("block_momentum: not with `algorithm` scaffold, whose server steps by `server_lr` times the mean change")
         if self.reduce == "tree":
@@ -305,6 +312,12 @@ class JobSpec(BaseModel):
             raise ValueError(
                 f"clients: {self.algorithm.clients} clients for {self.workers} workers; expected at least one client per worker"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _local_steps_take_batches(self) -> JobSpec:
+        if getattr(self.algorithm, "local_steps", None) is not None and self.batch_size == 0:
+            raise ValueError("local_steps: not with `batch_size` 0 (one step on all of a client's data): give a batch size")
         return self
 
     @field_validator("hidden", mode="before")

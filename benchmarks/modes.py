@@ -15,7 +15,9 @@ In one Ray session, on real MNIST, the same jobs `dtrain submit` runs (`run_job`
    label-skewed data at 8 workers, for as many epochs: on the workers' shards
    (--clients = workers, every client each round: a round is an epoch), and on 8
    label-skewed clients per worker, one worker's worth sampled each round (a round
-   is 1/8 of an epoch, about as many rounds as sync's schedule runs).
+   is 1/8 of an epoch, about as many rounds as sync's schedule runs);
+5. SCAFFOLD on the workers' shards with rounds of --local-steps steps, as many as
+   sync's first-epoch blocks (2000 / workers samples), all epochs long.
 
 Medians over --repeats runs with different seeds. Prints tables and writes
 benchmarks/results/modes.json; with --parts, only those parts run and the others
@@ -37,7 +39,7 @@ from dtrain.spec import JobSpec
 
 
 #: The measurements main() can run (--parts), each a key of modes.json.
-PARTS = ("modes", "straggler", "skew", "federated")
+PARTS = ("modes", "straggler", "skew", "federated", "scaffold-steps")
 
 
 def job(spec: JobSpec, dataset) -> dict:
@@ -101,6 +103,8 @@ def main() -> None:
         skew(out, k, args.epochs, seeds, dataset)
     if "federated" in args.parts:
         federated(out, k, args.epochs, seeds, dataset)
+    if "scaffold-steps" in args.parts:
+        scaffold_steps(out, k, args.epochs, seeds, dataset)
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
@@ -173,6 +177,25 @@ def federated(out: dict, k: int, epochs: int, seeds: range, dataset) -> None:
             out["federated"].append(row)
             print(f"{f'{per_round or clients} of {clients}':>16} {name:>9} {row['rounds']:>6} {row['final_accuracy'] * 100:6.2f}% "
                   f"{fmt(row['epochs_to_97'], '.0f', 'not reached'):>14}", flush=True)
+
+
+
+def scaffold_steps(out: dict, k: int, epochs: int, seeds: range, dataset) -> None:
+    """Part 5: SCAFFOLD on the label-skewed shards, each round K = DEFAULT_ROUND_SAMPLES / k
+    per-sample steps per worker (sync's first-epoch block) in every epoch, scored once an epoch."""
+    from dtrain.spec import DEFAULT_ROUND_SAMPLES
+
+    steps = DEFAULT_ROUND_SAMPLES // k
+    rounds_per_epoch = len(dataset.y_train) // k // steps
+    options = dict(algorithm="scaffold", clients=k, local_steps=steps, rounds=epochs * rounds_per_epoch,
+                   eval_every=rounds_per_epoch, split="label-skew")
+    runs = [job(JobSpec(workers=k, seed=s, **options), dataset) for s in seeds]
+    row = {"algorithm": "scaffold", "clients": k, "clients_per_round": k, "local_steps": steps, "rounds": options["rounds"],
+           "final_accuracy": median(runs, "final_accuracy"), "epochs_to_97": median(runs, "epochs_to_97"),
+           "by_seed": [r["final_accuracy"] for r in runs]}
+    out["scaffold-steps"].append(row)
+    print(f"\nSCAFFOLD on {k} label-skewed shards, {steps} steps a round, {row['rounds']} rounds: "
+          f"{row['final_accuracy'] * 100:.2f}% {row['by_seed']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -226,9 +226,10 @@ def modes_federated() -> str:
     base = next(r["final_accuracy"] for r in M["skew"] if r["shard"] == "iid" and r["combine"] == "bmuf")
     rows = [[f"the workers' shards ({r['clients']} clients, all each round)" if r["clients"] == r["clients_per_round"]
              else f"{r['clients']} clients, {r['clients_per_round']} each round",
-             f"`{r['algorithm']}`", r["rounds"], pct(r["final_accuracy"]), f"{(r['final_accuracy'] - base) * 100:+.2f}",
+             f"`{r['algorithm']}`" + (f" `--local-steps {r['local_steps']}`" if r.get("local_steps") else ""),
+             r["rounds"], pct(r["final_accuracy"]), f"{(r['final_accuracy'] - base) * 100:+.2f}",
              r["epochs_to_97"] if r["epochs_to_97"] else f"not in {M['epochs']}"]
-            for r in M["federated"]]
+            for r in M["federated"] + M.get("scaffold-steps", [])]
     return (f"{k} workers, {M['epochs']} epochs, label-skewed data, each algorithm's defaults (lr 0.01, per-sample SGD, "
             f"one local epoch), medians of {M['repeats']} seeds:\n\n"
             + markdown(["clients", "algorithm", "rounds", "final accuracy", "points vs iid + bmuf", "epochs to 97%"], rows))

@@ -103,6 +103,7 @@ def submit(
     eval_every: Annotated[Optional[int], from_spec("eval_every")] = None,
     mu: Annotated[Optional[float], from_spec("mu")] = None,
     server_lr: Annotated[Optional[float], from_spec("server_lr")] = None,
+    local_steps: Annotated[Optional[int], from_spec("local_steps")] = None,
     beta1: Annotated[Optional[float], from_spec("beta1")] = None,
     beta2: Annotated[Optional[float], from_spec("beta2")] = None,
     tau: Annotated[Optional[float], from_spec("tau")] = None,

@@ -154,13 +154,30 @@ def test_a_workers_clients_answer_their_own_models_and_steps(data):
     assert not np.allclose(corrected.models, models.models, atol=1e-3)
 
 
+def test_with_local_steps_consecutive_rounds_tile_a_clients_passes(data):
+    from dtrain.worker.shard import ShardTrainer
+
+    theta0, correction, images, y, _ = data
+    trainer = ShardTrainer(images, y, sizes=MODEL, activation="relu", lr=LR, kernel="numba", seed=0, rank=0,
+                           clients=[(0, 20), (20, 50)], first_client=4)
+    rounds = np.concatenate([trainer.stream(5, r, 12) for r in range(5)])  # 60 samples: two passes over 30
+    assert sorted(rounds[:30]) == sorted(rounds[30:]) == list(range(20, 50)) and not np.array_equal(rounds[:30], rounds[30:])
+    start = ScaffoldStart(theta0, (4, 5), np.stack([correction, -correction]))
+    models, samples, *_ = trainer.train_scaffold(start, 2, [4, 5], local_steps=12)
+    assert (models.sizes, models.steps, samples) == ((20, 30), (12, 12), 24)
+    expected = theta0.copy()
+    sgd_corrected("numba", expected, -correction, trainer.setup, trainer.stream(5, 2, 12))
+    np.testing.assert_array_equal(models.models[1], expected)
+
+
 def test_the_spec_takes_a_server_step_and_refuses_what_does_not_apply():
     from dtrain.cli.submit import build_spec
 
     spec = JobSpec(algorithm="scaffold", clients=8, rounds=2)
     assert spec.algorithm.server_lr == 1.0 and spec.federated
     for options, field in ([{"block_momentum": 0.5}, "block_momentum"], [{"reduce": "tree"}, "reduce"], [{"server_lr": 0}, "server_lr"],
-                           [{"mu": 0.1}, "mu"]):
+                           [{"mu": 0.1}, "mu"], [{"local_steps": 10, "local_epochs": 2}, "local_steps"],
+                           [{"local_steps": 10, "batch_size": 0}, "local_steps"], [{"local_steps": 0}, "local_steps"]):
         with pytest.raises(UserError) as refused:
             build_spec({"algorithm": "scaffold", "clients": 8, "rounds": 2, **options})
         assert refused.value.field == field and "\n" not in str(refused.value)

@@ -21,6 +21,10 @@ from dtrain.model.sparse import SparseRows
 from dtrain.worker.tasks import ClientModels, ScaffoldStart
 
 
+#: Mixed into the seed of a client's passes when it trains a number of steps a round (train_scaffold).
+STREAM = 0x5CAF
+
+
 def rounds_for(shard_size: int, block: int) -> int:
     """Rounds in an epoch: enough blocks of at most `block` samples to cover the shard."""
     return max(1, -(-shard_size // block))
@@ -133,20 +137,40 @@ class ShardTrainer:
         mean = weighted_mean(thetas, [self.client_size(c) for c in clients])  # as in FedAvg: by the clients' data sizes
         return mean, samples, float(loss), int(correct)
 
-    def train_scaffold(self, start: ScaffoldStart, round_index: int, clients: list[int]) -> tuple[ClientModels, int, float, int]:
+    def stream(self, client: int, round_index: int, samples: int) -> np.ndarray:
+        """The sample indices (into the shard) `client` trains in round `round_index` when every
+        round takes the next `samples` of its data: pass after pass over it, each pass in an
+        order drawn from (seed, client, STREAM, pass), so consecutive rounds tile the passes."""
+        lo, hi = self.clients[client - self.first_client]
+        n, first = hi - lo, round_index * samples
+        passes = range(first // n, (first + samples - 1) // n + 1)
+        order = np.concatenate([np.random.default_rng((self.seed, client, STREAM, p)).permutation(n) for p in passes])
+        return lo + order[first - passes[0] * n :][:samples]
+
+    def train_scaffold(
+        self, start: ScaffoldStart, round_index: int, clients: list[int], local_steps: int | None = None
+    ) -> tuple[ClientModels, int, float, int]:
         """SCAFFOLD's client update for each of `clients`: from the start's x, the same passes
-        as FedAvg's clients (local_training), every step corrected by the client's c - c_i
-        (model/corrected.py); returns each client's trained weights y_i (ClientModels, (m, P)),
-        with (samples, loss sum, correct) over all of them."""
+        as FedAvg's clients (local_training), or with `local_steps` that many steps through its
+        data (stream), every step corrected by the client's c - c_i (model/corrected.py);
+        returns each client's trained weights y_i (ClientModels, (m, P)) and its steps K, with
+        (samples, loss sum, correct) over all of them."""
         models = np.empty((len(clients), start.x.size), np.float32)
-        samples, loss, correct = 0, 0.0, 0
+        samples, loss, correct, steps = 0, 0.0, 0, []
         for row, client in enumerate(clients):
             models[row] = start.x  # a writable copy: start came through Ray
             correction = start.correction(client)
-            n, l, c = self.local_training(
-                models[row], client, round_index, lambda t, order: sgd_corrected(self.kernel, t, correction, self.setup, order)
-            )
+
+            def train(theta: np.ndarray, order: np.ndarray) -> tuple[float, int]:
+                return sgd_corrected(self.kernel, theta, correction, self.setup, order)
+
+            if local_steps:  # batch_size >= 1 here (spec.JobSpec refuses 0)
+                order = self.stream(client, round_index, local_steps * self.setup.batch_size)
+                n, (l, c) = len(order), train(models[row], order)
+                steps.append(local_steps)
+            else:
+                n, l, c = self.local_training(models[row], client, round_index, train)
+                steps.append(self.local_epochs * steps_per_pass(self.client_size(client), self.setup.batch_size))
             samples, loss, correct = samples + n, loss + l, correct + c
         sizes = tuple(self.client_size(c) for c in clients)
-        steps = tuple(self.local_epochs * steps_per_pass(n, self.setup.batch_size) for n in sizes)
-        return ClientModels(tuple(clients), sizes, steps, models), samples, float(loss), int(correct)
+        return ClientModels(tuple(clients), sizes, tuple(steps), models), samples, float(loss), int(correct)

@@ -91,14 +91,16 @@ class ClientModels(NamedTuple):
 @dataclass(frozen=True)
 class ScaffoldClients:
     """SCAFFOLD's round `round_index`: each of `clients` trains from the start's x with every
-    step corrected by its c - c_i (the start is a ScaffoldStart); answer ClientModels."""
+    step corrected by its c - c_i (the start is a ScaffoldStart); answer ClientModels. With
+    `local_steps`, each client takes that many steps through its data instead of whole passes."""
 
     round_index: int
     clients: tuple[int, ...]
     period: int
+    local_steps: int | None = None
 
     def run(self, trainer: ShardTrainer, start: ScaffoldStart) -> tuple[ClientModels, int, float, int]:
-        return trainer.train_scaffold(start, self.round_index, list(self.clients))
+        return trainer.train_scaffold(start, self.round_index, list(self.clients), self.local_steps)
 
 
 Task = Block | Clients | ScaffoldClients

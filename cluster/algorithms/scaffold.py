@@ -30,7 +30,9 @@ worker answers its clients' own y_i and K (`ClientModels`); the server computes 
 c_i⁺ (from x, c, c_i and K, exactly option II: nothing of the control variates
 travels back) and the step, in float64, and keeps x, c and c_i in float32.
 K is a client's steps in the round: its local epochs times its steps per pass
-(samples, or mini-batches of --batch-size; 1 for --batch-size 0), and η_l is --lr.
+(samples, or mini-batches of --batch-size; 1 for --batch-size 0), or `local_steps`
+(the paper's own knob: K steps through the client's data, pass after pass, so that on
+worker shards a round can be as short as a sync block); η_l is --lr.
 
 Where dtrain departs from the paper: Δx is weighted by the clients' sample counts
 (FedAvg's mean; the paper's uniform mean when clients are the same size, as in every
@@ -138,7 +140,7 @@ class Scaffold(FedAvg):
         return ScaffoldRule(s.server_lr, self.spec.lr, s.clients, partial(sample_clients, self.spec.seed, s.clients, s.clients_per_round))
 
     def client_task(self, round_index: int, clients: tuple[int, ...], period: int) -> ScaffoldClients:
-        return ScaffoldClients(round_index, clients, period)
+        return ScaffoldClients(round_index, clients, period, self.settings.local_steps)
 
     def reduction(self, node_of: list[str], group: Any) -> Flat:
         return Flat()  # the server needs each client's model, not a node's sum of them
