@@ -79,11 +79,11 @@ def worker_cpus(workers: int, requested: float | None, nodes: list[float]) -> fl
 
 
 @contextmanager
-def reserved(workers: int, share: float) -> Iterator[Any]:
-    """A placement group of one `share`-CPU bundle per worker, spread over the nodes; removed at exit."""
+def reserved(bundles: list[float]) -> Iterator[Any]:
+    """A placement group of bundles of these many CPUs (one per worker process), spread over the nodes; removed at exit."""
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    group = placement_group([{"CPU": share}] * workers, strategy="SPREAD")
+    group = placement_group([{"CPU": cpus} for cpus in bundles], strategy="SPREAD")
     try:
         yield group
     finally:

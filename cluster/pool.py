@@ -266,7 +266,11 @@ class PooledWorkers:
         self.registry, self.job_id = registry, job_id
         self.own: OwnWorkers | None = None  # when the pool is off
 
-    def start(self, group: Any, share: float) -> list:
+    def bundles(self, workers: int, share: float) -> list[float]:
+        """One bundle per worker: each leases a warm worker on its node."""
+        return [share] * workers
+
+    def start(self, group: Any, workers: int, share: float) -> list:
         import ray
 
         from dtrain.cluster.placement import bundle_nodes
@@ -274,7 +278,7 @@ class PooledWorkers:
         leased = ray.get(self.registry.lease_workers.remote(self.job_id, bundle_nodes(group)), timeout=LEASE_TIMEOUT_S)
         if leased is None:
             self.own = OwnWorkers()
-            return self.own.start(group, share)
+            return self.own.start(group, workers, share)
         return leased
 
     def finish(self, workers: list) -> None:

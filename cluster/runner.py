@@ -30,7 +30,7 @@ from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.files import read_jsonl, write_json
 from dtrain.cluster.rundir import start_or_resume, wait_for_turn
 from dtrain.cluster.training import Job, NodeWatch, train_periods
-from dtrain.cluster.workers import PLACEMENT_TIMEOUT_S, OwnWorkers, assignments, wait_until_ready
+from dtrain.cluster.workers import PLACEMENT_TIMEOUT_S, OwnWorkers, assignments, packable, wait_until_ready
 from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation
@@ -155,9 +155,11 @@ def run_job(
     done_before = len(read_jsonl(run_dir / "metrics.jsonl"))
     if done_before:
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint", "resumed": True})
+    # One node (local mode): workers that share its cores share processes too (workers.OwnWorkers).
+    crew = crew or OwnWorkers(pack=packable(spec) and len(nodes) == 1)
     server = start_server(job)
     try:
-        trained = place_and_train(job, server, share, data_refs, kernel, warm, crew or OwnWorkers())
+        trained = place_and_train(job, server, share, data_refs, kernel, warm, crew)
     finally:
         ray.kill(server)
     return finish(job, job_id, kernel, trained, recoveries)
@@ -186,12 +188,12 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
     spec, startup = job.spec, None
     for placing in range(MAX_REPLACEMENTS + 1):
         share = share if placing == 0 else placement.worker_cpus(spec.workers, spec.cpus_per_worker, placement.node_cpus())
-        with placement.reserved(spec.workers, share) as group:
+        with placement.reserved(crew.bundles(spec.workers, share)) as group:
             waiting = f"waiting for {spec.workers} x {share:g} CPU for the workers; other jobs hold them"
             if not placement.wait_for(group, job.stop, lambda s: job.emit("pending", {"message": waiting, "waited_s": s})):
                 raise JobCancelled("stopped while waiting for CPUs")
             job.emit("placed", {"cpus_per_worker": share})
-            workers = crew.start(group, share)
+            workers = crew.start(group, spec.workers, share)
             assigned = assignments(job, data_refs, kernel, placing)
             reduction = None
             try:
@@ -213,7 +215,7 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
                 # here: dtrain/cli/__init__.py.)
                 with threadpool_limits(1):
                     history, theta, final = train_periods(job, server, workers, assigned, reduction, watch.wait)
-                stats = ray.get([w.stats.remote() for w in workers])
+                stats = ray.get([w.stats.remote(a) for w, a in zip(workers, assigned)])
                 summary = {"reduce": reduction.name, "reducers": reduction.summary()}
                 return Trained(history, theta, final, stats, share, summary, startup)
             except WorkersLost as lost:

@@ -202,3 +202,36 @@ def test_worker_processes_import_no_pydantic():
 
     check = "import sys, dtrain.worker.actor; print(sorted(m for m in ('pydantic', 'dtrain.spec') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_workers_that_share_the_cores_share_processes_and_train_the_same_bits(ray_cluster, small_mnist, tmp_path):
+    """In local mode one process per CPU hosts the workers (cluster/workers.py: OwnWorkers(pack=True));
+    each call carries its worker's assignment, so the job trains exactly what one process per worker does."""
+    from dtrain.cluster.placement import node_cpus
+    from dtrain.cluster.workers import OwnWorkers, hosts
+
+    spec = JobSpec(workers=4, epochs=2, seed=3)
+    cpus = sum(node_cpus())
+    pids: dict[str, list[int]] = {}
+    results = {}
+    for name, pack in (("packed", True), ("apart", False)):
+        def started(kind, payload, name=name):
+            if kind == "started":
+                pids[name] = payload["pids"]
+        results[name] = run_job(spec, tmp_path / name, name, on_event=started, dataset=small_mnist, crew=OwnWorkers(pack=pack))
+
+    assert len(set(pids["apart"])) == 4
+    assert len(set(pids["packed"])) == len(hosts(4, min(1.0, cpus / 4))) < 4
+    a, _ = read_weights(tmp_path / "packed" / "model.npz")
+    b, _ = read_weights(tmp_path / "apart" / "model.npz")
+    np.testing.assert_array_equal(a, b)
+    assert [w["samples"] for w in results["packed"].report["workers"]] == [w["samples"] for w in results["apart"].report["workers"]]
+
+
+def test_hosts_deal_ranks_round_robin_one_process_per_cpu():
+    from dtrain.cluster.workers import hosts
+
+    assert hosts(8, 0.25) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert hosts(3, 0.6666) == [[0, 2], [1]]
+    assert hosts(4, 1.0) == [[0], [1], [2], [3]]
+    assert hosts(1, 0.5) == [[0]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -56,15 +56,27 @@ class Assignment:
         return self.key.split("/", 1)[0]
 
 
-class Worker:
-    """One shard, per-sample SGD on it, one task (worker/tasks.py) per round.
+@dataclass
+class Shard:
+    """One assignment a worker process hosts: its trainer, and its training figures by epoch
+    (by scoring, in a federated job): {period: [samples, loss sum, correct, busy s]}."""
 
-    Created as a Ray actor holding no job: by a job for itself (local mode), or
-    kept warm between jobs on a cluster (cluster/pool.py). It adopts the shard of
-    the `Assignment` each call carries. The training set arrives as object-store
+    assignment: Assignment
+    trainer: ShardTrainer
+    delay_s: float  # a deliberately slow worker, to measure what one straggler costs each mode
+    by_period: dict[int, list[float]] = field(default_factory=dict)
+
+
+class Worker:
+    """Per-sample SGD on the shards of the job's workers it hosts, one task (worker/tasks.py) per round.
+
+    Created as a Ray actor holding no job: by a job for itself (local mode, where
+    one process may host several of the job's workers when they share the cores),
+    or kept warm between jobs on a cluster (cluster/pool.py). It adopts the shard
+    of the `Assignment` each call carries. The training set arrives as object-store
     references: zero-copy, read-only views shared by every worker on the node;
-    this worker keeps the slice ``[lo:hi]``. In a federated job it hosts the
-    clients the assignment names.
+    each shard keeps its slice ``[lo:hi]``. In a federated job a shard hosts the
+    clients its assignment names.
     """
 
     def __init__(self) -> None:
@@ -75,28 +87,27 @@ class Worker:
         import ray
 
         threadpool_limits(1)
-        self.assignment: Assignment | None = None
+        self.shards: dict[str, Shard] = {}  # by assignment key
         self.leased_to: str | None = None  # the job a warm pool lent this worker to (cluster/pool.py)
-        self.trainer: ShardTrainer | None = None
-        self.delay_s = 0.0
-        # This worker's own training figures by epoch (by scoring, in a federated job):
-        # {period: [samples, loss sum, correct, busy s]}, since it adopted its shard.
-        self.by_period: dict[int, list[float]] = {}
         self.idle_since = time.monotonic()
-        # Ray restarts a killed worker empty and runs its pending call again, which
-        # carries the assignment; the first result after that says the worker restarted.
+        # Ray restarts a killed worker empty and runs its pending calls again, which carry
+        # their assignments; the first result after that says the worker restarted.
         self.was_restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._restart_unreported = self.was_restarted
 
-    def _adopt(self, assignment: Assignment) -> ShardTrainer:
-        """This worker's trainer for `assignment`: the one it has, or a new one on its shard."""
-        if self.trainer is not None and self.assignment is not None and self.assignment.key == assignment.key:
-            return self.trainer
+    def _adopt(self, assignment: Assignment) -> Shard:
+        """The shard of `assignment`: the one this worker has, or a new one (forgetting those of
+        another job or placement)."""
+        shard = self.shards.get(assignment.key)
+        if shard is not None:
+            return shard
         import ray
 
+        placement = assignment.key.rsplit("/", 1)[0]
+        self.shards = {k: v for k, v in self.shards.items() if k.rsplit("/", 1)[0] == placement}
         images, y = ray.get(list(assignment.data))
         a, settings = assignment, assignment.settings
-        self.trainer = ShardTrainer(
+        trainer = ShardTrainer(
             images.rows(a.lo, a.hi),
             y[a.lo : a.hi],
             sizes=a.sizes,
@@ -110,10 +121,9 @@ class Worker:
             first_client=a.first_client,
             local_epochs=settings.local_epochs,
         )
-        self.assignment, self.by_period, self.leased_to = assignment, {}, assignment.job_id
-        # A deliberately slow worker, to measure what one straggler costs each mode.
-        self.delay_s = settings.straggler_delay if a.rank == 0 else 0.0
-        return self.trainer
+        shard = self.shards[a.key] = Shard(a, trainer, settings.straggler_delay if a.rank == 0 else 0.0)
+        self.leased_to = a.job_id
+        return shard
 
     def ready(self, assignment: Assignment) -> dict:
         """Adopt `assignment` and load its kernel; answers its shard size, node and process id."""
@@ -121,7 +131,7 @@ class Worker:
 
         import ray
 
-        self._adopt(assignment).warm_up()
+        self._adopt(assignment).trainer.warm_up()
         return {"shard": assignment.hi - assignment.lo, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
     def train(self, start: tuple[np.ndarray, int], task: Task, assignment: Assignment) -> Update:
@@ -132,23 +142,24 @@ class Worker:
         again after a restart returns exactly what the first would have; it says whether
         it is the first since the worker was restarted.
         """
-        trainer = self._adopt(assignment)
+        shard = self._adopt(assignment)
         weights, version = start
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        if shard.delay_s:
+            time.sleep(shard.delay_s)
         t0 = time.perf_counter()
-        theta, samples, loss, correct = task.run(trainer, weights)
+        theta, samples, loss, correct = task.run(shard.trainer, weights)
         busy = time.perf_counter() - t0
-        figures = self.by_period.setdefault(task.period, [0, 0.0, 0, 0.0])
+        figures = shard.by_period.setdefault(task.period, [0, 0.0, 0, 0.0])
         for i, value in enumerate((samples, loss, correct, busy)):
             figures[i] += value
         restarted, self._restart_unreported = int(self._restart_unreported), False
         return Update(theta, samples, loss, correct, restarted, version, assignment.rank, busy)
 
     def forget_after(self, periods_done: int) -> None:
-        """Drop this worker's figures for the periods after the first `periods_done`: the job
-        went back to its checkpoint and trains them again, so they would count twice."""
-        self.by_period = {period: f for period, f in self.by_period.items() if period <= periods_done}
+        """Drop the figures for the periods after the first `periods_done`: the job went back
+        to its checkpoint and trains them again, so they would count twice."""
+        for shard in self.shards.values():
+            shard.by_period = {period: f for period, f in shard.by_period.items() if period <= periods_done}
 
     def lease(self, job_id: str) -> dict:
         """Note that the warm pool lent this worker to `job_id` (so that a restarted registry
@@ -158,14 +169,13 @@ class Worker:
         return self.state()
 
     def release(self) -> dict:
-        """Let go of the job's shard (and the references that keep its data in the object store);
+        """Let go of the job's shards (and the references that keep its data in the object store);
         answers `state()`."""
-        self.assignment = self.trainer = self.leased_to = None
-        self.by_period, self.delay_s = {}, 0.0
+        self.shards, self.leased_to = {}, None
         self.idle_since = time.monotonic()
         import gc
 
-        gc.collect()  # the shard's arrays go now, before the pool reads this process's memory
+        gc.collect()  # the shards' arrays go now, before the pool reads this process's memory
         return self.state()
 
     def state(self) -> dict:
@@ -180,17 +190,17 @@ class Worker:
             "restarted": self.was_restarted,
         }
 
-    def stats(self) -> dict:
-        """Samples trained and time spent training, in all and by epoch, for the job report."""
-        assert self.assignment is not None, "stats of a worker that holds no job"
-        samples = int(sum(f[0] for f in self.by_period.values()))
-        busy_s = sum(f[3] for f in self.by_period.values())
+    def stats(self, assignment: Assignment) -> dict:
+        """Samples trained and time spent training on `assignment`'s shard, in all and by epoch, for the job report."""
         import os
 
+        by_period = self._adopt(assignment).by_period
+        samples = int(sum(f[0] for f in by_period.values()))
+        busy_s = sum(f[3] for f in by_period.values())
         return {
-            "rank": self.assignment.rank,
+            "rank": assignment.rank,
             "pid": os.getpid(),
-            "shard": self.assignment.hi - self.assignment.lo,
+            "shard": assignment.hi - assignment.lo,
             "samples": samples,
             "busy_s": round(busy_s, 4),
             "samples_per_s": samples / busy_s if busy_s else 0.0,
@@ -203,7 +213,7 @@ class Worker:
                     "train_accuracy": correct / n if n else None,
                     "samples_per_s": n / busy if busy else None,
                 }
-                for period, (n, loss, correct, busy) in sorted(self.by_period.items())
+                for period, (n, loss, correct, busy) in sorted(by_period.items())
             ],
         }
 
