@@ -140,8 +140,6 @@ def run_job(
     # Jobs start in the order they were submitted: Ray places waiting groups in no set order.
     if not wait_for_turn(may_start, stop, emit):
         raise JobCancelled("stopped while waiting for older jobs to start")
-    # The dataset enters the object store once; every worker gets the references.
-    data_refs = tuple(ray.put(a) for a in training_set.result())
     recoveries: list[str] = []
 
     def emit_counting(kind: str, payload: dict[str, Any]) -> None:
@@ -157,8 +155,10 @@ def run_job(
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint", "resumed": True})
     # One node (local mode): workers that share its cores share processes too (workers.OwnWorkers).
     crew = crew or OwnWorkers(pack=packable(spec) and len(nodes) == 1)
-    server = start_server(job)
+    server = start_server(job)  # first: its process starts while the data goes into the object store
     try:
+        # The dataset enters the object store once; every worker gets the references.
+        data_refs = tuple(ray.put(a) for a in training_set.result())
         trained = place_and_train(job, server, share, data_refs, kernel, warm, crew)
     finally:
         ray.kill(server)
