@@ -463,6 +463,7 @@ TABLES: dict[str, tuple[str | None, str, Callable[[], str]]] = {
     "ps-projection": ("ps_ceiling.json", "ps_ceiling.py", ps_projection),
     "startup-ab": ("startup_ab.json", "startup_ab.py", ab_table("startup_ab.json")),
     "refactor-ab": ("refactor_ab.json", "startup_ab.py", ab_table("refactor_ab.json")),
+    "pack-ab": ("pack_ab.json", "startup_ab.py", ab_table("pack_ab.json")),
     "chaos": ("chaos.json", "chaos.py", chaos),
     "api-speed": ("api_speed.json", "api_speed.py", api_speed),
 }
