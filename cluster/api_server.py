@@ -41,6 +41,7 @@ def ray_token() -> str | None:
 def dtrain_token(root: Path) -> str:
     """The token in <root>/api_token, made (mode 0600, never readable by others) if there is none."""
     path = root / TOKEN_FILE
+    root.mkdir(parents=True, exist_ok=True)  # a fresh head: no job has made the storage directory yet
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

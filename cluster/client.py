@@ -133,16 +133,15 @@ class ClusterJobs:
 
     def api_url(self) -> dict[str, Any]:
         """Where this cluster's HTTP API listens: {"url": ...}, or {"error": why it does not}."""
-        import ray
+        from ray.exceptions import RayActorError
 
-        from dtrain.cluster.api_server import API_NAME
-        from dtrain.cluster.job_runner import NAMESPACE
+        from dtrain.cluster.api_server import get_or_create_api
 
         try:
-            api = ray.get_actor(API_NAME, namespace=NAMESPACE)  # the registry started it
-        except ValueError:
-            return {"error": "this cluster's dtrain registry started no HTTP API (an older dtrain started it): restart the cluster"}
-        return self._call(api.url)
+            # The registry started it; one that died is started again here.
+            return self._call(get_or_create_api(str(self.root)).url)
+        except RayActorError as e:
+            return {"error": f"the dtrain API did not start: {str(e).strip().splitlines()[-1]}"}
 
     def pool(self) -> dict[str, Any]:
         """The cluster's warm workers (cluster/pool.py): settings, and each one's node, job, idle time, memory."""

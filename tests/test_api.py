@@ -258,3 +258,17 @@ def test_the_live_job_page_draws_its_curves_growing_in_chromium(two_node_cluster
                 or (e["method"] == "Network.requestWillBeSent" and not e["params"]["request"]["url"].startswith((cluster.api, "data:")))]
     assert problems == [], [(e["method"], e["params"].get("request", {}).get("url"), e["params"].get("exceptionDetails"),
                              e["params"].get("args")) for e in problems]
+
+
+def test_the_api_token_is_made_in_a_storage_directory_no_job_has_made_yet(tmp_path):
+    """A fresh head without Ray's token: the first dtrain command starts the API before any
+    job has made the storage directory (it used to fail, and the API stayed down)."""
+    import stat
+
+    from dtrain.cluster.api_server import TOKEN_FILE, dtrain_token
+
+    root = tmp_path / "fresh" / "storage"
+    token = dtrain_token(root)
+    assert len(token) > 30 and (root / TOKEN_FILE).read_text().strip() == token
+    assert stat.S_IMODE((root / TOKEN_FILE).stat().st_mode) == 0o600
+    assert dtrain_token(root) == token  # kept, not made again
