@@ -68,6 +68,9 @@ def test_a_job_adopts_the_warm_workers_and_one_killed_mid_job_changes_nothing(tw
     idle = wait_until(idle_pool, 60, "the job's workers to be back in the pool")
     assert set(baseline["worker_pids"]) - {running["worker_pids"][1]} <= {w["pid"] for w in idle}
     assert running["worker_pids"][1] not in {w["pid"] for w in idle}
+    # An idle pool holds no CPUs: every CPU of the cluster is free for the next job, or anyone's.
+    free = cluster.run_python("print(ray.available_resources().get('CPU', 0) == ray.cluster_resources()['CPU'])")
+    assert free.strip().splitlines()[-1] == "True"
 
 
 def test_a_lost_node_takes_its_workers_which_are_placed_again_on_the_node_left(two_node_cluster, baseline):
