@@ -19,6 +19,7 @@ from dtrain.cluster import placement
 from dtrain.cluster.execute import execute
 from dtrain.cluster.jobstore import JobStore
 from dtrain.cluster.pool import PooledWorkers
+from dtrain.cluster.workers import packable
 from dtrain.cluster.runner import JobCancelled, JobFailed, preflight
 from dtrain.errors import UserError
 
@@ -65,7 +66,8 @@ class JobRunner:
                 import ray
 
                 # The job's workers come from the cluster's warm pool, which the registry keeps.
-                crew = PooledWorkers(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE), self.record.id)
+                crew = PooledWorkers(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE), self.record.id,
+                                     pack=packable(self.record.spec))
                 try:
                     execute(self.store, self.record, should_stop=self.stop_requested.is_set, dataset=self.dataset, crew=crew)
                 except (JobCancelled, JobFailed, UserError):

@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dtrain.cluster.workers import RESTARTABLE, OwnWorkers
+from dtrain.cluster.workers import RESTARTABLE, OwnWorkers, hosts
 from dtrain.errors import UserError
 from dtrain.worker.actor import Worker
 
@@ -259,27 +259,43 @@ class WarmPool:
 
 
 class PooledWorkers:
-    """A cluster job's workers, leased from the registry's warm pool: one on each of the
-    placement group's bundles' nodes (the group holds the CPUs), given back when done."""
+    """A cluster job's workers, leased from the registry's warm pool on the nodes of its
+    placement group's bundles (the group holds the CPUs; warm workers ask for none), given
+    back when done. With `pack`, the job's workers on a node share one warm process per CPU
+    they reserve there, as local mode's do (workers.OwnWorkers)."""
 
-    def __init__(self, registry: Any, job_id: str):
-        self.registry, self.job_id = registry, job_id
+    def __init__(self, registry: Any, job_id: str, pack: bool = False):
+        self.registry, self.job_id, self.pack = registry, job_id, pack
         self.own: OwnWorkers | None = None  # when the pool is off
 
     def bundles(self, workers: int, share: float) -> list[float]:
-        """One bundle per worker: each leases a warm worker on its node."""
+        """One bundle per worker, spread over the nodes."""
         return [share] * workers
 
     def start(self, group: Any, workers: int, share: float) -> list:
+        """The warm worker hosting each rank, in rank order."""
         import ray
 
         from dtrain.cluster.placement import bundle_nodes
 
-        leased = ray.get(self.registry.lease_workers.remote(self.job_id, bundle_nodes(group)), timeout=LEASE_TIMEOUT_S)
+        ranks_on: dict[str, list[int]] = {}
+        for rank, node in enumerate(bundle_nodes(group)):
+            ranks_on.setdefault(node, []).append(rank)
+        processes = [  # (node, the ranks its process hosts)
+            (node, [ranks[i] for i in hosted])
+            for node, ranks in ranks_on.items()
+            for hosted in (hosts(len(ranks), share) if self.pack else [[i] for i in range(len(ranks))])
+        ]
+        leased = ray.get(self.registry.lease_workers.remote(self.job_id, [node for node, _ in processes]),
+                         timeout=LEASE_TIMEOUT_S)
         if leased is None:
             self.own = OwnWorkers()
             return self.own.start(group, workers, share)
-        return leased
+        by_rank: list[Any] = [None] * workers
+        for actor, (_, ranks) in zip(leased, processes):
+            for rank in ranks:
+                by_rank[rank] = actor
+        return by_rank
 
     def finish(self, workers: list) -> None:
         import ray
