@@ -23,20 +23,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dtrain.errors import UserError
 
-#: Samples all workers together train between two weight averagings in the first
-#: epoch (each worker trains its share), and how much that block grows each epoch
-#: (up to a whole shard). Chosen by measurement (docs/algorithms.md, "Combine rule
-#: and sync schedule"): short blocks while the model moves fast keep 8 workers'
-#: per-epoch accuracy near one worker's; long blocks later cost few syncs and, as
-#: in post-local SGD (Lin et al., 2020), end at a better model. Block momentum
-#: 1 - 1/K builds up over about K rounds, so with it fewer workers need fewer
-#: short rounds: the first epoch has FIRST_EPOCH_ROUNDS_PER_WORKER x K rounds when
-#: that is fewer (8 at K = 2, 16 at K = 4; 30 from K = 8 on, for MNIST's 60,000
-#: samples). Plain and asynchronous averaging keep 30 (at K = 4, async needed 7
-#: epochs to 97% with 16 rounds against 5 with 30).
+#: The sync schedule of block momentum (docs/algorithms.md, "Combine rule and sync
+#: schedule"), chosen by measurement. BMUF's momentum 1 - 1/K makes a round move
+#: about as far as one worker over all K workers' samples, but it remembers about K
+#: rounds, so its memory in samples is K x (K x block): it must stay short while the
+#: model moves fast. The first epoch therefore has FIRST_EPOCH_ROUNDS_PER_WORKER x K
+#: rounds (blocks of shard / 4K: 8 rounds at K = 2, 64 at K = 16, 256 at K = 64),
+#: with at least DEFAULT_ROUND_SAMPLES samples a round up to K = 8 (30 rounds there,
+#: as many as such few workers need). Blocks then grow by DEFAULT_SYNC_GROWTH each
+#: epoch (longer blocks later cost fewer syncs and, as in post-local SGD, Lin et
+#: al. 2020, end at a better model) until an epoch has K / LATE_ROUNDS_DIVISOR rounds
+#: (one, a whole shard, up to K = 15). Plain and asynchronous averaging, with no
+#: momentum to build up, keep 2000-sample rounds and grow to whole shards.
 DEFAULT_ROUND_SAMPLES = 2000
 FIRST_EPOCH_ROUNDS_PER_WORKER = 4
 DEFAULT_SYNC_GROWTH = 2.0
+LATE_ROUNDS_DIVISOR = 8
+FLOOR_UNTIL_WORKERS = 8
 
 
 def _shown(text: str) -> dict[str, str]:
@@ -88,11 +91,16 @@ class Rounds(Settings):
         if not self.builds_momentum:
             return block  # no block momentum to build up: few workers still want short blocks
         block_for_4k_rounds = -(-shard // (FIRST_EPOCH_ROUNDS_PER_WORKER * workers))
-        return max(block, block_for_4k_rounds)
+        return max(block, block_for_4k_rounds) if workers <= FLOOR_UNTIL_WORKERS else block_for_4k_rounds
+
+    def last_block(self, shard: int, workers: int) -> int:
+        """The size blocks grow to: a whole shard (Sync's block momentum stops earlier)."""
+        return shard
 
     def block_size(self, epoch: int, shard: int, workers: int) -> int:
         """Samples per worker per round in `epoch` (0-based), for `workers` shards of `shard` samples."""
-        return max(1, min(shard, round(self.first_block(shard, workers) * self.sync_growth**epoch)))
+        grown = round(self.first_block(shard, workers) * self.sync_growth**epoch)
+        return max(1, min(self.last_block(shard, workers), grown))
 
     @property
     def builds_momentum(self) -> bool:
@@ -116,16 +124,36 @@ class Sync(Rounds):
         description="Server momentum: BMUF's block momentum (sync), FedAvg's server momentum (fedavg, fedprox).",
         json_schema_extra=_shown("1 - 1/workers, at most 0.5 on whole-shard rounds (sync); 0 (fedavg)"),
     )
+    late_rounds: int | None = Field(
+        None, ge=1,
+        description="sync with bmuf: rounds per epoch once the blocks stop growing.",
+        json_schema_extra=_shown(f"workers / {LATE_ROUNDS_DIVISOR}, at least 1 (a whole shard)"),
+    )
+    late_momentum: float | None = Field(
+        None, ge=0, lt=1, allow_inf_nan=False,
+        description="sync with bmuf: block momentum once the blocks stop growing (see --late-rounds).",
+        json_schema_extra=_shown("1 - 4/workers, at least min(1 - 1/workers, 0.5)"),
+    )
     reduce: Reduce = Field("auto", description=REDUCE_HELP)
 
     @property
     def builds_momentum(self) -> bool:
         return self.combine == "bmuf"
 
+    def rounds_when_grown(self, workers: int) -> int:
+        """Rounds per epoch once the blocks stop growing."""
+        if not self.builds_momentum:
+            return 1
+        return self.late_rounds or max(1, workers // LATE_ROUNDS_DIVISOR)
+
+    def last_block(self, shard: int, workers: int) -> int:
+        return -(-shard // min(shard, self.rounds_when_grown(workers)))
+
     @model_validator(mode="after")
     def _momentum_needs_bmuf(self) -> Sync:
-        if self.block_momentum is not None and self.combine == "average":
-            raise ValueError("block_momentum: only with `combine` bmuf (plain averaging has no momentum)")
+        for name in ("block_momentum", "late_momentum", "late_rounds"):
+            if getattr(self, name) is not None and self.combine == "average":
+                raise ValueError(f"{name}: only with `combine` bmuf (plain averaging has no block momentum)")
         return self
 
 

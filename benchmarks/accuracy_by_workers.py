@@ -1,6 +1,7 @@
 """Accuracy per epoch for 1, 2, 4, 8, 16 workers (the foundation issue's figures).
 
-    python benchmarks/accuracy_by_workers.py [--workers 1,2,4,8,16] [--seeds 0,...,9] [--epochs 32]
+    python benchmarks/accuracy_by_workers.py [--workers 1,8,16,32,64] [--seeds 0,...,9] [--epochs 32]
+    python benchmarks/accuracy_by_workers.py --set sync_growth=1.5 --out benchmarks/results/schedule/growth-1.5.json
     python benchmarks/accuracy_by_workers.py --table benchmarks/results/accuracy_by_workers.json
 
 Runs each (workers, seed) job on one embedded Ray cluster with real MNIST,
@@ -9,6 +10,12 @@ benchmarks/results/accuracy_by_workers.json (`--table` prints the table of a
 saved file again). Ten seeds by default: one worker's constant-lr SGD hovers
 around 97% for several epochs, so its "epochs to 97%" varies from 2 to 6 with
 the seed, and three seeds are too few for a stable median.
+
+`--set key=value` (repeatable) overrides a job setting in the flat form of
+`dtrain submit` (sync_every, sync_growth, block_momentum, combine, lr, ...): the
+way candidate schedules are compared (benchmarks/results/schedule/, docs/algorithms.md).
+Every run records the spec it ran. Workers share the 2 cores, packed one process
+per core, so 64 workers cost about what 8 do: this measures epochs, not seconds.
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ def first_epoch_reaching(history: list[dict], target: float) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", default="1,2,4,8,16")
+    parser.add_argument("--workers", default="1,2,4,8,16,32,64")
     parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")
     parser.add_argument("--epochs", type=int, default=32)
     parser.add_argument("--out", default="benchmarks/results/accuracy_by_workers.json")
     parser.add_argument("--table", metavar="FILE", help="print the table of a saved run and exit")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a job setting, flat form (e.g. sync_growth=1.5); repeatable")
     args = parser.parse_args()
+    overrides = dict(parse_setting(s) for s in args.set)
     if args.table:
         print_table(json.loads(Path(args.table).read_text()))
         return
@@ -48,7 +58,7 @@ def main() -> None:
     runs = []
     for workers in [int(w) for w in args.workers.split(",")]:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            spec = JobSpec(workers=workers, epochs=args.epochs, seed=seed)
+            spec = JobSpec(**{**overrides, "workers": workers, "epochs": args.epochs, "seed": seed})
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 result = run_job(spec, Path(tmp), f"bench-{workers}-{seed}", dataset=dataset)
@@ -56,6 +66,8 @@ def main() -> None:
                 {
                     "workers": workers,
                     "seed": seed,
+                    "settings": overrides,
+                    "spec": spec.model_dump(mode="json"),
                     "history": result.history,
                     "final": result.evaluation.accuracy,
                     "train_s": result.report["timing"]["train_s"],
@@ -68,6 +80,16 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(runs, indent=1))
 
     print_table(runs)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {text!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a string such as combine=average
 
 
 def median_epoch(found: list[int | None]) -> float | None:

@@ -404,7 +404,7 @@ def measure(ray: Any, R: dict[str, Any], repeats: int, target_ms: float) -> None
             samples = 2000 // k
             distinct = max(1, min(MAX_DISTINCT, POOL_BYTES // (k * p * 4)))
             pool = make_pool(ray, producers, k, samples, distinct)
-            momentum = default_block_momentum(k, 30)
+            momentum = default_block_momentum(k, late=False)
             server.set_momentum.remote(momentum)
 
             def flat(r: int, pool: list = pool, server: Any = server) -> Any:

@@ -181,6 +181,31 @@ def rounds_by_workers() -> str:
     return markdown(["workers", "rounds in epochs 1 / 2 / 3 / 4", "rounds in the whole job", "epochs"], rows)
 
 
+def schedule_before_after() -> str:
+    """The sync schedule before issue 20 (schedule/before.json) against today's default
+    (accuracy_by_workers.json), for the worker counts both measured."""
+    now = _by_workers()
+    before: dict[int, list[dict]] = {}
+    for r in load("schedule/before.json"):
+        before.setdefault(r["workers"], []).append(r)
+    one = _median_epoch([_first(r["history"], 0.97) for r in now.get(1, [])])
+    rows = []
+    for w in sorted(set(before) & set(now)):
+        for label, rs in (("before (2000-sample rounds, late momentum 0.5)", before[w]), ("now (default)", now[w])):
+            e97 = _median_epoch([_first(r["history"], 0.97) for r in rs])
+            rounds = statistics.median(sum(h["rounds"] for h in r["history"]) for r in rs)
+            rows.append([w, label, "never" if e97 is None else f"{e97:g}",
+                         f"{e97 / one:.2f}x" if e97 is not None and one else None,
+                         f"{statistics.median(r['history'][0]['test_accuracy'] for r in rs) * 100:.2f}",
+                         f"{statistics.median(r['final'] for r in rs) * 100:.2f}",
+                         sum(r["final"] >= 0.975 for r in rs), f"{rounds:g}"])
+    seeds = len(next(iter(before.values())))
+    return (f"Medians over {seeds} seeds (0-{seeds - 1}), 32 epochs; \"vs 1 worker\" divides by today's 1-worker median "
+            f"({one:g} epochs):\n\n"
+            + markdown(["workers", "schedule", "epochs to 97%", "vs 1 worker", "epoch 1 %", "final %",
+                        "seeds ≥ 97.5%", "rounds"], rows))
+
+
 # ------------------------------------------------------------------ modes.json
 
 
@@ -450,6 +475,7 @@ TABLES: dict[str, tuple[str | None, str, Callable[[], str]]] = {
     "accuracy-by-workers": ("accuracy_by_workers.json", "accuracy_by_workers.py", accuracy_by_workers),
     "accuracy-per-seed": ("accuracy_by_workers.json", "accuracy_by_workers.py", accuracy_per_seed),
     "rounds-by-workers": ("accuracy_by_workers.json", "accuracy_by_workers.py", rounds_by_workers),
+    "schedule-before-after": ("accuracy_by_workers.json", "accuracy_by_workers.py", schedule_before_after),
     "modes-sync-async": ("modes.json", "modes.py", modes_sync_async),
     "modes-straggler": ("modes.json", "modes.py", modes_straggler),
     "modes-skew": ("modes.json", "modes.py", modes_skew),

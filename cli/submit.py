@@ -86,6 +86,8 @@ def submit(
     sync_growth: Annotated[Optional[float], from_spec("sync_growth")] = None,
     combine: Annotated[Optional[str], from_spec("combine")] = None,
     block_momentum: Annotated[Optional[float], from_spec("block_momentum")] = None,
+    late_rounds: Annotated[Optional[int], from_spec("late_rounds")] = None,
+    late_momentum: Annotated[Optional[float], from_spec("late_momentum")] = None,
     cpus_per_worker: Annotated[Optional[float], from_spec("cpus_per_worker")] = None,
     kernel: Annotated[Optional[str], from_spec("kernel")] = None,
     seed: Annotated[Optional[int], from_spec("seed")] = None,

@@ -76,11 +76,15 @@ class SyncRounds(Algorithm):
 
     def momentum(self, rounds_in_period: int) -> float:
         """Block momentum for a period of `rounds_in_period` rounds."""
-        if self.settings.combine == "average":
+        settings, workers = self.settings, self.spec.workers
+        if settings.combine == "average":
             return 0.0
-        if self.settings.block_momentum is not None:
-            return self.settings.block_momentum
-        return default_block_momentum(self.spec.workers, rounds_in_period)
+        if settings.block_momentum is not None:
+            return settings.block_momentum
+        late = rounds_in_period <= settings.rounds_when_grown(workers)
+        if late and settings.late_momentum is not None:
+            return settings.late_momentum
+        return default_block_momentum(workers, late)
 
     def rule(self, plan: RoundPlan) -> BlockMomentumRule:
         return BlockMomentumRule(plan.momenta)
