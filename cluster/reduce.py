@@ -33,28 +33,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from dtrain.model.average import weighted_sum
 from dtrain.spec import JobSpec
-from dtrain.worker.tasks import Update
+from dtrain.worker.tasks import Partial, Update, partial_sum
 
 #: A worker's round result, as Worker.train returns it (worker/tasks.py's Update):
 #: (weights float32, samples, loss sum, correct, 1 if restarted else 0, server version it started from).
 Result = tuple
 
-
-class Partial(NamedTuple):
-    """A reducer's output: some workers' round results summed (see the module docstring)."""
-
-    total: np.ndarray  # sum of n_k * theta_k, float64
-    samples: int
-    losses: tuple[float, ...]  # each worker's loss sum, unsummed
-    correct: int
-    restarted: int
-    speeds: tuple[tuple[int, int, float], ...] = ()  # each worker's (rank, samples, busy seconds)
+__all__ = ["Partial", "partial_sum", "sum_partials", "exact_sum", "as_partials", "Flat", "Tree", "NodeReducer"]
 
 
 #: Times Ray restarts a killed reducer in its place before the job gives up on it (as for a worker).
@@ -69,20 +59,6 @@ def exact_sum(values: Iterable[float]) -> float:
         return math.fsum(values)
     except (OverflowError, ValueError):
         return sum(values)
-
-
-def partial_sum(results: Sequence[Result]) -> Partial:
-    """One node's round results -> one partial (see the module docstring)."""
-    if not results:
-        raise ValueError("a reducer was given no results")
-    return Partial(
-        weighted_sum([r[0] for r in results], [r[1] for r in results]),
-        sum(int(r[1]) for r in results),
-        tuple(float(r[2]) for r in results),
-        sum(int(r[3]) for r in results),
-        sum(int(r[4]) for r in results),
-        tuple((int(r.rank), int(r.samples), float(r.busy_s)) for r in results if isinstance(r, Update)),
-    )
 
 
 def sum_partials(partials: Sequence[Partial]) -> Partial:

@@ -206,7 +206,8 @@ def test_worker_processes_import_no_pydantic():
 
 def test_workers_that_share_the_cores_share_processes_and_train_the_same_bits(ray_cluster, small_mnist, tmp_path):
     """In local mode one process per CPU hosts the workers (cluster/workers.py: OwnWorkers(pack=True));
-    each call carries its worker's assignment, so the job trains exactly what one process per worker does."""
+    each call carries its worker's assignment, and a process sums its shards' round results itself
+    (Worker.train_many), so the job trains exactly what one process per worker does."""
     from dtrain.cluster.placement import node_cpus
     from dtrain.cluster.workers import OwnWorkers, hosts
 

@@ -9,9 +9,12 @@ alone: a call Ray runs again after a restart returns exactly what the first woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+from dtrain.model.average import weighted_sum
 
 if TYPE_CHECKING:
     from dtrain.worker.shard import ShardTrainer
@@ -28,6 +31,34 @@ class Update(NamedTuple):
     version: int  # the server version of the start weights
     rank: int = -1  # the worker's: with busy_s, each worker's speed on the live page (not used in the maths)
     busy_s: float = 0.0  # seconds the task took on the worker
+
+
+class Partial(NamedTuple):
+    """Some workers' round results summed: the weights as sum_k n_k * theta_k in float64, whose
+    products are exact, so that any grouping of the sum gives the same mean in practice
+    (cluster/reduce.py's docstring); the losses unsummed, for the server to add exactly."""
+
+    total: np.ndarray  # sum of n_k * theta_k, float64
+    samples: int
+    losses: tuple[float, ...]  # each worker's loss sum, unsummed
+    correct: int
+    restarted: int
+    speeds: tuple[tuple[int, int, float], ...] = ()  # each worker's (rank, samples, busy seconds)
+
+
+def partial_sum(results: Sequence[tuple]) -> Partial:
+    """Some workers' round results (Updates) -> one partial: a node's, summed by its reducer
+    (cluster/reduce.py), or a worker process's own shards', summed by it (Worker.train_many)."""
+    if not results:
+        raise ValueError("a reducer was given no results")
+    return Partial(
+        weighted_sum([r[0] for r in results], [r[1] for r in results]),
+        sum(int(r[1]) for r in results),
+        tuple(float(r[2]) for r in results),
+        sum(int(r[3]) for r in results),
+        sum(int(r[4]) for r in results),
+        tuple((int(r.rank), int(r.samples), float(r.busy_s)) for r in results if isinstance(r, Update)),
+    )
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,25 @@ class Run:
         """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
         return self.workers[rank].train.remote(start, task, self.assignments[rank])
 
+    def train_round(self, start: Any, tasks: dict[int, Task]) -> dict[int, Any]:
+        """Every worker of a round runs its task from `start`: result references by rank, for
+        `reduction.apply_round`. With a flat reduction, workers that share a process (packed,
+        cluster/workers.py) train in one call, which sums their results (Worker.train_many)
+        and stands for all of them under the first one's rank."""
+        if not isinstance(self.reduction, Flat):  # a tree's reducers group the results by rank
+            return {rank: self.train(rank, start, task) for rank, task in tasks.items()}
+        by_process: dict[int, list[int]] = {}
+        for rank in tasks:
+            by_process.setdefault(id(self.workers[rank]), []).append(rank)
+        refs = {}
+        for ranks in by_process.values():
+            if len(ranks) == 1:
+                refs[ranks[0]] = self.train(ranks[0], start, tasks[ranks[0]])
+            else:
+                refs[ranks[0]] = self.workers[ranks[0]].train_many.remote(
+                    start, tuple(tasks[r] for r in ranks), tuple(self.assignments[r] for r in ranks))
+        return refs
+
 
 class Algorithm:
     """One way to train: subclasses fill in the four parts below."""
