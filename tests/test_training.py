@@ -236,3 +236,18 @@ def test_hosts_deal_ranks_round_robin_one_process_per_cpu():
     assert hosts(3, 0.6666) == [[0, 2], [1]]
     assert hosts(4, 1.0) == [[0], [1], [2], [3]]
     assert hosts(1, 0.5) == [[0]]
+
+
+def test_sixteen_workers_keep_one_workers_accuracy_per_epoch_with_rounds_in_units_of_k(ray_cluster, small_mnist, tmp_path):
+    """The default sync schedule counts rounds in units of K (spec.py, docs/algorithms.md): 4K rounds in
+    epoch 1. On 4,000 samples 16 workers then end epochs 1 and 2 within a point of one worker, where the
+    schedule of 2000-sample rounds at any K (2 rounds an epoch here) fell 5-10 points behind."""
+    def accuracy(name: str, **settings) -> list[float]:
+        result = run_job(JobSpec(epochs=2, seed=0, **settings), tmp_path / name, name, dataset=small_mnist)
+        return [h["test_accuracy"] for h in result.history]
+
+    one = accuracy("one", workers=1)
+    sixteen = accuracy("sixteen", workers=16)
+    before = accuracy("before", workers=16, sync_every=2000 // 16, late_rounds=1, late_momentum=0.5)
+    assert all(s > o - 0.01 for s, o in zip(sixteen, one)), (sixteen, one)
+    assert all(s > b + 0.03 for s, b in zip(sixteen, before)), (sixteen, before)
