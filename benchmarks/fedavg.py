@@ -7,7 +7,7 @@ C = 0.1 of them (10) sampled each round, E = 1 local epoch; IID (shuffled, split
 or pathological non-IID (sorted by label, 200 pieces of 300, two per client). Every row
 runs the real `dtrain submit` (local mode, embedded data) with --until-accuracy 0.97.
 
-    python benchmarks/fedavg.py                  # all three rows (~10 min on 2 cores)
+    python benchmarks/fedavg.py                  # every row, 3 seeds (~40 min on 2 cores; SCAFFOLD's the longest)
     python benchmarks/fedavg.py --rows fedavg-iid --lr 0.05 0.1
 
 The FedAdam and FedYogi rows (Reddi et al., 2021) run the non-IID row with the server

@@ -19,9 +19,9 @@ In one Ray session, on real MNIST, the same jobs `dtrain submit` runs (`run_job`
 5. SCAFFOLD on the workers' shards with rounds of --local-steps steps, as many as
    sync's first-epoch blocks (2000 / workers samples) and half that, all epochs long.
 
-Medians over --repeats runs with different seeds. Prints tables and writes
+Medians over --repeats runs with different seeds (0, 1, ...). Prints tables and writes
 benchmarks/results/modes.json; with --parts, only those parts run and the others
-are kept from the file.
+are kept from the file, each with the seeds it was run with (`repeats_of`).
 
     python benchmarks/modes.py --parts federated   # part 4 alone (~8 min on 2 cores)
 """
@@ -89,11 +89,13 @@ def main() -> None:
     connect_local()
     seeds = range(args.repeats)
     out: dict = {"epochs": args.epochs, "repeats": args.repeats, **{part: [] for part in args.parts}}
+    out["repeats_of"] = {part: args.repeats for part in PARTS}  # the seeds each part's medians are of
     if set(args.parts) != set(PARTS) and Path(args.out).exists():  # keep the parts not run this time
         earlier = json.loads(Path(args.out).read_text())
-        if (earlier["epochs"], earlier["repeats"]) != (args.epochs, args.repeats):
-            raise SystemExit(f"error: {args.out} has {earlier['epochs']} epochs and {earlier['repeats']} repeats: run them all")
-        out = {**earlier, **out}
+        if earlier["epochs"] != args.epochs:
+            raise SystemExit(f"error: {args.out} has {earlier['epochs']} epochs: run them all")
+        kept = {part: earlier.get("repeats_of", {}).get(part, earlier["repeats"]) for part in PARTS if part not in args.parts}
+        out = {**earlier, **out, "repeats_of": {**out["repeats_of"], **kept}}
     k = max(args.workers)
     if "modes" in args.parts:
         sync_and_async(out, args.workers, args.epochs, seeds, dataset)

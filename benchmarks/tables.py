@@ -216,7 +216,7 @@ def modes_sync_async() -> str:
         rows.append([r["workers"], r["mode"], f"{r['samples_per_s'] / 1000:.0f}k",
                      f"{r['train_s_to_97']:.2f} s" if r["train_s_to_97"] is not None else f"not in {M['epochs']} epochs",
                      r["epochs_to_97"], pct(r["final_accuracy"]), f"{r['mean_staleness']:.1f}" if r["mean_staleness"] else "0"])
-    return (f"{M['epochs']} epochs, medians of {M['repeats']} seeds:\n\n"
+    return (f"{M['epochs']} epochs, medians of {_repeats(M, 'modes')} seeds:\n\n"
             + markdown(["workers", "mode", "samples/s (training)", "time to 97% (training)", "epochs to 97%",
                         "final accuracy", "mean staleness"], rows))
 
@@ -228,10 +228,15 @@ def modes_straggler() -> str:
              pct(r["final_accuracy"])] for r in M["straggler"]]
     by = {r["mode"]: r["train_s"] for r in M["straggler"]}
     return (f"{k} workers, {M['epochs']} epochs, worker 0 late for every block (`--straggler-delay`), medians of "
-            f"{M['repeats']} seeds:\n\n"
+            f"{_repeats(M, 'straggler')} seeds:\n\n"
             + markdown(["mode", "training time", "samples the straggler trained", "samples each other worker trained (median)",
                         "final accuracy"], rows)
             + f"\n\nSync took {by['sync'] / by['async']:.1f}x as long as async.")
+
+
+def _repeats(M: dict, part: str) -> int:
+    """The seeds the medians of a part of modes.json are of."""
+    return M.get("repeats_of", {}).get(part, M["repeats"])
 
 
 def modes_skew() -> str:
@@ -241,7 +246,7 @@ def modes_skew() -> str:
     rows = [[r["shard"], r["combine"] + (" (default)" if r["combine"] == "bmuf" else ""), pct(r["final_accuracy"]),
              f"{(r['final_accuracy'] - base) * 100:+.2f}", r["epochs_to_97"] if r["epochs_to_97"] else f"not in {M['epochs']}"]
             for r in M["skew"]]
-    return (f"{k} workers, {M['epochs']} epochs, sync, medians of {M['repeats']} seeds:\n\n"
+    return (f"{k} workers, {M['epochs']} epochs, sync, medians of {_repeats(M, 'skew')} seeds:\n\n"
             + markdown(["shard", "combine", "final accuracy", "points vs iid + bmuf", "epochs to 97%"], rows))
 
 
@@ -255,8 +260,10 @@ def modes_federated() -> str:
              r["rounds"], pct(r["final_accuracy"]), f"{(r['final_accuracy'] - base) * 100:+.2f}",
              r["epochs_to_97"] if r["epochs_to_97"] else f"not in {M['epochs']}"]
             for r in M["federated"] + M.get("scaffold-steps", [])]
+    steps = (f" (the `--local-steps` rows: {_repeats(M, 'scaffold-steps')})"
+             if _repeats(M, "scaffold-steps") != _repeats(M, "federated") else "")
     return (f"{k} workers, {M['epochs']} epochs, label-skewed data, each algorithm's defaults (lr 0.01, per-sample SGD, "
-            f"one local epoch), medians of {M['repeats']} seeds:\n\n"
+            f"one local epoch), medians of {_repeats(M, 'federated')} seeds{steps}:\n\n"
             + markdown(["clients", "algorithm", "rounds", "final accuracy", "points vs iid + bmuf", "epochs to 97%"], rows))
 
 
@@ -283,8 +290,10 @@ def fedavg() -> str:
         rows.append([FED_ROWS.get(t["row"], t["row"]), t["paper_rounds"] or "—",
                      f"{med:g} ({by_seed})" if med is not None else f"— ({by_seed})",
                      f"{t['ratio']:.2f}" if t["ratio"] else None, lr])
-    return markdown(["row (2NN, E = 1, C = 0.1)", "paper", f"dtrain, median of seeds {seeds[0]}-{seeds[-1]}",
-                     "dtrain / paper", "lr"], rows)
+    counts = {len(t["by_seed"]) for t in F["table"]}
+    runs = (f"median of seeds {seeds[0]}-{seeds[-1]}" if len(counts) == 1
+            else "median (each seed's, from seed 0: " + " or ".join(map(str, sorted(counts))) + " seeds a row)")
+    return markdown(["row (2NN, E = 1, C = 0.1)", "paper", f"dtrain, {runs}", "dtrain / paper", "lr"], rows)
 
 
 def fedavg_ratios() -> str:
