@@ -283,7 +283,8 @@ def fedavg() -> str:
     F = load("fedavg.json")
     seeds = sorted({r["seed"] for r in F["runs"]})
     rows = []
-    for t in F["table"]:
+    order = list(FED_ROWS)
+    for t in sorted(F["table"], key=lambda t: (order.index(t["row"]) if t["row"] in order else len(order), t.get("server_lr") or 0)):
         by_seed = ", ".join("—" if x is None else str(x) for x in t["by_seed"])
         med = t["median_rounds_to_97"]
         lr = f"{t['lr']:g}" + (f", server {t['server_lr']:g}" if t.get("server_lr") else "")
