@@ -63,12 +63,12 @@ class Rounds(Settings):
         ge=1,
         description="Samples each worker trains between weight syncs in epoch 1.",
         json_schema_extra=_shown(
-            "with bmuf, the larger of 2000/workers and shard/(4 x workers), shard = samples per worker; else 2000/workers"
+            "with bmuf, shard/(4 x workers), shard = samples per worker, and at least 2000/workers up to 8 workers; else 2000/workers"
         ),
     )
     sync_growth: float = Field(
         DEFAULT_SYNC_GROWTH, ge=1, le=16, allow_inf_nan=False,
-        description="Factor the sync block grows by each epoch, up to a whole shard.",
+        description="Factor the sync block grows by each epoch, up to a whole shard (bmuf: up to --late-rounds rounds an epoch).",
     )
 
     @property
@@ -122,7 +122,7 @@ class Sync(Rounds):
     block_momentum: float | None = Field(
         None, ge=0, lt=1, allow_inf_nan=False,
         description="Server momentum: BMUF's block momentum (sync), FedAvg's server momentum (fedavg, fedprox).",
-        json_schema_extra=_shown("1 - 1/workers, at most 0.5 on whole-shard rounds (sync); 0 (fedavg)"),
+        json_schema_extra=_shown("1 - 1/workers, then --late-momentum once the blocks stop growing (sync); 0 (fedavg)"),
     )
     late_rounds: int | None = Field(
         None, ge=1,
