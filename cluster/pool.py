@@ -6,21 +6,18 @@ paid for both. The registry keeps the workers a job is done with, idle, and
 leases them to the next job that needs workers on their node:
 
 - A warm worker is a detached named actor ("warm-<node id>-<n>", namespace
-  "dtrain") that asks for **no CPUs**, pinned to its node. A job still reserves
-  its CPUs with its placement group, as it does without the pool, and leases
-  one warm worker on each bundle's node. So an idle pool reserves nothing that
-  another job or Ray user could need.
+  "dtrain") that asks for **no CPUs**, pinned to its node. A job reserves its
+  CPUs with its placement group and leases one warm worker per CPU it reserves
+  on a node (one per worker if it cannot pack): an idle pool reserves nothing.
 - A worker holds no job of its own: every call that trains carries the job's
   assignment (worker/actor.py). A warm worker Ray restarts mid-job comes back
   empty and takes its shard back on the call Ray retries, as a job's own
   workers do; results are the same bit for bit, pooled or not.
 - Leases live here, in the registry, under one lock, so two jobs never get the
   same worker. A restarted registry asks each warm worker which job it serves.
-- An idle worker is let go after `idle_s` (DTRAIN_POOL_IDLE_S, 10 minutes by
-  default; 0 turns the pool off), and the idle workers of a node stay within
-  `memory_mib` (DTRAIN_POOL_MEMORY_MIB) of resident memory: the longest idle go
-  first. Workers on a lost node, and those of a job that ended without
-  returning them, are let go too.
+- Let go: a worker idle for `idle_s` (DTRAIN_POOL_IDLE_S, default 10 minutes; 0
+  turns the pool off); the longest idle of a node over `memory_mib` of resident
+  memory (DTRAIN_POOL_MEMORY_MIB); those on a lost node or of a job that ended.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dtrain.cluster.workers import RESTARTABLE, OwnWorkers, hosts
+from dtrain.cluster.workers import RESTARTABLE, OwnWorkers, process_ranks
 from dtrain.errors import UserError
 from dtrain.worker.actor import Worker
 
@@ -259,10 +256,8 @@ class WarmPool:
 
 
 class PooledWorkers:
-    """A cluster job's workers, leased from the registry's warm pool on the nodes of its
-    placement group's bundles (the group holds the CPUs; warm workers ask for none), given
-    back when done. With `pack`, the job's workers on a node share one warm process per CPU
-    they reserve there, as local mode's do (workers.OwnWorkers)."""
+    """A cluster job's workers, leased from the warm pool on its placement group's nodes and
+    given back when done; with `pack`, one warm process per CPU the job reserves on a node."""
 
     def __init__(self, registry: Any, job_id: str, pack: bool = False):
         self.registry, self.job_id, self.pack = registry, job_id, pack
@@ -283,8 +278,7 @@ class PooledWorkers:
             ranks_on.setdefault(node, []).append(rank)
         processes = [  # (node, the ranks its process hosts)
             (node, [ranks[i] for i in hosted])
-            for node, ranks in ranks_on.items()
-            for hosted in (hosts(len(ranks), share) if self.pack else [[i] for i in range(len(ranks))])
+            for node, ranks in ranks_on.items() for hosted in process_ranks(len(ranks), share, self.pack)
         ]
         leased = ray.get(self.registry.lease_workers.remote(self.job_id, [node for node, _ in processes]),
                          timeout=LEASE_TIMEOUT_S)

@@ -50,6 +50,11 @@ def hosts(workers: int, share: float) -> list[list[int]]:
     return [list(range(p, workers, n)) for p in range(n)]
 
 
+def process_ranks(workers: int, share: float, pack: bool) -> list[list[int]]:
+    """The ranks each worker process hosts: `hosts` when packing, else one process per worker."""
+    return hosts(workers, share) if pack else [[rank] for rank in range(workers)]
+
+
 class OwnWorkers:
     """A job's own workers: started in its placement group, killed when it is done with them.
 
@@ -62,7 +67,7 @@ class OwnWorkers:
         self.pack = pack
 
     def _hosts(self, workers: int, share: float) -> list[list[int]]:
-        return hosts(workers, share) if self.pack else [[rank] for rank in range(workers)]
+        return process_ranks(workers, share, self.pack)
 
     def bundles(self, workers: int, share: float) -> list[float]:
         """The CPUs of each bundle of the job's placement group: one bundle per process."""

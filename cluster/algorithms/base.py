@@ -56,12 +56,12 @@ class Run:
         """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
         return self.workers[rank].train.remote(start, task, self.assignments[rank])
 
-    def train_round(self, start: Any, tasks: dict[int, Task]) -> dict[int, Any]:
+    def train_round(self, start: Any, tasks: dict[int, Task], sum_in_process: bool) -> dict[int, Any]:
         """Every worker of a round runs its task from `start`: result references by rank, for
-        `reduction.apply_round`. With a flat reduction, workers that share a process (packed,
-        cluster/workers.py) train in one call, which sums their results (Worker.train_many)
-        and stands for all of them under the first one's rank."""
-        if not isinstance(self.reduction, Flat):  # a tree's reducers group the results by rank
+        `reduction.apply_round`. With `sum_in_process` and a flat reduction, workers that share a
+        process (packed, cluster/workers.py) train in one call, which sums their results
+        (Worker.train_many) and stands for all of them under the first one's rank."""
+        if not sum_in_process or not isinstance(self.reduction, Flat):  # a tree's reducers group by rank
             return {rank: self.train(rank, start, task) for rank, task in tasks.items()}
         by_process: dict[int, list[int]] = {}
         for rank in tasks:

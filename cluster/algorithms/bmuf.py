@@ -105,9 +105,7 @@ class SyncRounds(Algorithm):
                 raise JobCancelled(f"stopped after {len(scorer.history)} of {periods} epochs")
             for r in range(run.plan.rounds[period]):
                 tasks = self.tasks(run, period, r)
-                results = (run.train_round(start, tasks) if self.sums_in_process
-                           else {rank: run.train(rank, start, t) for rank, t in tasks.items()})
-                start = run.reduction.apply_round(server, results)
+                start = run.reduction.apply_round(server, run.train_round(start, tasks, self.sums_in_process))
             # end_epoch waits on the period's last apply: if one failed, it never runs.
             submitted = (period, server.end_epoch.remote(start), server.model.remote())
             if previous is not None and scorer.finish(*previous):
