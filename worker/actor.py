@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dtrain.worker.shard import ShardTrainer
-from dtrain.worker.tasks import Partial, Task, Update, partial_sum
+from dtrain.worker.tasks import Task, Update
 
 
 @dataclass(frozen=True)
@@ -155,12 +155,13 @@ class Worker:
         restarted, self._restart_unreported = int(self._restart_unreported), False
         return Update(theta, samples, loss, correct, restarted, version, assignment.rank, busy)
 
-    def train_many(self, start: tuple[np.ndarray, int], tasks: tuple[Task, ...], assignments: tuple[Assignment, ...]) -> Partial:
+    def train_many(self, start: tuple[np.ndarray, int], tasks: tuple[Task, ...], assignments: tuple[Assignment, ...]) -> list[Update]:
         """`train` for several of the shards this process hosts, in order, from the same start:
-        their results summed into one partial, as a node's reducer would (cluster/reduce.py).
-        One call and one model-sized result a round for all of them, instead of one each:
-        with 64 workers on 2 processes that was most of a round's cost."""
-        return partial_sum([self.train(start, task, assignment) for task, assignment in zip(tasks, assignments)])
+        one call a round for all of them instead of one each (with 64 workers on 2 processes
+        the calls were most of a round's cost). The results stay apart, for the server to sum
+        in rank order: a sum grouped by process would change with the layout, and a job
+        placed again after a lost node would then not train the same bits."""
+        return [self.train(start, task, assignment) for task, assignment in zip(tasks, assignments)]
 
     def forget_after(self, periods_done: int) -> None:
         """Drop the figures for the periods after the first `periods_done`: the job went back

@@ -59,8 +59,8 @@ class Run:
     def train_round(self, start: Any, tasks: dict[int, Task], sum_in_process: bool) -> dict[int, Any]:
         """Every worker of a round runs its task from `start`: result references by rank, for
         `reduction.apply_round`. With `sum_in_process` and a flat reduction, workers that share a
-        process (packed, cluster/workers.py) train in one call, which sums their results
-        (Worker.train_many) and stands for all of them under the first one's rank."""
+        process (packed, cluster/workers.py) train in one call (Worker.train_many), whose list of
+        results stands for all of them under the first one's rank."""
         if not sum_in_process or not isinstance(self.reduction, Flat):  # a tree's reducers group by rank
             return {rank: self.train(rank, start, task) for rank, task in tasks.items()}
         by_process: dict[int, list[int]] = {}
