@@ -73,8 +73,9 @@ def refusal(status: int, problem: str, field: str | None = None) -> JSONResponse
 
 # Long: one nested function per route, each a few lines, closed over `jobs` (FastAPI reads
 # the routes from their decorators); split by group, they would pass `jobs` around instead.
-def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
-    """The API over `jobs` (LocalJobs or ClusterJobs), for requests bearing `token`."""
+def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = None) -> FastAPI:
+    """The API over `jobs` (LocalJobs or ClusterJobs), for requests bearing `token`; a cluster's
+    API also says its Ray address, so that a client can tell it is the one it meant (client.py)."""
     app = FastAPI(
         title="dtrain",
         version=__version__,
@@ -146,7 +147,8 @@ def make_app(jobs: Any, token: str, where: str = "") -> FastAPI:
     @app.get(f"{PREFIX}/service")
     def service() -> dict[str, Any]:
         """What answers here: dtrain's version, where its jobs are kept, the runtime."""
-        return {"dtrain_version": __version__, "storage": jobs.root, "where": where or jobs.where, "runtime": jobs.runtime}
+        answer = {"dtrain_version": __version__, "storage": jobs.root, "where": where or jobs.where, "runtime": jobs.runtime}
+        return {**answer, "ray_address": ray_address} if ray_address else answer
 
     @app.get(f"{PREFIX}/pool")
     def pool() -> dict[str, Any] | None:

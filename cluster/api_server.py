@@ -9,10 +9,15 @@ one secret serves both; otherwise dtrain makes one on first start, in
 
 Ray restarts the actor if its process dies; the new one serves the same port and
 token (jobs live in the storage directory, not in the server).
+
+Once it listens it writes <storage>/api.json: its URL and the address of its Ray
+cluster. A `dtrain` command on the head node finds it there and talks HTTP
+instead of joining Ray as a driver (cluster/client.py: ~1.5 s less per command).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -20,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster import placement
+from dtrain.cluster.http_client import ADVERT_FILE
 from dtrain.cluster.job_runner import NAMESPACE
+from dtrain.files import write_atomic
 
 API_NAME = "api"
 DEFAULT_HOST = "127.0.0.1"
@@ -59,6 +66,7 @@ class ApiServer:
     """Serves api.py's app over the registry's jobs, in a thread of this actor."""
 
     def __init__(self, root: str):
+        import ray
         import uvicorn
 
         from dtrain.cluster.api import make_app
@@ -68,11 +76,20 @@ class ApiServer:
         self.host = os.environ.get("DTRAIN_API_HOST", DEFAULT_HOST)
         self.port = int(os.environ.get("DTRAIN_API_PORT", DEFAULT_PORT))
         jobs = ClusterJobs.of_registry(get_registry())
-        app = make_app(jobs, service_token(Path(root)))
+        self.ray_address = ray.get_runtime_context().gcs_address
+        app = make_app(jobs, service_token(Path(root)), ray_address=self.ray_address)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="dtrain-api", daemon=True)
         self.thread.start()
+        threading.Thread(target=self._advertise, args=(Path(root),), name="dtrain-api-advert", daemon=True).start()
+
+    def _advertise(self, root: Path) -> None:
+        """Write <root>/api.json once listening, for the head node's clients (client.py)."""
+        where = self.url()
+        if "url" in where:
+            advert = {"url": where["url"], "ray_address": self.ray_address, "pid": os.getpid()}
+            write_atomic(root / ADVERT_FILE, json.dumps(advert).encode())
 
     def pid(self) -> int:
         return os.getpid()

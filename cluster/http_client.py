@@ -27,6 +27,9 @@ from dtrain.spec import JobSpec
 #: Seconds a request may take (a cancel waits for the job to stop: up to ~30 s).
 TIMEOUT_S = 60.0
 
+#: What the cluster's API server writes in its storage directory once it listens (api_server.py).
+ADVERT_FILE = "api.json"
+
 TOKEN_HINT = "set DTRAIN_TOKEN to the head node's <storage>/api_token (or, with Ray's token authentication on, Ray's token)"
 
 
@@ -66,8 +69,13 @@ class HttpJobs:
 
     # Asked for only when a command shows where the jobs are: `dtrain status JOB` is one request.
     @cached_property
+    def service(self) -> dict[str, Any]:
+        """What answers: dtrain's version, where its jobs are kept, its runtime (and Ray address)."""
+        return self._json("GET", "/service")
+
+    @property
     def root(self) -> str:
-        return self._json("GET", "/service")["storage"]
+        return self.service["storage"]
 
     @property
     def where(self) -> str:

@@ -194,6 +194,51 @@ def test_the_cli_works_over_http_without_ray_and_the_api_survives_its_process(tw
     assert new_pid != pid
 
 
+def test_commands_on_the_head_take_its_advertised_api_and_go_through_ray_when_it_does_not_fit(two_node_cluster):
+    cluster = two_node_cluster
+    cluster.json("status")  # starts the registry and its API, which advertises itself in the storage
+    advert_file = cluster.storage / "api.json"
+    wait_until(advert_file.exists, 60, "the API to write api.json")
+    advert = json.loads(advert_file.read_text())
+    assert advert["url"] == cluster.api
+
+    def head_dtrain(*args: str) -> tuple[dict, bool]:
+        """`dtrain ARGS --json` on the head, as its user (no address): the answer, and whether it imported Ray."""
+        proc = subprocess.run([sys.executable, "-c", NO_RAY_CLI, *args, "--json"], capture_output=True, text=True,
+                              timeout=180, env=cluster.env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.splitlines()[-1]), proc.stderr.rstrip().endswith("RAY_IMPORTED")
+
+    submitted, imported_ray = head_dtrain("submit", "--workers", "2", "--epochs", "1")
+    assert submitted["state"] == "SUCCEEDED" and submitted["runtime"] == "cluster" and not imported_ray
+    status, imported_ray = head_dtrain("status")
+    assert cluster.api in status["storage"] and not imported_ray
+
+    # An advert of another cluster (or a stale one): the same command, through Ray.
+    try:
+        advert_file.write_text(json.dumps({**advert, "ray_address": "10.9.9.9:6379"}))
+        status, imported_ray = head_dtrain("status")
+        assert imported_ray and cluster.api not in status["storage"] and status["runtime"] == "cluster"
+    finally:
+        advert_file.write_text(json.dumps(advert))
+
+
+@pytest.mark.parametrize("advert", ["not json", "{}", '{"url": "http://127.0.0.1:9", "ray_address": "10.0.0.5:6379"}'])
+def test_an_advert_that_is_damaged_or_does_not_answer_is_passed_over(tmp_path, advert):
+    from dtrain.cluster.client import advertised_api
+    from dtrain.cluster.connect import Target
+
+    (tmp_path / "api.json").write_text(advert)
+    assert advertised_api(Target("cluster", "10.0.0.5:6379"), tmp_path) is None  # port 9: nothing listens
+
+
+def test_an_advert_names_a_cluster_by_its_port_and_host_or_loopback():
+    from dtrain.cluster.client import same_address
+
+    assert same_address("10.0.0.5:6379", "10.0.0.5:6379") and same_address("10.0.0.5:6379", "127.0.0.1:6379")
+    assert not same_address("10.0.0.5:6379", "10.0.0.6:6379") and not same_address("10.0.0.5:6379", "127.0.0.1:6380")
+
+
 POINTS = "JSON.stringify(document.querySelectorAll('#accuracy circle.point').length)"
 
 
