@@ -74,6 +74,7 @@ def execute(
     should_stop: Callable[[], bool] | None = None,
     dataset: Dataset | None = None,
     crew: Any = None,
+    data: Any = None,
 ) -> JobResult:
     """Run the job and leave its record in a final state; re-raise what ended it early.
 
@@ -81,7 +82,7 @@ def execute(
     check, made before the job is recorded; here every way of ending is recorded.
     A job whose run directory holds checkpoints resumes from them.
     A cancel request in the store stops it like `should_stop` does. `crew` gives
-    the job its workers (run_job's).
+    the job its workers, `data` its data if an earlier job left it (run_job's).
     """
     job_id = record.id
 
@@ -103,7 +104,7 @@ def execute(
         result = run_job(
             record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop,
             may_start=(lambda: first_in_line(store, record)) if record.owner.runtime == "cluster" else None,
-            crew=crew,
+            crew=crew, data=data,
         )
     except JobCancelled as e:
         end("CANCELLED", str(e))

@@ -45,7 +45,8 @@ class Owner(BaseModel):
     runtime "local": the dtrain process `pid` on `host` runs it in an embedded Ray.
     runtime "cluster": the job registry `registry` runs it: the id of the cluster's head node,
     so the same across restarts of the registry actor, and new with each cluster. Once
-    the job's runner starts, `pid` is the runner's process (on the head node).
+    the job's runner starts, `pid` is the runner's process (on the head node), and `runner`
+    names that actor.
     """
 
     # "kind" in job.json files of dtrain 0.1
@@ -53,6 +54,7 @@ class Owner(BaseModel):
     host: str
     pid: int = 0
     registry: str = ""
+    runner: str = ""  # the name of the runner actor (cluster), so that a restarted registry finds it
 
 
 class JobRecord(BaseModel):

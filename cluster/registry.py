@@ -1,8 +1,8 @@
-"""Jobs that live in the cluster: a job registry actor, and one runner actor per job.
+"""Jobs that live in the cluster: a job registry actor, and a runner actor for each running job.
 
 Both are detached (the runner is job_runner.py) (they outlive the client that submitted the job) and stay on
 the head node, next to the storage directory. The registry is found by name
-in the "dtrain" namespace from any node; it creates a runner per job and
+in the "dtrain" namespace from any node; it gives each job a runner and
 answers list/status/cancel/pull. The runner drives the job (data, parameter
 server, workers) and is its record's only writer. Both are threaded actors, so
 the registry answers while jobs start, run and stop.
@@ -10,8 +10,8 @@ the registry answers while jobs start, run and stop.
 A registry that dies is restarted by Ray under the same name, and calls to it
 are retried (its methods are safe to run twice). It keeps nothing that the
 storage directory does not: the restarted one takes up the running jobs of
-its cluster again, each through its runner, found by name ("runner-<job id>"),
-so a job never gets a second runner.
+its cluster again, each through its runner, found by the name the job's record
+gives it, so a job never gets a second runner.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any
 from dtrain.cluster import placement
 from dtrain.cluster.api_server import get_or_create_api
 from dtrain.cluster.pool import PoolSettings, WarmPool
-from dtrain.cluster.job_runner import NAMESPACE, REGISTRY_NAME, new_runner, runner_name
+from dtrain.cluster.job_runner import NAMESPACE, REGISTRY_NAME, runner_name
+from dtrain.cluster.runners import IdleRunner
 from dtrain.cluster.jobstore import (
     DEFAULT_STORAGE,
     JobStore,
@@ -54,6 +55,7 @@ def refusal(error: UserError) -> dict[str, Any]:
 @dataclass
 class _Running:
     runner: Any
+    name: str = ""  # the runner's actor name
     ended: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
 
@@ -72,6 +74,7 @@ class JobRegistry:
         self.running: dict[str, _Running] = {}
         self.lock = threading.Lock()
         self.pool = self._warm_pool()
+        self.idle_runner = IdleRunner(str(self.root), self.pool.settings.idle_s)
         threading.Thread(target=self._reap_idle, daemon=True, name="dtrain-pool-reaper").start()
         self._take_up_running_jobs()
         # The HTTP API starts with the registry (and again with a restarted one: the same actor if it lives).
@@ -96,6 +99,7 @@ class JobRegistry:
             time.sleep(interval)  # a periodic sweep, not a wait for a condition
             try:
                 self.pool.reap(self._job_done)
+                self.idle_runner.reap()
             except Exception:  # a sweep that failed (Ray busy) is tried again next time
                 continue
 
@@ -140,16 +144,20 @@ class JobRegistry:
         whose runner had not started yet when the registry was lost)."""
         import ray
 
+        named = set()
         for record in self.store.records():
             if record.done or record.owner.runtime != "cluster" or record.owner.registry != self.id:
                 continue
-            running = self.running[record.id] = _Running(runner=None)
+            name = record.owner.runner or runner_name(record.id)
+            running = self.running[record.id] = _Running(runner=None, name=name)
+            named.add(name)
             try:
-                running.runner = ray.get_actor(runner_name(record.id), namespace=NAMESPACE)
+                running.runner = ray.get_actor(name, namespace=NAMESPACE)
             except ValueError:  # no runner by that name
                 threading.Thread(target=self._start, args=(record.id, running, self._refused_later), daemon=True).start()
             else:
                 threading.Thread(target=self._watch, args=(record.id, running), daemon=True).start()
+        self.idle_runner.let_go_unnamed(named)  # the lost registry's idle runner: no record names it
 
     def _refused_later(self, job_id: str, problem: UserError) -> None:
         self.store.update(job_id, state="FAILED", message=str(problem), ended_at=time.time())
@@ -199,18 +207,20 @@ class JobRegistry:
         return self.store.load(job_id).model_dump(mode="json")
 
     def _start(self, job_id: str, running: _Running, refused: Callable[[str, UserError], None]) -> UserError | None:
-        """Create the job's runner and have it check the job; then watch it run. Returns why it
-        cannot run (having called `refused(job_id, why)` and forgotten the runner), or None."""
+        """Give the job a runner and have it check the job; then watch it run. Returns why it
+        cannot run (having called `refused(job_id, why)` and let the runner go), or None."""
         import ray
 
         try:
-            running.runner = runner = new_runner(str(self.root), job_id)
-            problem = ray.get(runner.prepare.remote(), timeout=PREPARE_TIMEOUT_S)
+            problem = self._prepare(job_id, running)
         except Exception as e:  # the runner could not even start
             problem = UserError(f"the job's runner did not start: {type(e).__name__}")
-        if problem:
             if running.runner is not None:
                 ray.kill(running.runner)
+        else:
+            if problem:  # the job cannot run; its runner can run the next
+                self.idle_runner.keep(running.name, running.runner)
+        if problem:
             with self.lock:
                 self.running.pop(job_id, None)
             refused(job_id, problem)
@@ -218,6 +228,23 @@ class JobRegistry:
             return problem
         threading.Thread(target=self._watch, args=(job_id, running), daemon=True).start()
         return None
+
+    def _prepare(self, job_id: str, running: _Running) -> UserError | None:
+        """Give the job a runner (the idle one, else a new one), named in its record, and have it
+        check the job; returns why the job cannot run, or None."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        for attempt in range(2):
+            running.name, running.runner = self.idle_runner.take()
+            record = self.store.load(job_id)
+            self.store.update(job_id, owner=record.owner.model_copy(update={"runner": running.name}))
+            try:
+                return ray.get(running.runner.prepare.remote(job_id), timeout=PREPARE_TIMEOUT_S)
+            except RayActorError:  # an idle runner that died meanwhile: a new one
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def _watch(self, job_id: str, running: _Running) -> None:
         """Wait for a job's runner to finish, record how it ended if the runner could not, and remove it.
@@ -228,8 +255,10 @@ class JobRegistry:
         """
         import ray
 
+        ended = False
         try:
-            ray.get(running.runner.run.remote())
+            ray.get(running.runner.run.remote(job_id))
+            ended = True
         except Exception as e:
             if not self.store.load(job_id).done:
                 if running.cancelled:
@@ -239,7 +268,10 @@ class JobRegistry:
                         job_id, state="FAILED", message=f"the job's runner died ({type(e).__name__})", ended_at=time.time()
                     )
         finally:
-            ray.kill(running.runner)
+            if ended:  # its job is over: the next job may have it (runners.py)
+                self.idle_runner.keep(running.name, running.runner)
+            else:
+                ray.kill(running.runner)
             self.pool.release(job_id)  # those a runner that died could not give back
             with self.lock:
                 self.running.pop(job_id, None)
@@ -274,7 +306,7 @@ class JobRegistry:
             return wait_for_local_cancel(self.store, job_id, CANCEL_GRACE_S).model_dump(mode="json")
         running.cancelled = True
         if running.runner is not None:
-            running.runner.cancel.remote()  # the job stops at its next epoch (or while it waits for CPUs)
+            running.runner.cancel.remote(job_id)  # the job stops at its next epoch (or while it waits for CPUs)
         if not running.ended.wait(CANCEL_GRACE_S) and running.runner is not None:
             ray.kill(running.runner)  # _watch then records it CANCELLED
             running.ended.wait(CANCEL_GRACE_S)

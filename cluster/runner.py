@@ -24,14 +24,15 @@ from dtrain.cluster import placement
 from dtrain.cluster.algorithms import algorithm_for
 from dtrain.cluster.connect import connect_local
 from dtrain.reports.job_report import JobReport, examples, until_accuracy_summary
-from dtrain.cluster.layout import Layout, training_rows
+from dtrain.cluster.datacache import DataCache
+from dtrain.cluster.layout import Layout
 from dtrain.cluster.outcome import JobCancelled, JobFailed, OnEvent, WorkersLost
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.files import read_jsonl, write_json
 from dtrain.cluster.rundir import start_or_resume, wait_for_turn
 from dtrain.cluster.training import Job, NodeWatch, train_periods
 from dtrain.cluster.workers import PLACEMENT_TIMEOUT_S, OwnWorkers, assignments, packable, wait_until_ready
-from dtrain.data.mnist import N_CLASSES, Dataset, load_dataset
+from dtrain.data.mnist import N_CLASSES, Dataset
 from dtrain.errors import UserError
 from dtrain.model.evaluate import PIXEL_SCALE, Evaluation
 from dtrain.model.kernels import resolve_kernel
@@ -74,12 +75,11 @@ class Trained:
     startup_s: float | None
 
 
-def preflight(spec: JobSpec, nodes: list[float]) -> Dataset:
+def preflight(spec: JobSpec, nodes: list[float], data: DataCache | None = None) -> Dataset:
     """Check that the job can run on nodes of `nodes` CPUs before anything starts: its
-    data loads, fits the workers, and the workers fit the nodes. Returns the data."""
-    from dtrain.data.mnist import load_dataset
-
-    dataset = load_dataset(spec.data_dir)
+    data loads (from `data` if it has it), fits the workers, and the workers fit the nodes.
+    Returns the data."""
+    dataset = (data or DataCache()).dataset(spec.data_dir)
     check_fits(spec, dataset)
     placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
     return dataset
@@ -104,6 +104,7 @@ def run_job(
     should_stop: Callable[[], bool] | None = None,
     may_start: Callable[[], bool] | None = None,
     crew: Any = None,
+    data: DataCache | None = None,
 ) -> JobResult:
     """Train `spec` on the connected Ray cluster (an embedded one if none); write the run directory.
 
@@ -113,12 +114,14 @@ def run_job(
     `may_start` says whether the job may reserve its CPUs yet (jobs queue in
     submission order on a cluster); it is polled until it does. `crew` gives the job its
     workers and takes them back (`start(group, share)`, `finish(workers)`): its own by
-    default (workers.OwnWorkers), or a cluster's warm ones (pool.PooledWorkers).
+    default (workers.OwnWorkers), or a cluster's warm ones (pool.PooledWorkers). `data` keeps
+    datasets and their training rows for later jobs of the same process (datacache.py).
     """
     emit = on_event or (lambda kind, payload: None)
     stop = should_stop or (lambda: False)
     t_start = time.perf_counter()
-    dataset = dataset or load_dataset(spec.data_dir)
+    data = data or DataCache()
+    dataset = dataset or data.dataset(spec.data_dir)
     check_fits(spec, dataset)
     kernel = resolve_kernel(spec.kernel)
     start_or_resume(run_dir, spec)
@@ -129,7 +132,7 @@ def run_job(
     # sparse rows (0.2-0.5 s that would otherwise delay creating the workers).
     preparing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dtrain-prepare")
     warm = preparing.submit(algorithm.warm_up, kernel, dataset.n_features)
-    training_set = preparing.submit(training_rows, dataset, layout)
+    training_set = preparing.submit(data.training_set, dataset, layout)
     preparing.shutdown(wait=False)
     connect_local()  # before Ray is imported here: it sets Ray's environment for this process (connect.py)
     import ray
@@ -158,7 +161,7 @@ def run_job(
     server = start_server(job)  # first: its process starts while the data goes into the object store
     try:
         # The dataset enters the object store once; every worker gets the references.
-        data_refs = tuple(ray.put(a) for a in training_set.result())
+        data_refs = data.put(*training_set.result())
         trained = place_and_train(job, server, share, data_refs, kernel, warm, crew)
     finally:
         ray.kill(server)

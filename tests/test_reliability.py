@@ -51,6 +51,7 @@ def test_a_job_adopts_the_warm_workers_and_one_killed_mid_job_changes_nothing(tw
     running = cluster.wait_for_epoch(job_id, 2)
     assert running["epoch"] < EPOCHS - 1, "too late to disturb the job"
     assert sorted(running["worker_pids"]) == sorted(baseline["worker_pids"])  # adopted, not started anew
+    assert running["owner"]["pid"] == baseline["owner"]["pid"]  # so was the baseline's runner, with its data (runners.py)
     os.kill(running["worker_pids"][1], signal.SIGKILL)
 
     final = cluster.follow(job_id)
@@ -149,6 +150,11 @@ def test_a_lost_registry_is_restarted_and_the_running_job_runs_on(two_node_clust
     # have resumed the job from a checkpoint), and each epoch recorded once.
     assert final["owner"]["pid"] == runner
     assert final["recoveries"] == 0
+    # It kept the job's runner (idle now), and lets go of the idle runner the lost registry kept, which no record names.
+    runners = ("import json; print(json.dumps(sorted(a['name'] for a in ray.util.list_named_actors(all_namespaces=True) "
+               "if a['name'].startswith('runner-')), separators=(',', ':')))")
+    wait_until(lambda: json.loads(cluster.run_python(runners)) == [running["owner"]["runner"]], 60,
+               "the lost registry's idle runner to go")
     assert epochs_recorded(cluster.storage / "jobs" / job_id) == list(range(1, EPOCHS + 1))
     no_partial_files(cluster.storage / "jobs" / job_id)
 
