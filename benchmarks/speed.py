@@ -486,6 +486,13 @@ class Cluster:
         return {"options": options, "wall_s": run["wall_s"], "timing": timing, "outside_run_job_s": run["wall_s"] - timing["total_s"],
                 "test_accuracy": result["test_accuracy"], "epochs": result["epochs"], "history": result["history"]}
 
+    def status(self) -> dict[str, Any]:
+        """`dtrain status --json` on this cluster from a new client process: the least a command costs
+        (Python, dtrain's imports, one request, exit); `via_http` whether it took the cluster's HTTP API."""
+        run = run_command([*CLI, "status", "--json"], 60, env=self.env)
+        answer = json.loads(run["stdout"].strip().splitlines()[-1])
+        return {"wall_s": run["wall_s"], "via_http": "http://" in answer["storage"]}
+
     def stop(self) -> dict[str, Any]:
         pids = self.processes()
         try:
@@ -522,6 +529,7 @@ def cluster_section(R: dict[str, Any], quick: bool, repeats: int, cpus: float, a
     try:
         log(f"cluster: first job, dtrain submit {' '.join(first_job)}")
         C["first"] = attempt("cluster_first", lambda: cluster.submit(first_job, 300))
+        C["client"] = attempt("cluster_client", lambda: [cluster.status() for _ in range(3)])
         rep_s = None
         for rep in range(repeats):
             if rep and not may_repeat(f"cluster repeat {rep + 1}", (rep_s or 60) * 1.15):
@@ -660,6 +668,12 @@ class Kernels:
 # -------------------------------------------------------- 2-4. in-process jobs
 
 
+def machine_cpu_of_this_run() -> float:
+    """CPU seconds used so far by this process and every process under it (its embedded Ray:
+    daemons, workers, servers): what an in-process job's CPU time is measured by."""
+    return cpu_seconds({os.getpid()} | descendants(os.getpid(), proc_table()))
+
+
 def in_process_job(spec: JobSpec, dataset: Any = None, on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
     from dtrain.cluster.runner import run_job
 
@@ -670,8 +684,11 @@ def in_process_job(spec: JobSpec, dataset: Any = None, on_epoch: Callable[[dict]
         now = time.perf_counter() - t0
         if kind == "started":
             events["started_s"] = now
+            events["cpu_at_start_s"] = machine_cpu_of_this_run()
         elif kind == "epoch":
             events["epoch_s"][payload["epoch"]] = now
+            if payload["epoch"] == spec.periods and not spec.until_accuracy:  # the training phase's end
+                events["cpu_at_end_s"] = machine_cpu_of_this_run()
             if on_epoch:
                 on_epoch(payload)
 
@@ -1460,13 +1477,69 @@ def baseline_ratios(R: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
          side("run_job, 1 worker, samples / train s", [r for r in tta if r["workers"] == 1], k_sps(1), "samples/s")),
     ]
     out = []
+    limits = bounds(R, {key: bottom["median"] for key, _, _, bottom in rows})
     for key, figure, top, bottom in rows:
         op, goal, goal_text = GOALS[key]
         ratio = top["median"] / bottom["median"] if top["median"] and bottom["median"] else None
         met = None if ratio is None else (ratio <= goal if op == "<=" else ratio >= goal)
         out.append({"key": key, "figure": figure, "numerator": top, "denominator": bottom, "ratio": ratio,
-                    "goal": goal_text, "met": met})
+                    "goal": goal_text, "met": met, "bound": limits.get(key)})
     return out
+
+
+def bounds(R: dict[str, Any], denominators: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    """What each figure cannot pass on this machine, from costs measured in this run that the job cannot
+    avoid: a ratio's floor (for a "≤" goal) or ceiling (for "≥"), with the sum it is made of.
+
+    - A job's training can take no less than the plain process's training divided among the cores.
+    - Local mode starts and stops an embedded Ray (ray.init, ray.shutdown, measured in this run).
+    - A command on a running cluster costs at least what `dtrain status --json` does there (a new
+      client process: Python, dtrain's imports, one request over the cluster's HTTP API, exit).
+    - 2 workers ÷ 1: a job's processes (workers, parameter server, the driver scoring every epoch,
+      Ray) share the cores, so its training phase lasts at least their CPU time ÷ the cores.
+    """
+    cores = R["machine"].get("ray_cpus") or R["machine"]["cpus"]
+    C = R.get("cluster") or {}
+    out: dict[str, dict[str, Any]] = {}
+
+    def training(runs: list, until: str) -> float | None:  # the plain process's training phase, to exit or to 97%
+        return med([r[until] - r["interpreter_s"] - r["ready_s"] for r in runs if r.get(until) is not None])
+
+    def floor(key: str, parts: list[tuple[str, float | None]]) -> None:
+        if all(v is not None for _, v in parts) and denominators.get(key):
+            total = sum(v for _, v in parts)
+            out[key] = {"kind": "floor", "seconds": total, "ratio": total / denominators[key],
+                        "parts": {name: v for name, v in parts}}
+
+    plain, plain_c = R.get("one_process") or [], C.get("one_process") or []
+    client = med([c["wall_s"] for c in C.get("client") or []])
+    floor("local_8w", [("ray.init", R.get("in_process_ray_init_s")), ("ray.shutdown", R.get("ray_shutdown_s")),
+                       (f"plain training ÷ {cores:g} cores", (training(plain, "wall_s") or 0) / cores or None)])
+    floor("cluster_8w", [("a client command", client),
+                         (f"plain training ÷ {cores:g} cores", (training(plain_c, "wall_s") or 0) / cores or None)])
+    floor("cluster_2w_97", [("a client command", client),
+                            (f"plain training to 97% ÷ {min(cores, 2):g} cores",
+                             (training(plain_c, "to_target_s") or 0) / min(cores, 2) or None)])
+    tta = [r for r in R.get("time_to_accuracy") or [] if r.get("until_accuracy") is None]
+    one = med([r["timing"]["train_s"] for r in tta if r["workers"] == 1])
+    two = [r for r in tta if r["workers"] == 2 and "cpu_at_end_s" in r["events"]]
+    cpu2 = med([r["events"]["cpu_at_end_s"] - r["events"]["cpu_at_start_s"] for r in two])
+    if one and cpu2:
+        busy = med([sum(w["busy_s"] for w in r["workers_stats"]) for r in two if r.get("workers_stats")])
+        out["two_over_one"] = {"kind": "ceiling", "ratio": one / (cpu2 / cores),
+                               "parts": {"one_worker_train_s": one, "job_cpu_s": cpu2, "sgd_cpu_s": busy, "cores": cores}}
+    return out
+
+
+def bound_text(bound: dict[str, Any] | None) -> str | None:
+    if not bound:
+        return None
+    p = bound["parts"]
+    if bound["kind"] == "floor":
+        return f"≥ {bound['ratio']:.2f}: " + " + ".join(f"{name} {v:.2f} s" for name, v in p.items())
+    return (f"≤ {bound['ratio']:.2f}: the 2-worker job's processes used {p['job_cpu_s']:.2f} CPU-s in training "
+            f"(SGD in its workers {p['sgd_cpu_s'] or 0:.2f}), so ≥ {p['job_cpu_s'] / p['cores']:.2f} s on {p['cores']:g} "
+            f"cores; 1 worker's training: {p['one_worker_train_s']:.2f} s")
 
 
 def baseline_table(R: dict[str, Any], P: Any, quick: bool) -> None:
@@ -1480,7 +1553,7 @@ def baseline_table(R: dict[str, Any], P: Any, quick: bool) -> None:
         return f"{v} ({side['runs']})"
 
     table = [[r["figure"], f"{value(r['numerator'])} ÷ {value(r['denominator'])}", f(r["ratio"], ".2f"), r["goal"],
-              None if r["met"] is None else ("yes" if r["met"] else "no")] for r in rows]
+              None if r["met"] is None else ("yes" if r["met"] else "no"), bound_text(r.get("bound"))] for r in rows]
     plain, C, AB = R.get("one_process") or [], R.get("cluster") or {}, R.get("kernel_ab") or {}
     notes = ["(n): the runs a median is of. A ratio's two sides were measured in this run, their runs alternated: the "
              "local row's baseline runs after each headline job (no Ray running), the cluster rows' after each pair of "
@@ -1501,11 +1574,14 @@ def baseline_table(R: dict[str, Any], P: Any, quick: bool) -> None:
         if first:
             text += f", a first job (`dtrain submit {' '.join(first['options'])}`, {first['wall_s']:.1f} s, which starts dtrain's registry and API)"
         text += ", then each repeat's two jobs, each from a new client process."
-        if warm:
-            text += (f" The warm 8-worker job: start-up in run_job {med([r['timing']['startup_s'] for r in warm]):.2f} s, "
-                     f"training {med([r['timing']['train_s'] for r in warm]):.2f} s, outside run_job (client start, submission, "
-                     f"following, exit) {med([r['outside_run_job_s'] for r in warm]):.2f} s; test accuracy "
-                     f"{med([r['test_accuracy'] for r in warm]) * 100:.2f}%.")
+        for name, runs in (("8-worker job", warm), ("2-worker job to 97%", C.get("runs_2w_97") or [])):
+            if runs:
+                text += (f" The warm {name}: start-up in run_job {med([r['timing']['startup_s'] for r in runs]):.2f} s, "
+                         f"training {med([r['timing']['train_s'] for r in runs]):.2f} s, the rest of run_job (scoring "
+                         f"the last epoch, saving) {med([r['timing']['total_s'] - r['timing']['startup_s'] - r['timing']['train_s'] for r in runs]):.2f} s, "
+                         f"outside run_job (client start, submission, following, exit) "
+                         f"{med([r['outside_run_job_s'] for r in runs]):.2f} s; test accuracy "
+                         f"{med([r['test_accuracy'] for r in runs]) * 100:.2f}%.")
         if C.get("one_process"):
             busy = med([r["cluster_cpu_s"] / r["wall_s"] for r in C["one_process"]])
             text += (f" The cluster rows' baseline: {med([r['wall_s'] for r in C['one_process']]):.2f} s to exit, "
@@ -1518,8 +1594,15 @@ def baseline_table(R: dict[str, Any], P: Any, quick: bool) -> None:
                      f"{AB['samples']} samples a run, the same weights and shuffled order, {AB['rounds']} runs each alternated "
                      f"ABBA; both match sgd_numpy on 2,000 samples (max |difference| {max(diffs.values()):.1e}).")
     notes.append("2 workers ÷ 1 worker: section 4's in-process run_job jobs, samples trained / training phase s.")
+    notes.append("Bound: what the figure cannot pass here, from costs measured in this run that the job cannot avoid "
+                 "(speed.py's `bounds`): a floor is the least the job's seconds could be, ÷ the same baseline; a ceiling the "
+                 "most its ratio could be. Plain training = the plain process's time to exit (or to 97%) less Python's "
+                 "start-up and its imports and data. A client command = `dtrain status --json` on the running cluster, a new "
+                 "process (median of 3" + (", over the cluster's HTTP API" if all(c.get("via_http") for c in C.get("client") or [{}])
+                                           else "") + "). A goal past its bound cannot be met on this machine.")
     P.table(f"Baseline ratios ({'QUICK run: short jobs, 1 repeat' if quick else 'full run'}): the issue's figures, "
-            f"each a ratio of two medians measured in this run", ["figure", "measured (runs)", "ratio", "goal", "met"],
+            f"each a ratio of two medians measured in this run",
+            ["figure", "measured (runs)", "ratio", "goal", "met", "bound on this machine (measured in this run)"],
             table, notes)
 
 
