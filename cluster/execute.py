@@ -75,6 +75,7 @@ def execute(
     dataset: Dataset | None = None,
     crew: Any = None,
     data: Any = None,
+    server: Any = None,
 ) -> JobResult:
     """Run the job and leave its record in a final state; re-raise what ended it early.
 
@@ -82,7 +83,8 @@ def execute(
     check, made before the job is recorded; here every way of ending is recorded.
     A job whose run directory holds checkpoints resumes from them.
     A cancel request in the store stops it like `should_stop` does. `crew` gives
-    the job its workers, `data` its data if an earlier job left it (run_job's).
+    the job its workers, `data` its data if an earlier job left it, `server` a parameter
+    server started for it (run_job's).
     """
     job_id = record.id
 
@@ -104,7 +106,7 @@ def execute(
         result = run_job(
             record.spec, store.job_dir(job_id), job_id, on_event=emit, dataset=dataset, should_stop=stop,
             may_start=(lambda: first_in_line(store, record)) if record.owner.runtime == "cluster" else None,
-            crew=crew, data=data,
+            crew=crew, data=data, server=server,
         )
     except JobCancelled as e:
         end("CANCELLED", str(e))

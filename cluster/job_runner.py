@@ -22,7 +22,7 @@ from dtrain.cluster.execute import execute
 from dtrain.cluster.jobstore import JobStore
 from dtrain.cluster.pool import PooledWorkers
 from dtrain.cluster.workers import packable
-from dtrain.cluster.runner import JobCancelled, JobFailed, preflight
+from dtrain.cluster.runner import JobCancelled, JobFailed, preflight, start_server
 from dtrain.errors import UserError
 
 #: The Ray namespace of dtrain's named actors (the registry, the runners, the API, the warm workers).
@@ -42,13 +42,16 @@ class JobRunner:
     """Runs jobs, one at a time: checks a job can run, trains it, stops it when asked.
 
     A runner whose job has ended may be given the next one (runners.py): it keeps the
-    datasets and training rows it loaded (datacache.py), so that job starts sooner.
+    datasets and training rows it loaded (datacache.py), and it starts the next job's
+    parameter server as soon as it is idle (or checks a job), so that job starts sooner.
     Every call names its job, so a runner Ray restarted (empty) takes it up again.
     """
 
     def __init__(self, root: str):
         self.store = JobStore(Path(root))
         self.data = DataCache()
+        self.next_server: Any = None  # a parameter server started for the next job (runner.start_server)
+        self.server_lock = threading.Lock()
         self.datasets: dict[str, Any] = {}  # job id -> the dataset prepare() checked
         self.stops: dict[str, threading.Event] = {}
         self.running = threading.Lock()
@@ -57,6 +60,7 @@ class JobRunner:
     def prepare(self, job_id: str) -> UserError | None:
         """Check that the job can run here (its data, the workers it asks for): None, or why not."""
         spec = self.store.load(job_id).spec
+        self._start_next_server()  # its process starts while the job is checked and its client told
         try:
             self.datasets[job_id] = preflight(spec, placement.node_cpus(), self.data)
         except UserError as e:
@@ -78,12 +82,20 @@ class JobRunner:
 
                 # The job's workers come from the cluster's warm pool, which the registry keeps.
                 crew = PooledWorkers(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE), job_id, pack=packable(record.spec))
+                with self.server_lock:
+                    server, self.next_server = self.next_server, None
                 try:
                     execute(self.store, record, should_stop=self._stop(job_id).is_set, dataset=self.datasets.pop(job_id, None),
-                            crew=crew, data=self.data)
+                            crew=crew, data=self.data, server=server)
                 except (JobCancelled, JobFailed, UserError):
                     pass  # the record says how it ended
+                self._start_next_server()  # while this runner waits, idle, for its next job
         return self.store.load(job_id).state
+
+    def _start_next_server(self) -> None:
+        with self.server_lock:
+            if self.next_server is None:
+                self.next_server = start_server()
 
     def cancel(self, job_id: str) -> None:
         self._stop(job_id).set()

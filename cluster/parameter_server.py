@@ -44,9 +44,17 @@ class ParameterServer:
     (in local mode Ray carries them inside its replies: cluster/connect.py).
     """
 
-    def __init__(self, sizes: tuple[int, ...], *, seed: int, rule: Rule, checkpoints: str | None = None):
-        # The initial model is made here from its seed rather than sent: a restart reruns
-        # this constructor, and small arguments are all Ray must keep for that.
+    def __init__(self, sizes: tuple[int, ...] | None = None, *, seed: int = 0, rule: Rule | None = None,
+                 checkpoints: str | None = None):
+        # A job's runner starts its server before it knows the job (so that its process is up
+        # by then) and configures it before every rewind, so a restarted one is configured again.
+        if sizes is not None:
+            self.configure(sizes, seed=seed, rule=rule, checkpoints=checkpoints)
+
+    def configure(self, sizes: tuple[int, ...], *, seed: int, rule: Rule, checkpoints: str | None = None) -> None:
+        """Hold a new job's model from its first version on: rewind() then takes it to its last checkpoint."""
+        # The initial model is made here from its seed rather than sent: small arguments are
+        # all a reconfiguration needs.
         self.theta0 = he_init(sizes, np.random.default_rng(seed))
         self.n_classes = sizes[-1]
         self.rule = rule

@@ -105,6 +105,7 @@ def run_job(
     may_start: Callable[[], bool] | None = None,
     crew: Any = None,
     data: DataCache | None = None,
+    server: Any = None,
 ) -> JobResult:
     """Train `spec` on the connected Ray cluster (an embedded one if none); write the run directory.
 
@@ -116,6 +117,8 @@ def run_job(
     workers and takes them back (`start(group, share)`, `finish(workers)`): its own by
     default (workers.OwnWorkers), or a cluster's warm ones (pool.PooledWorkers). `data` keeps
     datasets and their training rows for later jobs of the same process (datacache.py).
+    `server` is a parameter server started beforehand (`start_server`), for this job to
+    configure and end; else it starts its own.
     """
     emit = on_event or (lambda kind, payload: None)
     stop = should_stop or (lambda: False)
@@ -158,7 +161,7 @@ def run_job(
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint", "resumed": True})
     # One node (local mode): workers that share its cores share processes too (workers.OwnWorkers).
     crew = crew or OwnWorkers(pack=packable(spec) and len(nodes) == 1)
-    server = start_server(job)  # first: its process starts while the data goes into the object store
+    server = server or start_server()  # first: its process starts while the data goes into the object store
     try:
         # The dataset enters the object store once; every worker gets the references.
         data_refs = data.put(*training_set.result())
@@ -168,8 +171,9 @@ def run_job(
     return finish(job, job_id, kernel, trained, recoveries)
 
 
-def start_server(job: Job) -> Any:
-    """The parameter server actor, on the head node, holding the algorithm's update rule."""
+def start_server() -> Any:
+    """A parameter server actor on the head node, for a job to configure (training.py does, with
+    the algorithm's update rule, before each rewind)."""
     import ray
 
     return (
@@ -180,7 +184,7 @@ def start_server(job: Job) -> Any:
             max_restarts=SERVER_RESTARTS,
             max_task_retries=0,  # the runner rewinds it to a checkpoint instead: a round must not be applied twice
         )
-        .remote(job.sizes, seed=job.spec.seed, rule=job.algorithm.rule(job.plan), checkpoints=str(job.run_dir / "checkpoints"))
+        .remote()
     )
 
 

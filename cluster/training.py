@@ -104,6 +104,10 @@ def train_periods(
         try:
             scorer = Scorer(job.spec, job.plan, job.sizes, x_test, job.dataset.y_test, job.run_dir, job.emit, history,
                             await_totals or (lambda ref, done: ray.get(ref)))
+            # The server starts empty, and so does one Ray restarted: it takes the job from its
+            # first version, and the rewind from there to the last checkpoint.
+            server.configure.remote(job.sizes, seed=job.spec.seed, rule=job.algorithm.rule(job.plan),
+                                    checkpoints=str(job.run_dir / "checkpoints"))
             if not scorer.rewind(server, job.t_start):
                 if attempt:  # the workers trained past the checkpoint, and train that again now
                     ray.get([worker.forget_after.remote(scorer.done) for worker in workers], timeout=RECOVERY_TIMEOUT_S)
