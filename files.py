@@ -101,12 +101,25 @@ def _drop_torn_line(fd: int) -> None:
     os.ftruncate(fd, 0)
 
 
+class DamagedFile(ValueError):
+    """A file dtrain wrote does not read back as written: edited by hand, or damaged on disk."""
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The file's complete lines as JSON; an unfinished last line (being written, or cut off
-    by a crash) is not one of them."""
+    by a crash) is not one of them. DamagedFile, naming the line, for a complete line that is
+    not JSON."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
     complete = data[: data.rfind(b"\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(complete.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise DamagedFile(f"{path}: line {number} is not a JSON record (the file is damaged or was edited)") from None
+    return records

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from dtrain.files import read_jsonl, write_json
+from dtrain.files import DamagedFile, read_jsonl, write_json
 from dtrain.errors import Conflict, NotFound, UserError
 from dtrain.spec import JobSpec
 
@@ -183,7 +183,10 @@ class JobStore:
     def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
         """The job's epoch lines from the `since`-th on; UserError for an unknown id (not an empty list)."""
         self.load(job_id)
-        return read_jsonl(self.job_dir(job_id) / "metrics.jsonl")[since:]
+        try:
+            return read_jsonl(self.job_dir(job_id) / "metrics.jsonl")[since:]
+        except DamagedFile as e:
+            raise UserError(str(e)) from None
 
     def read_artifact(self, job_id: str, name: str) -> bytes | None:
         """An artifact's bytes, or None if the job has not written it; UserError for an unknown id or name."""

@@ -119,6 +119,33 @@ DAMAGE = {
 }
 
 
+def test_a_damaged_complete_line_is_named_and_the_cli_says_so_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from dtrain.cli.main import app
+    from dtrain.cluster.jobstore import JobStore, local_owner
+    from dtrain.errors import UserError
+    from dtrain.files import DamagedFile
+    from dtrain.spec import JobSpec
+
+    store = JobStore(tmp_path / "storage")
+    job = store.create(JobSpec(workers=1, epochs=3), local_owner())
+    path = store.job_dir(job.id) / "metrics.jsonl"
+    for epoch in (1, 2, 3):
+        append_jsonl(path, {"epoch": epoch})
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b'{"epoch": 2, "te\n' + lines[2])  # an edit, or a bad disk: not the torn last line
+
+    with pytest.raises(DamagedFile, match=r"metrics.jsonl: line 2 is not a JSON record"):
+        read_jsonl(path)
+    with pytest.raises(UserError, match=r"line 2 is not a JSON record"):
+        store.metrics(job.id)
+    result = CliRunner().invoke(app, ["logs", job.id, "--local", "--storage", str(tmp_path / "storage")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [f"error: {path}: line 2 is not a JSON record (the file is damaged or was edited)"]
+    assert store.load(job.id).id == job.id and path.read_bytes().count(b"\n") == 3  # nothing was lost or rewritten
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 def test_checkpoint_load_falls_back_past_a_damaged_file_to_the_one_before(tmp_path, damage):
     newest = _checkpoints(tmp_path)
