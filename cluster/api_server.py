@@ -12,7 +12,7 @@ token (jobs live in the storage directory, not in the server).
 
 Once it listens it writes <storage>/api.json: its URL and the address of its Ray
 cluster. A `dtrain` command on the head node finds it there and talks HTTP
-instead of joining Ray as a driver (cluster/client.py: ~1.5 s less per command).
+instead of joining Ray as a driver (http_client.advertised_api: ~1.5 s less per command).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class ApiServer:
         threading.Thread(target=self._advertise, args=(Path(root),), name="dtrain-api-advert", daemon=True).start()
 
     def _advertise(self, root: Path) -> None:
-        """Write <root>/api.json once listening, for the head node's clients (client.py)."""
+        """Write <root>/api.json once listening, for the head node's clients (http_client.advertised_api)."""
         where = self.url()
         if "url" in where:
             advert = {"url": where["url"], "ray_address": self.ray_address, "pid": os.getpid()}

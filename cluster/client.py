@@ -10,7 +10,6 @@ Both return plain data (JobRecord, dicts, bytes) and raise UserError for a bad r
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster.connect import Target, connect, resolve
-from dtrain.cluster.http_client import ADVERT_FILE, HttpJobs, is_http
+from dtrain.cluster.http_client import HttpJobs, advertised_api, is_http
 from dtrain.cluster.jobstore import (
     ARTIFACTS,
     JobRecord,
@@ -221,43 +220,7 @@ def open_jobs(address: str | None = None, local: bool = False, storage: str | No
     requested = requested_storage(storage)
     if target.runtime == "local":
         return LocalJobs(resolve_root(requested))
-    return advertised_api(target, resolve_root(requested)) or ClusterJobs(target, requested)
-
-
-def advertised_api(target: Target, root: Path) -> HttpJobs | None:
-    """The HTTP API of `target`'s cluster, when this machine is its head node and the API is up.
-
-    Joining Ray as a driver costs a command ~1.5 s (import, connect, shut down); one HTTP
-    request costs milliseconds. The API server leaves <storage>/api.json on the head
-    (api_server.py); it is used only if it names `target`'s Ray address and its API
-    answers this client, keeping its jobs in `root`. Anything else: None, and the
-    command goes through Ray as before.
-    """
-    try:
-        advert = json.loads((root / ADVERT_FILE).read_text())
-        url, ray_address = advert["url"], advert["ray_address"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not (target.address and same_address(ray_address, target.address)):
-        return None
-    jobs = HttpJobs(url)
-    try:
-        service = jobs.service
-    except UserError:  # not listening (any more), or not for this client's token
-        return None
-    # Another cluster's API may have taken the port since: it must say the advertised cluster.
-    if service.get("ray_address") != ray_address or Path(service["storage"]) != root:
-        return None
-    return jobs
-
-
-def same_address(advertised: str, asked: str) -> bool:
-    """Whether two host:port addresses of Ray's are one: the same port, and the same host or this
-    machine by another name (the head advertises its IP; a client may say 127.0.0.1)."""
-    a_host, _, a_port = advertised.rpartition(":")
-    b_host, _, b_port = asked.rpartition(":")
-    loopback = {"127.0.0.1", "localhost", "::1", ""}
-    return a_port == b_port and (a_host == b_host or b_host in loopback)
+    return advertised_api(target.address, resolve_root(requested)) or ClusterJobs(target, requested)
 
 
 def follow(

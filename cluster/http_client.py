@@ -3,7 +3,8 @@
 `HttpJobs` answers the calls `dtrain` commands make (cluster/client.py's Jobs), so
 every job command works with `--address http://HOST:PORT` (or DTRAIN_ADDRESS) as
 it does through Ray, with the same output and exit codes; nothing here imports
-Ray. `Client` is the same for scripts and notebooks.
+Ray. `Client` is the same for scripts and notebooks. `advertised_api` finds the API
+of a cluster whose head node is this machine, so that commands run there skip Ray too.
 
 The bearer token: DTRAIN_TOKEN, else the file DTRAIN_TOKEN_PATH names, else the
 api_token of the default storage (~/.dtrain/api_token: on the head node itself),
@@ -148,6 +149,42 @@ class HttpJobs:
 
     def pool(self) -> dict[str, Any] | None:
         return self._json("GET", "/pool")
+
+
+def advertised_api(address: str | None, root: Path) -> HttpJobs | None:
+    """The HTTP API of the Ray cluster at `address`, when this machine is its head node and the API is up.
+
+    Joining Ray as a driver costs a command ~1.5 s (import, connect, shut down); one HTTP
+    request costs milliseconds. The API server leaves <storage>/api.json on the head
+    (api_server.py); it is used only if it names that Ray address and its API
+    answers this client, keeping its jobs in `root`. Anything else: None, and the
+    command goes through Ray as before.
+    """
+    try:
+        advert = json.loads((root / ADVERT_FILE).read_text())
+        url, ray_address = advert["url"], advert["ray_address"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (address and same_address(ray_address, address)):
+        return None
+    jobs = HttpJobs(url)
+    try:
+        service = jobs.service
+    except UserError:  # not listening (any more), or not for this client's token
+        return None
+    # Another cluster's API may have taken the port since: it must say the advertised cluster.
+    if service.get("ray_address") != ray_address or Path(service["storage"]) != root:
+        return None
+    return jobs
+
+
+def same_address(advertised: str, asked: str) -> bool:
+    """Whether two host:port addresses of Ray's are one: the same port, and the same host or this
+    machine by another name (the head advertises its IP; a client may say 127.0.0.1)."""
+    a_host, _, a_port = advertised.rpartition(":")
+    b_host, _, b_port = asked.rpartition(":")
+    loopback = {"127.0.0.1", "localhost", "::1", ""}
+    return a_port == b_port and (a_host == b_host or b_host in loopback)
 
 
 class Client:

@@ -225,15 +225,14 @@ def test_commands_on_the_head_take_its_advertised_api_and_go_through_ray_when_it
 
 @pytest.mark.parametrize("advert", ["not json", "{}", '{"url": "http://127.0.0.1:9", "ray_address": "10.0.0.5:6379"}'])
 def test_an_advert_that_is_damaged_or_does_not_answer_is_passed_over(tmp_path, advert):
-    from dtrain.cluster.client import advertised_api
-    from dtrain.cluster.connect import Target
+    from dtrain.cluster.http_client import advertised_api
 
     (tmp_path / "api.json").write_text(advert)
-    assert advertised_api(Target("cluster", "10.0.0.5:6379"), tmp_path) is None  # port 9: nothing listens
+    assert advertised_api("10.0.0.5:6379", tmp_path) is None  # port 9: nothing listens
 
 
 def test_an_advert_names_a_cluster_by_its_port_and_host_or_loopback():
-    from dtrain.cluster.client import same_address
+    from dtrain.cluster.http_client import same_address
 
     assert same_address("10.0.0.5:6379", "10.0.0.5:6379") and same_address("10.0.0.5:6379", "127.0.0.1:6379")
     assert not same_address("10.0.0.5:6379", "10.0.0.6:6379") and not same_address("10.0.0.5:6379", "127.0.0.1:6380")
