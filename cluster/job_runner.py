@@ -37,20 +37,26 @@ RUNNER_PREFIX = "runner-"
 #: Times Ray restarts a lost job runner (which then resumes the job from its last checkpoint).
 RUNNER_RESTARTS = 3
 
+#: How long a kept parameter server may take to answer, before a job, whether Ray restarted it.
+SERVER_CHECK_TIMEOUT_S = 10.0
+
 
 class JobRunner:
     """Runs jobs, one at a time: checks a job can run, trains it, stops it when asked.
 
     A runner whose job has ended may be given the next one (runners.py): it keeps the
-    datasets and training rows it loaded (datacache.py), and it starts the next job's
-    parameter server as soon as it is idle (or checks a job), so that job starts sooner.
+    datasets and training rows it loaded (datacache.py), and the parameter server of a
+    job that succeeded, which the next job configures afresh (training.py). The server of a
+    job that failed or was cancelled, which may still hold that job's rounds, is replaced,
+    and so is one that Ray restarted (it has used some of its restarts) or lost.
     Every call names its job, so a runner Ray restarted (empty) takes it up again.
     """
 
     def __init__(self, root: str):
         self.store = JobStore(Path(root))
         self.data = DataCache()
-        self.next_server: Any = None  # a parameter server started for the next job (runner.start_server)
+        self.server: Any = None  # the parameter server for the next job (runner.start_server)
+        self.server_kept = False  # whether it served a job already
         self.server_lock = threading.Lock()
         self.datasets: dict[str, Any] = {}  # job id -> the dataset prepare() checked
         self.stops: dict[str, threading.Event] = {}
@@ -60,7 +66,7 @@ class JobRunner:
     def prepare(self, job_id: str) -> UserError | None:
         """Check that the job can run here (its data, the workers it asks for): None, or why not."""
         spec = self.store.load(job_id).spec
-        self._start_next_server()  # its process starts while the job is checked and its client told
+        self._start_server()  # its process starts while the job is checked and its client told
         try:
             self.datasets[job_id] = preflight(spec, placement.node_cpus(), self.data)
         except UserError as e:
@@ -82,20 +88,49 @@ class JobRunner:
 
                 # The job's workers come from the cluster's warm pool, which the registry keeps.
                 crew = PooledWorkers(ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE), job_id, pack=packable(record.spec))
-                with self.server_lock:
-                    server, self.next_server = self.next_server, None
+                server = self._server_for_job()
                 try:
                     execute(self.store, record, should_stop=self._stop(job_id).is_set, dataset=self.datasets.pop(job_id, None),
                             crew=crew, data=self.data, server=server)
+                    succeeded = True
                 except (JobCancelled, JobFailed, UserError):
-                    pass  # the record says how it ended
-                self._start_next_server()  # while this runner waits, idle, for its next job
+                    succeeded = False  # the record says how it ended
+                self._after_job(server, keep=succeeded)
         return self.store.load(job_id).state
 
-    def _start_next_server(self) -> None:
+    def _start_server(self) -> None:
         with self.server_lock:
-            if self.next_server is None:
-                self.next_server = start_server()
+            if self.server is None:
+                self.server, self.server_kept = start_server(), False
+
+    def _server_for_job(self) -> Any:
+        """The server a job is to use: the one kept from the last job if Ray never restarted it
+        (one that did has used some of its restarts; one lost for good does not answer), else a new one."""
+        import ray
+
+        with self.server_lock:
+            if self.server is not None and self.server_kept:
+                try:
+                    restarted = ray.get(self.server.restarted.remote(), timeout=SERVER_CHECK_TIMEOUT_S)
+                except Exception:  # lost, or not answering
+                    restarted = True
+                if restarted:
+                    ray.kill(self.server)
+                    self.server = None
+        self._start_server()
+        return self.server
+
+    def _after_job(self, server: Any, keep: bool) -> None:
+        """Keep the job's server for the next job, or end it and start the next job's while this runner is idle."""
+        import ray
+
+        with self.server_lock:
+            if keep:
+                self.server_kept = True
+                return
+            ray.kill(server)
+            self.server = None
+        self._start_server()
 
     def cancel(self, job_id: str) -> None:
         self._stop(job_id).set()

@@ -78,6 +78,12 @@ class ParameterServer:
 
         return os.getpid()
 
+    def restarted(self) -> bool:
+        """Whether Ray restarted this server after its process was lost."""
+        import ray
+
+        return ray.get_runtime_context().was_current_actor_reconstructed
+
     def start(self) -> tuple[np.ndarray, int]:
         """The weights workers train from next, and their version."""
         return self.rule.start(), self.version

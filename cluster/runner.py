@@ -117,8 +117,8 @@ def run_job(
     workers and takes them back (`start(group, share)`, `finish(workers)`): its own by
     default (workers.OwnWorkers), or a cluster's warm ones (pool.PooledWorkers). `data` keeps
     datasets and their training rows for later jobs of the same process (datacache.py).
-    `server` is a parameter server started beforehand (`start_server`), for this job to
-    configure and end; else it starts its own.
+    `server` is a parameter server the caller started (`start_server`) and ends, for this job
+    to configure; else the job starts its own and ends it.
     """
     emit = on_event or (lambda kind, payload: None)
     stop = should_stop or (lambda: False)
@@ -161,13 +161,15 @@ def run_job(
         emit_counting("recovering", {"epochs_done": done_before, "reason": "resumed from its last checkpoint", "resumed": True})
     # One node (local mode): workers that share its cores share processes too (workers.OwnWorkers).
     crew = crew or OwnWorkers(pack=packable(spec) and len(nodes) == 1)
+    own_server = server is None
     server = server or start_server()  # first: its process starts while the data goes into the object store
     try:
         # The dataset enters the object store once; every worker gets the references.
         data_refs = data.put(*training_set.result())
         trained = place_and_train(job, server, share, data_refs, kernel, warm, crew)
     finally:
-        ray.kill(server)
+        if own_server:
+            ray.kill(server)
     return finish(job, job_id, kernel, trained, recoveries)
 
 

@@ -12,9 +12,12 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from dtrain.cluster.jobstore import JobStore
 
 from clusters import TwoNodes, wait_until
 
@@ -72,6 +75,46 @@ def test_a_job_adopts_the_warm_workers_and_one_killed_mid_job_changes_nothing(tw
     # An idle pool holds no CPUs: every CPU of the cluster is free for the next job, or anyone's.
     free = cluster.run_python("print(ray.available_resources().get('CPU', 0) == ray.cluster_resources()['CPU'])")
     assert free.strip().splitlines()[-1] == "True"
+
+
+def parameter_servers() -> set[int]:
+    """The processes on this machine that host a parameter server (Ray titles them by their actor's class)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::ParameterServer"):
+                found.add(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def test_a_lost_parameter_server_is_restarted_and_the_next_job_gets_a_new_one(two_node_cluster, baseline):
+    """A runner keeps the parameter server of a job that succeeded for its next job, which
+    configures it afresh (job_runner.py). Killed mid-job, the server is restarted by Ray and
+    rewound to the last checkpoint: the job ends with the baseline's accuracy. Having used one
+    of its restarts, it then serves no other job: the next job gets a new one."""
+    cluster = two_node_cluster
+    store = JobStore(cluster.storage)
+    previous = max((r for r in store.records() if r.state == "SUCCEEDED"), key=lambda r: r.ended_at)
+    job_id = cluster.json("submit", *SPEC, "--detach")["job_id"]
+    running = cluster.wait_for_epoch(job_id, 2)
+    assert running["epoch"] < EPOCHS - 1, "too late to disturb the job"
+    assert running["owner"]["pid"] == previous.owner.pid  # the idle runner took it...
+    assert running["server_pid"] == previous.server_pid  # ...with the last job's server
+    os.kill(running["server_pid"], signal.SIGKILL)
+
+    final = cluster.follow(job_id)
+    assert final["state"] == "SUCCEEDED", final["message"]
+    assert final["recoveries"] >= 1
+    assert final["test_accuracy"] == baseline["test_accuracy"]
+    restarted = wait_until(lambda: parameter_servers() - {running["server_pid"]} or None, 60, "the restarted server")
+
+    after = cluster.json("submit", "--workers", "2", "--epochs", "1", "--detach")["job_id"]
+    done = cluster.follow(after)
+    assert done["state"] == "SUCCEEDED", done["message"]
+    assert done["server_pid"] not in restarted | {running["server_pid"]}
+    wait_until(lambda: not (restarted & parameter_servers()), 60, "the restarted server to be let go")
 
 
 def test_a_lost_node_takes_its_workers_which_are_placed_again_on_the_node_left(two_node_cluster, baseline):
