@@ -6,7 +6,10 @@
     POST /api/v1/jobs                           submit a job spec (JSON, flat or nested: spec.py)
     GET  /api/v1/jobs/{id}                      one job's record
     GET  /api/v1/jobs/{id}/metrics?since=N      its epoch lines from the N-th on
-    GET  /api/v1/jobs/{id}/logs                 the same, streamed as NDJSON until the job ends
+    GET  /api/v1/jobs/{id}/progress?since=N&version=V&wait=S
+                                                its record and epoch lines from the N-th on, once
+                                                either has changed since V (a long poll)
+    GET  /api/v1/jobs/{id}/logs                 its epoch lines, streamed as NDJSON until the job ends
     POST /api/v1/jobs/{id}/cancel               stop it at its next epoch
     POST /api/v1/jobs/{id}/resume               continue a FAILED or CANCELLED job
     GET  /api/v1/jobs/{id}/artifacts/{name}     spec.json, metrics.jsonl, report.json or model.npz
@@ -25,8 +28,8 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import Body, FastAPI, Request
@@ -34,9 +37,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import ValidationError
 
 from dtrain import __version__
-from dtrain.cluster import pages
+from dtrain.cluster import jobwatch, pages
 from dtrain.reports.html import render_html
-from dtrain.cluster.jobstore import ARTIFACTS, JobRecord, valid_job_id
+from dtrain.cluster.jobstore import ARTIFACTS, JobRecord, JobStore, valid_job_id
 from dtrain.errors import NotFound, UserError
 from dtrain.spec import JobSpec, spec_error
 
@@ -45,8 +48,8 @@ PREFIX = "/api/v1"
 #: The largest request body accepted (a job spec is well under 4 KiB).
 MAX_BODY_BYTES = 64 << 10
 
-#: How often a streamed log looks for new epoch lines.
-POLL_S = 0.2
+#: The longest a streamed log waits for news before it asks the registry again anyway.
+STREAM_WAIT_S = 2.0
 
 #: Pages (not the API) may run their own inline script and load nothing from elsewhere.
 CSP = (
@@ -181,6 +184,17 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
             raise UserError(f"expected 0 or more, got {since}", "since")
         return jobs.metrics(checked(job_id), since)
 
+    @app.get(f"{PREFIX}/jobs/{{job_id}}/progress")
+    def progress(job_id: str, since: int = 0, version: str = "", wait: float = 0.0) -> dict[str, Any]:
+        """The job's record and its epoch lines from the `since`-th on, with the `version` they
+        are at. Given the version of an earlier answer and `wait` seconds (at most 10), it
+        answers once the record or the lines have changed since, or when the wait is over."""
+        if since < 0:
+            raise UserError(f"expected 0 or more, got {since}", "since")
+        job_dir = JobStore(Path(jobs.root)).job_dir(jobs.job(checked(job_id)).id)  # a 404 before any wait
+        now = jobwatch.wait_for_change(job_dir, version, wait) if version else jobwatch.version(job_dir)
+        return {"record": jobs.job(job_id), "metrics": jobs.metrics(job_id, since), "version": now}
+
     @app.get(f"{PREFIX}/jobs/{{job_id}}/logs")
     def logs(job_id: str) -> StreamingResponse:
         """The job's epoch lines as NDJSON, streamed as they are written, then its final record."""
@@ -211,9 +225,10 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
     return app
 
 
-def stream(jobs: Any, job_id: str, poll_s: float = POLL_S) -> Iterator[bytes]:
+def stream(jobs: Any, job_id: str, wait_s: float = STREAM_WAIT_S) -> Iterator[bytes]:
     """A job's epoch lines as they come, one JSON object a line, then {"record": its final record}."""
-    seen = 0
+    job_dir = JobStore(Path(jobs.root)).job_dir(job_id)
+    seen, version = 0, jobwatch.version(job_dir)
     while True:
         record = jobs.job(job_id)
         for line in jobs.metrics(job_id, seen):
@@ -222,7 +237,7 @@ def stream(jobs: Any, job_id: str, poll_s: float = POLL_S) -> Iterator[bytes]:
         if record.done:
             yield (json.dumps({"record": record.model_dump(mode="json")}) + "\n").encode()
             return
-        time.sleep(poll_s)
+        version = jobwatch.wait_for_change(job_dir, version, wait_s)
 
 
 def openapi_schema() -> dict[str, Any]:

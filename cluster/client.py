@@ -32,8 +32,11 @@ from dtrain.files import write_atomic
 from dtrain.errors import Conflict, UserError
 from dtrain.spec import JobSpec
 
-#: How often a follower asks for news of a running job.
+#: How often a follower asks for news of a running job (through Ray; over HTTP, it waits for news).
 POLL_S = 0.25
+
+#: How long one long poll of the cluster's HTTP API may wait for news of a followed job.
+WAIT_S = 5.0
 
 #: A local job's own cancel request is honoured within this long.
 LOCAL_CANCEL_TIMEOUT_S = 30.0
@@ -233,8 +236,9 @@ def follow(
     seen_epochs = 0
     started = False
     message = None
+    version = ""
     while True:
-        record = jobs.job(job_id)
+        record, lines, version = progress(jobs, job_id, seen_epochs, version, poll_s)
         if record.state == "PENDING" and record.message != message:
             message = record.message
             on_event("pending", {"message": message})
@@ -249,12 +253,22 @@ def follow(
                     "nodes": record.nodes,
                 },
             )
-        for line in jobs.metrics(job_id, seen_epochs):
+        for line in lines:
             seen_epochs += 1
             on_event("epoch", line)
         if record.done:
             return record
+
+
+def progress(jobs: Jobs, job_id: str, since: int, version: str, poll_s: float) -> tuple[JobRecord, list[dict[str, Any]], str]:
+    """The job's record and its epoch lines from the `since`-th on, and a version of them: at once
+    when `version` is "", else once they have changed since that version. The cluster's HTTP API
+    waits for the change (a long poll), so news arrives within ~10 ms; through Ray, after `poll_s`."""
+    if isinstance(jobs, HttpJobs):
+        return jobs.progress(job_id, since, version, WAIT_S if version else 0.0)
+    if version:
         time.sleep(poll_s)
+    return jobs.job(job_id), jobs.metrics(job_id, since), "polled"
 
 
 def pull(jobs: Jobs, job_id: str, dest: Path) -> list[Path]:

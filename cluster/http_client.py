@@ -127,6 +127,15 @@ class HttpJobs:
     def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", f"/jobs/{quote(job_id)}/metrics?since={int(since)}")
 
+    def progress(self, job_id: str, since: int, version: str = "", wait_s: float = 0.0) -> tuple[JobRecord, list[dict[str, Any]], str]:
+        """The job's record, its epoch lines from the `since`-th on, and their version; given an
+        earlier answer's version, once they have changed since (the API waits up to `wait_s`)."""
+        from urllib.parse import urlencode
+
+        query = urlencode({"since": int(since), "version": version, "wait": wait_s})
+        answer = self._json("GET", f"/jobs/{quote(job_id)}/progress?{query}")
+        return JobRecord.model_validate(answer["record"]), answer["metrics"], answer["version"]
+
     def artifact(self, job_id: str, name: str) -> bytes | None:
         try:
             return self._request("GET", f"/jobs/{quote(job_id)}/artifacts/{quote(name)}")

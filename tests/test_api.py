@@ -14,6 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,8 @@ from fastapi.testclient import TestClient
 from clusters import wait_until
 from dtrain.cluster.api import MAX_BODY_BYTES, make_app, openapi_schema
 from dtrain.cluster.client import LocalJobs
-from dtrain.cluster.jobstore import local_owner
+from dtrain.cluster.jobstore import JobStore, local_owner
+from dtrain.files import append_jsonl
 from dtrain.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +66,32 @@ def test_reads_answer_what_the_store_holds(api):
     assert client.get(f"/api/v1/jobs/{record.id}/metrics", headers=AUTH).json() == []
     headers = client.get("/api/v1/jobs", headers=AUTH).headers
     assert "default-src 'none'" in headers["content-security-policy"]
+
+
+def test_a_long_poll_answers_as_soon_as_the_job_changes(api, tmp_path):
+    """`progress` with an earlier answer's version waits for news: a new epoch line or a new
+    record ends the wait at once, and with none it answers, unchanged, when the wait is over."""
+    client, record = api
+    store = JobStore(tmp_path / "storage")
+    url = f"/api/v1/jobs/{record.id}/progress"
+    first = client.get(url, headers=AUTH).json()  # no version: at once
+    assert first["record"]["state"] == "PENDING" and first["metrics"] == []
+    same = client.get(url, params={"version": first["version"], "wait": 0.2}, headers=AUTH).json()
+    assert same["version"] == first["version"] and same["metrics"] == []
+
+    for change, expect in [
+        (lambda: append_jsonl(store.job_dir(record.id) / "metrics.jsonl", {"epoch": 1}), lambda a: a["metrics"] == [{"epoch": 1}]),
+        (lambda: store.update(record.id, message="waiting for CPUs"), lambda a: a["record"]["message"] == "waiting for CPUs"),
+    ]:
+        seen = client.get(url, headers=AUTH).json()["version"]
+        writer = threading.Timer(0.3, change)  # the job's runner, writing while the poll waits
+        writer.start()
+        t0 = time.monotonic()
+        answer = client.get(url, params={"version": seen, "wait": 10}, headers=AUTH).json()
+        writer.join()
+        assert expect(answer) and answer["version"] != seen
+        assert time.monotonic() - t0 < 5, "the poll waited out its 10 s instead of answering the change"
+    assert client.get(url, params={"version": "x", "since": -1}, headers=AUTH).json()["field"] == "since"
 
 
 @pytest.mark.parametrize(
