@@ -75,6 +75,7 @@ from dtrain.data.mnist import load_dataset  # noqa: E402
 from dtrain.model.kernels import sgd, warm_up  # noqa: E402
 from dtrain.model.mlp import he_init, layer_sizes, unflatten  # noqa: E402
 from dtrain.model.sgd_setup import SGDSetup  # noqa: E402
+from dtrain.cluster.algorithms import algorithm_for  # noqa: E402
 from dtrain.spec import JobSpec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -783,6 +784,53 @@ def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
     return (time.perf_counter() - t0) / rounds * 1000
 
 
+class RelayWorker:
+    """A worker process hosting `n` ranks that trains nothing: each round it answers what
+    Worker.train_many answers (one weight array per rank), from the start weights it is sent."""
+
+    def train_many(self, start: tuple[np.ndarray, int], n: int) -> list[np.ndarray]:
+        weights, _ = start
+        return [weights.copy() for _ in range(n)]
+
+
+class RelayServer:
+    """A parameter server that averages nothing: it takes a round's results and answers the next start."""
+
+    def __init__(self, n_params: int):
+        self.weights = np.zeros(n_params, np.float32)
+
+    def start(self) -> tuple[np.ndarray, int]:
+        return self.weights, 0
+
+    def apply(self, *results: list) -> tuple[np.ndarray, int]:
+        return self.weights, 0
+
+
+def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds: int) -> float:
+    """ms per synchronous round through a parameter-server actor with no computation in it: the
+    warm 8-worker job's layout (`workers` ranks in `processes` worker processes, packed as
+    cluster/workers.py packs them), its weights' size, its chaining of rounds by reference
+    (cluster/algorithms/bmuf.py), and Ray's settings. What Ray's calls alone cost a round.
+    Median of 5 blocks of `rounds` rounds."""
+    server = ray.remote(RelayServer).options(num_cpus=0).remote(n_params)
+    hosts = [ray.remote(RelayWorker).options(num_cpus=0).remote() for _ in range(processes)]
+    ranks = [len(part) for part in np.array_split(np.arange(workers), processes)]
+    try:
+        def block(n: int) -> float:
+            t0 = time.perf_counter()
+            start = server.start.remote()
+            for _ in range(n):
+                start = server.apply.remote(*[h.train_many.remote(start, k) for h, k in zip(hosts, ranks)])
+            ray.get(start)
+            return (time.perf_counter() - t0) / n * 1000
+
+        block(5)  # warm: first calls deserialise, allocate
+        return med([block(rounds) for _ in range(5)])
+    finally:
+        for actor in [server, *hosts]:
+            ray.kill(actor)
+
+
 def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
     import ray
 
@@ -836,6 +884,13 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
         for actor in [*(w for w, _ in pool), server]:
             ray.kill(actor)
     del images_ref, y_ref, test_refs
+    # The floor of a round on this machine, for the warm cluster jobs' bounds (`bounds`).
+    out["relay"] = {}
+    for k in (2, 8):
+        processes = int(min(k, cpus))  # packed: one warm worker process per CPU the job reserves
+        ms = relay_round_ms(ray, int(theta0.size), k, processes, 40 if quick else 100)
+        out["relay"][k] = {"workers": k, "processes": processes, "params": int(theta0.size), "ms_per_round": ms}
+        log(f"  relay round, {k} workers in {processes} processes: {ms:.1f} ms")
     return out
 
 
@@ -1513,13 +1568,25 @@ def bounds(R: dict[str, Any], denominators: dict[str, float | None]) -> dict[str
 
     plain, plain_c = R.get("one_process") or [], C.get("one_process") or []
     client = med([c["wall_s"] for c in C.get("client") or []])
+    relay = (R.get("sync") or {}).get("relay") or {}
+
+    def sync_rounds(workers: int, epochs: int) -> tuple[str, float | None]:
+        """The rounds the job's schedule runs in `epochs` epochs, at the relay's cost of a round."""
+        ms = (relay.get(workers) or {}).get("ms_per_round")
+        spec = JobSpec(workers=workers)
+        n = sum(algorithm_for(spec).schedule(-(-R["dataset"]["train"] // workers)).rounds[:epochs])
+        return f"{n} sync rounds × {ms or 0:.1f} ms", (n * ms / 1000 if ms else None)
     floor("local_8w", [("ray.init", R.get("in_process_ray_init_s")), ("ray.shutdown", R.get("ray_shutdown_s")),
                        (f"plain training ÷ {cores:g} cores", (training(plain, "wall_s") or 0) / cores or None)])
+    epochs_8w = med([r["epochs"] for r in C.get("runs_8w") or []])
+    epochs_97 = med([r["epochs"] for r in C.get("runs_2w_97") or []])
     floor("cluster_8w", [("a client command", client),
-                         (f"plain training ÷ {cores:g} cores", (training(plain_c, "wall_s") or 0) / cores or None)])
+                         (f"plain training ÷ {cores:g} cores", (training(plain_c, "wall_s") or 0) / cores or None),
+                         sync_rounds(8, int(epochs_8w or 0))])
     floor("cluster_2w_97", [("a client command", client),
                             (f"plain training to 97% ÷ {min(cores, 2):g} cores",
-                             (training(plain_c, "to_target_s") or 0) / min(cores, 2) or None)])
+                             (training(plain_c, "to_target_s") or 0) / min(cores, 2) or None),
+                            sync_rounds(2, int(epochs_97 or 0))])
     tta = [r for r in R.get("time_to_accuracy") or [] if r.get("until_accuracy") is None]
     one = med([r["timing"]["train_s"] for r in tta if r["workers"] == 1])
     two = [r for r in tta if r["workers"] == 2 and "cpu_at_end_s" in r["events"]]

@@ -17,6 +17,11 @@ class JobCancelled(Exception):
     """The job was asked to stop (`dtrain cancel`, or Ctrl-C in local mode)."""
 
 
+class ServerRestarted(Exception):
+    """A call reached a parameter server that Ray restarted, before the job configured it again:
+    the job goes back to its last checkpoint, as when the server is lost (training.py)."""
+
+
 class WorkersLost(Exception):
     """A node with some of the job's workers is gone, and Ray could not restart them elsewhere."""
 

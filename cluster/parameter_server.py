@@ -18,6 +18,7 @@ import numpy as np
 
 from dtrain.cluster import checkpoint
 from dtrain.cluster.divergence import divergence
+from dtrain.cluster.outcome import ServerRestarted
 from dtrain.model.mlp import he_init
 
 
@@ -35,6 +36,15 @@ class Rule(Protocol):
     def epoch_figures(self) -> dict[str, Any]: ...  # the rule's own figures of the epoch; resets them
 
 
+class Unconfigured:
+    """The rule of a server that no job has configured (yet): every use of it raises
+    ServerRestarted. Ray restarts a lost server empty, and the driver's calls already on
+    their way reach it before the job configures it again; they fail as a lost server's do."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ServerRestarted("the parameter server actor was restarted after its process was lost; its job has not configured it again yet")
+
+
 class ParameterServer:
     """The global model: its rule's state, a version number, and the epoch's totals.
 
@@ -48,6 +58,10 @@ class ParameterServer:
                  checkpoints: str | None = None):
         # A job's runner starts its server before it knows the job (so that its process is up
         # by then) and configures it before every rewind, so a restarted one is configured again.
+        self.rule: Rule = Unconfigured()  # type: ignore[assignment]
+        self.checkpoints: Path | None = None
+        self.version, self.epochs_done, self.diverged_at = 0, 0, None
+        self._reset_epoch_totals()
         if sizes is not None:
             self.configure(sizes, seed=seed, rule=rule, checkpoints=checkpoints)
 

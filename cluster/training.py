@@ -17,7 +17,7 @@ import numpy as np
 
 from dtrain.cluster.algorithms import Algorithm, RoundPlan, Run
 from dtrain.cluster.layout import Layout
-from dtrain.cluster.outcome import JobCancelled, JobFailed, OnEvent, WorkersLost
+from dtrain.cluster.outcome import JobCancelled, JobFailed, OnEvent, ServerRestarted, WorkersLost
 from dtrain.cluster.reduce import Flat, Tree
 from dtrain.cluster.scoring import RECOVERY_TIMEOUT_S, Scorer
 from dtrain.files import read_jsonl
@@ -124,9 +124,10 @@ def train_periods(
                 raise WorkersLost(
                     "a node was lost with some of the workers; placing them again on the nodes left", len(history)
                 ) from None
-            # Only a lost actor (the server, or a worker or reducer for good) is worth a rewind; an
-            # error raised by the code itself would be raised again.
-            if isinstance(e, RayTaskError) and not isinstance(e.cause, RayActorError):
+            # Only a lost actor (the server, or a worker or reducer for good) is worth a rewind, and
+            # a call that reached the server Ray restarted in its place; an error raised by the code
+            # itself would be raised again.
+            if isinstance(e, RayTaskError) and not isinstance(e.cause, (RayActorError, ServerRestarted)):
                 raise
             reason = str(lost).strip().splitlines()[0] if str(lost).strip() else type(lost).__name__
             if attempt == MAX_RECOVERIES:

@@ -9,6 +9,7 @@ from dtrain.cluster.algorithms import ALGORITHMS, algorithm_for
 from dtrain.cluster.algorithms.asynchronous import StalenessScaled
 from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
 from dtrain.reports.job_report import JobReport
+from dtrain.cluster.outcome import ServerRestarted
 from dtrain.cluster.parameter_server import ParameterServer
 from dtrain.spec import Async, FedAvg, FedProx, JobSpec
 from dtrain.worker.tasks import Block, Clients, Update
@@ -54,6 +55,19 @@ def test_the_bmuf_rule_takes_each_epochs_momentum_from_the_schedule():
     start2 = server.start()[0].copy()
     server.apply(Update(start2 + 1, 10, 1.0, 5, 0, 1))  # epoch 2: Delta = 0.5 * 1 + 1
     np.testing.assert_allclose(server.model(), start + 2.5, rtol=1e-6)
+
+
+def test_a_server_that_no_job_has_configured_refuses_every_round_as_restarted():
+    """What a server Ray restarted (empty) answers to the calls already on their way to it: the
+    error training.py recovers from, and nothing applied; configured, it works from version 0."""
+    server = ParameterServer()
+    update = Update(np.ones(5, np.float32), 10, 1.0, 5, 0, 0)
+    for call in (server.start, server.model, lambda: server.apply(update), server.end_epoch, lambda: server.rewind(1)):
+        with pytest.raises(ServerRestarted, match="restarted"):
+            call()
+    assert server.version == 0 and server.epochs_done == 0 and server.samples == 0
+    server.configure(SIZES, seed=0, rule=BlockMomentumRule([0.0]))
+    assert server.start()[1] == 0 and server.rewind(0) == 0
 
 
 def test_a_workers_tasks_say_what_period_their_figures_count_in():
