@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dtrain.spec import JobSpec
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from dtrain.model.evaluate import Evaluation
 
 
@@ -77,6 +78,8 @@ class JobReport(BaseModel):
 
 def examples(evaluation: Evaluation, x: np.ndarray, y: np.ndarray, n_examples: int = 3, n_wrong: int = 5) -> dict[str, list[Example]]:
     """Test images worth drawing: the first few, and the most confident mistakes."""
+    import numpy as np  # here: a client reading a report (`dtrain submit --json`) never needs NumPy
+
     wrong = np.flatnonzero(evaluation.predictions != y)
     worst = wrong[np.argsort(-evaluation.confidence[wrong], kind="stable")][:n_wrong]
 
