@@ -224,7 +224,7 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
                 # here: dtrain/cli/__init__.py.)
                 with threadpool_limits(1):
                     history, theta, final = train_periods(job, server, workers, assigned, reduction, watch.wait)
-                stats = ray.get([w.stats.remote(a) for w, a in zip(workers, assigned)])
+                stats = ray.get([w.stats.remote(a, len(history)) for w, a in zip(workers, assigned)])
                 summary = {"reduce": reduction.name, "reducers": reduction.summary()}
                 return Trained(history, theta, final, stats, share, summary, startup)
             except WorkersLost as lost:

@@ -82,6 +82,10 @@ def test_until_accuracy_stops_at_the_first_epoch_that_reaches_it(ray_cluster, sm
     assert accuracies[-1] >= 0.80 and all(a < 0.80 for a in accuracies[:-1])
     assert result.report["until_accuracy"]["reached"] is True
     assert result.report["until_accuracy"]["epoch"] == len(accuracies)
+    # The workers had started the next epoch before the target was seen: the report counts the epochs run only.
+    for worker in result.report["workers"]:
+        assert [e["epoch"] for e in worker["by_epoch"]] == list(range(1, len(accuracies) + 1))
+        assert worker["samples"] == len(accuracies) * worker["shard"]
 
 
 def test_divergence_fails_the_job_instead_of_saving_garbage(ray_cluster, small_mnist, tmp_path):

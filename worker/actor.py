@@ -202,11 +202,13 @@ class Worker:
             "restarted": self.was_restarted,
         }
 
-    def stats(self, assignment: Assignment) -> dict:
-        """Samples trained and time spent training on `assignment`'s shard, in all and by epoch, for the job report."""
+    def stats(self, assignment: Assignment, periods: int | None = None) -> dict:
+        """Samples trained and time spent training on `assignment`'s shard, in all and by epoch, for the
+        job report: in the job's first `periods` scored periods (all if None; a job that reached its
+        --until-accuracy target may have started training the next)."""
         import os
 
-        by_period = self._adopt(assignment).by_period
+        by_period = {p: f for p, f in self._adopt(assignment).by_period.items() if periods is None or p <= periods}
         samples = int(sum(f[0] for f in by_period.values()))
         busy_s = sum(f[3] for f in by_period.values())
         return {
