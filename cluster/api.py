@@ -76,9 +76,12 @@ def refusal(status: int, problem: str, field: str | None = None) -> JSONResponse
 
 # Long: one nested function per route, each a few lines, closed over `jobs` (FastAPI reads
 # the routes from their decorators); split by group, they would pass `jobs` around instead.
-def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = None) -> FastAPI:
+def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = None,
+             registry: str | None = None) -> FastAPI:
     """The API over `jobs` (LocalJobs or ClusterJobs), for requests bearing `token`; a cluster's
-    API also says its Ray address, so that a client can tell it is the one it meant (client.py)."""
+    API also says its Ray address, so that a client can tell it is the one it meant (client.py).
+    `registry`: the id of the cluster's registry (its head node's), for records read straight
+    from the head node's disk as the registry reads them (jobstore.effective)."""
     app = FastAPI(
         title="dtrain",
         version=__version__,
@@ -191,9 +194,13 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
         answers once the record or the lines have changed since, or when the wait is over."""
         if since < 0:
             raise UserError(f"expected 0 or more, got {since}", "since")
-        job_dir = JobStore(Path(jobs.root)).job_dir(jobs.job(checked(job_id)).id)  # a 404 before any wait
+        # Read where the API runs, the head node's disk, as the registry reads it: a follower's
+        # requests then cost the cores its job trains on no registry calls.
+        store = JobStore(Path(jobs.root))
+        store.load(checked(job_id))  # a 404 before any wait
+        job_dir = store.job_dir(job_id)
         now = jobwatch.wait_for_change(job_dir, version, wait) if version else jobwatch.version(job_dir)
-        return {"record": jobs.job(job_id), "metrics": jobs.metrics(job_id, since), "version": now}
+        return {"record": store.live(job_id, registry), "metrics": store.metrics(job_id, since), "version": now}
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}/logs")
     def logs(job_id: str) -> StreamingResponse:

@@ -77,7 +77,9 @@ class ApiServer:
         self.port = int(os.environ.get("DTRAIN_API_PORT", DEFAULT_PORT))
         jobs = ClusterJobs.of_registry(get_registry())
         self.ray_address = ray.get_runtime_context().gcs_address
-        app = make_app(jobs, service_token(Path(root)), ray_address=self.ray_address)
+        # On the head node, as the registry is: its id is this node's (registry.py).
+        head = ray.get_runtime_context().get_node_id()
+        app = make_app(jobs, service_token(Path(root)), ray_address=self.ray_address, registry=head)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="dtrain-api", daemon=True)

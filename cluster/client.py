@@ -263,7 +263,7 @@ def follow(
 def progress(jobs: Jobs, job_id: str, since: int, version: str, poll_s: float) -> tuple[JobRecord, list[dict[str, Any]], str]:
     """The job's record and its epoch lines from the `since`-th on, and a version of them: at once
     when `version` is "", else once they have changed since that version. The cluster's HTTP API
-    waits for the change (a long poll), so news arrives within ~10 ms; through Ray, after `poll_s`."""
+    waits for the change (a long poll), so news arrives within tens of ms; through Ray, after `poll_s`."""
     if isinstance(jobs, HttpJobs):
         return jobs.progress(job_id, since, version, WAIT_S if version else 0.0)
     if version:

@@ -20,6 +20,9 @@ INTERVAL_S = 0.01
 #: The longest one wait may last: a long poll answers at least this often.
 MAX_WAIT_S = 10.0
 
+#: At most this many more looks for a change to settle (a job that writes without pause is answered anyway).
+SETTLE_LOOKS = 5
+
 FILES = ("job.json", "metrics.jsonl")
 
 
@@ -41,8 +44,19 @@ def version(job_dir: Path) -> str:
 
 def wait_for_change(job_dir: Path, seen: str, timeout_s: float) -> str:
     """Wait until the job's files are no longer at version `seen`, or `timeout_s` (at most
-    MAX_WAIT_S) has passed; returns their version then."""
+    MAX_WAIT_S) has passed; returns their version then.
+
+    A change is answered once the files have kept still for INTERVAL_S: the runner appends
+    an epoch's line and then rewrites the record, and one answer for both halves what the
+    followers' requests cost the cores the job trains on."""
     deadline = time.monotonic() + min(max(timeout_s, 0.0), MAX_WAIT_S)
     while (now := version(job_dir)) == seen and time.monotonic() < deadline:
         time.sleep(INTERVAL_S)
+    for _ in range(SETTLE_LOOKS):
+        if now == seen:
+            break
+        time.sleep(INTERVAL_S)
+        if (settled := version(job_dir)) == now:
+            break
+        now = settled
     return now
