@@ -2,8 +2,8 @@
 
 Both are detached (the runner is job_runner.py) (they outlive the client that submitted the job) and stay on
 the head node, next to the storage directory. The registry is found by name
-in the "dtrain" namespace from any node; it gives each job a runner and
-answers list/status/cancel/pull. The runner drives the job (data, parameter
+in the "dtrain" namespace from any node; it gives each job a runner (runs.py)
+and answers list/status/cancel/pull. The runner drives the job (data, parameter
 server, workers) and is its record's only writer. Both are threaded actors, so
 the registry answers while jobs start, run and stop.
 
@@ -20,44 +20,23 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dtrain.cluster import placement
 from dtrain.cluster.api_server import get_or_create_api
 from dtrain.cluster.pool import PoolSettings, WarmPool
-from dtrain.cluster.job_runner import NAMESPACE, REGISTRY_NAME, runner_name
+from dtrain.cluster.job_runner import NAMESPACE, REGISTRY_NAME
+from dtrain.cluster.jobstore import DEFAULT_STORAGE, JobStore, Owner, check_resumable, resolve_root
 from dtrain.cluster.runners import IdleRunner
-from dtrain.cluster.jobstore import (
-    DEFAULT_STORAGE,
-    JobStore,
-    Owner,
-    check_resumable,
-    resolve_root,
-    wait_for_local_cancel,
-)
+from dtrain.cluster.runs import Runs
 from dtrain.errors import Conflict, UserError
 from dtrain.spec import JobSpec
-
-#: How long a cancelled job may take to stop by itself before its runner is killed.
-CANCEL_GRACE_S = 15.0
-
-#: How long a runner may take to start and check its job before the submit is refused.
-PREPARE_TIMEOUT_S = 120.0
 
 
 def refusal(error: UserError) -> dict[str, Any]:
     """A refused request as the registry answers it: plain data the client makes a UserError of again."""
     return {"error": error.problem, "field": error.field}
-
-
-@dataclass
-class _Running:
-    runner: Any
-    name: str = ""  # the runner's actor name
-    ended: threading.Event = field(default_factory=threading.Event)
-    cancelled: bool = False
 
 
 class JobRegistry:
@@ -71,12 +50,11 @@ class JobRegistry:
         self.id = ray.get_runtime_context().get_node_id()
         self.root = resolve_root(storage or DEFAULT_STORAGE)
         self.store = JobStore(self.root)
-        self.running: dict[str, _Running] = {}
-        self.lock = threading.Lock()
         self.pool = self._warm_pool()
         self.idle_runner = IdleRunner(str(self.root), self.pool.settings.idle_s)
+        self.runs = Runs(self.store, self.idle_runner, self.pool)
         threading.Thread(target=self._reap_idle, daemon=True, name="dtrain-pool-reaper").start()
-        self._take_up_running_jobs()
+        self.runs.take_up(self.id)
         # The HTTP API starts with the registry (and again with a restarted one: the same actor if it lives).
         get_or_create_api(str(self.root))
 
@@ -138,30 +116,6 @@ class JobRegistry:
             f"not {storage}; omit `storage`, or restart the cluster to change it"
         )
 
-    def _take_up_running_jobs(self) -> None:
-        """After a restart: watch again each job of this cluster that has not ended, through
-        its runner if it still has one, else through a new runner that resumes it (a job
-        whose runner had not started yet when the registry was lost)."""
-        import ray
-
-        named = set()
-        for record in self.store.records():
-            if record.done or record.owner.runtime != "cluster" or record.owner.registry != self.id:
-                continue
-            name = record.owner.runner or runner_name(record.id)
-            running = self.running[record.id] = _Running(runner=None, name=name)
-            named.add(name)
-            try:
-                running.runner = ray.get_actor(name, namespace=NAMESPACE)
-            except ValueError:  # no runner by that name
-                threading.Thread(target=self._start, args=(record.id, running, self._refused_later), daemon=True).start()
-            else:
-                threading.Thread(target=self._watch, args=(record.id, running), daemon=True).start()
-        self.idle_runner.let_go_unnamed(named)  # the lost registry's idle runner: no record names it
-
-    def _refused_later(self, job_id: str, problem: UserError) -> None:
-        self.store.update(job_id, state="FAILED", message=str(problem), ended_at=time.time())
-
     def submit(self, spec: JobSpec, job_id: str) -> dict[str, Any]:
         """Start a job (the client chose its id): its record (PENDING) and its runner.
         Returns the record, or why it was refused (`refusal`). Run again with the same
@@ -174,18 +128,16 @@ class JobRegistry:
             record = self.store.load(job_id)
             if record.spec != spec:
                 return {"error": f"job id {job_id} is taken; submit again"}
-            with self.lock:
-                if record.done or job_id in self.running:
-                    return record.model_dump(mode="json")
+            if record.done or self.runs.has(job_id):
+                return record.model_dump(mode="json")
         return self._launch(job_id, refused=lambda problem: self.store.forget(job_id))
 
     def resume(self, job_id: str) -> dict[str, Any]:
         """Start a FAILED or CANCELLED job again from its last checkpoint (e.g. after a cluster restart)."""
         record = self.store.live(job_id, self.id)
         check_resumable(record)
-        with self.lock:
-            if job_id in self.running:
-                raise Conflict(f"job {job_id} is already being resumed")
+        if self.runs.has(job_id):
+            raise Conflict(f"job {job_id} is already being resumed")
         self.store.reopen(job_id, self._owner())
         return self._launch(job_id, refused=lambda problem: self.store.save(record))
 
@@ -195,87 +147,9 @@ class JobRegistry:
         return Owner(runtime="cluster", host=ray.util.get_node_ip_address(), registry=self.id)
 
     def _launch(self, job_id: str, refused: Callable[[str], None]) -> dict[str, Any]:
-        """Start the job's runner; once it has checked the job can run, let it run and watch it."""
-        with self.lock:
-            if job_id in self.running:
-                return {"error": f"job {job_id} is already running"}
-            running = _Running(runner=None)
-            self.running[job_id] = running  # from now on `cancel` finds it, even while it prepares
-        problem = self._start(job_id, running, lambda _, why: refused(str(why)))
-        if problem:
-            return refusal(problem)
-        return self.store.load(job_id).model_dump(mode="json")
-
-    def _start(self, job_id: str, running: _Running, refused: Callable[[str, UserError], None]) -> UserError | None:
-        """Give the job a runner and have it check the job; then watch it run. Returns why it
-        cannot run (having called `refused(job_id, why)` and let the runner go), or None."""
-        import ray
-
-        try:
-            problem = self._prepare(job_id, running)
-        except Exception as e:  # the runner could not even start
-            problem = UserError(f"the job's runner did not start: {type(e).__name__}")
-            if running.runner is not None:
-                ray.kill(running.runner)
-        else:
-            if problem:  # the job cannot run; its runner can run the next
-                self.idle_runner.keep(running.name, running.runner)
-        if problem:
-            with self.lock:
-                self.running.pop(job_id, None)
-            refused(job_id, problem)
-            running.ended.set()
-            return problem
-        threading.Thread(target=self._watch, args=(job_id, running), daemon=True).start()
-        return None
-
-    def _prepare(self, job_id: str, running: _Running) -> UserError | None:
-        """Give the job a runner (the idle one, else a new one), named in its record, and have it
-        check the job; returns why the job cannot run, or None."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        for attempt in range(2):
-            running.name, running.runner = self.idle_runner.take()
-            record = self.store.load(job_id)
-            self.store.update(job_id, owner=record.owner.model_copy(update={"runner": running.name}))
-            try:
-                return ray.get(running.runner.prepare.remote(job_id), timeout=PREPARE_TIMEOUT_S)
-            except RayActorError:  # an idle runner that died meanwhile: a new one
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _watch(self, job_id: str, running: _Running) -> None:
-        """Wait for a job's runner to finish, record how it ended if the runner could not, and remove it.
-
-        A runner that ends its job writes the final state itself; one that was killed
-        (cancelled too slowly) or died for good cannot, and this is then the only writer.
-        The call to `run` starts the job, or waits for the run a lost registry started.
-        """
-        import ray
-
-        ended = False
-        try:
-            ray.get(running.runner.run.remote(job_id))
-            ended = True
-        except Exception as e:
-            if not self.store.load(job_id).done:
-                if running.cancelled:
-                    self.store.update(job_id, state="CANCELLED", message="stopped (its runner was ended)", ended_at=time.time())
-                else:
-                    self.store.update(
-                        job_id, state="FAILED", message=f"the job's runner died ({type(e).__name__})", ended_at=time.time()
-                    )
-        finally:
-            if ended:  # its job is over: the next job may have it (runners.py)
-                self.idle_runner.keep(running.name, running.runner)
-            else:
-                ray.kill(running.runner)
-            self.pool.release(job_id)  # those a runner that died could not give back
-            with self.lock:
-                self.running.pop(job_id, None)
-            running.ended.set()
+        """Start the job's runner (runs.py); its record once the runner has checked the job can run."""
+        problem = self.runs.launch(job_id, refused)
+        return refusal(problem) if problem else self.store.load(job_id).model_dump(mode="json")
 
     # Reads go to the store, as in local mode; answers are plain data for the client.
     def jobs(self) -> list[dict[str, Any]]:
@@ -295,22 +169,10 @@ class JobRegistry:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Stop a job and wait until it has stopped; returns its final record."""
-        import ray
-
         record = self.store.live(job_id, self.id)
         if record.done:
             raise Conflict(f"job {job_id} has already ended: {record.state}")
-        with self.lock:
-            running = self.running.get(job_id)
-        if running is None:  # a local-mode job whose record shares this storage
-            return wait_for_local_cancel(self.store, job_id, CANCEL_GRACE_S).model_dump(mode="json")
-        running.cancelled = True
-        if running.runner is not None:
-            running.runner.cancel.remote(job_id)  # the job stops at its next epoch (or while it waits for CPUs)
-        if not running.ended.wait(CANCEL_GRACE_S) and running.runner is not None:
-            ray.kill(running.runner)  # _watch then records it CANCELLED
-            running.ended.wait(CANCEL_GRACE_S)
-        return self.store.load(job_id).model_dump(mode="json")
+        return self.runs.stop(job_id).model_dump(mode="json")
 
 
 def get_registry() -> Any:
