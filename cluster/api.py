@@ -74,8 +74,6 @@ def refusal(status: int, problem: str, field: str | None = None) -> JSONResponse
     return JSONResponse({"error": problem, "field": field}, status_code=status)
 
 
-# Long: one nested function per route, each a few lines, closed over `jobs` (FastAPI reads
-# the routes from their decorators); split by group, they would pass `jobs` around instead.
 def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = None,
              registry: str | None = None) -> FastAPI:
     """The API over `jobs` (LocalJobs or ClusterJobs), for requests bearing `token`; a cluster's
@@ -121,11 +119,22 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
     async def user_error(request: Request, e: UserError) -> JSONResponse:
         return refusal(e.status, e.problem, e.field)
 
-    def checked(job_id: str) -> str:
-        if not valid_job_id(job_id):
-            raise UserError(f"{job_id!r} is not a job id (up to 32 hex digits)", "job_id")
-        return job_id
+    add_pages(app, jobs)
+    add_service_routes(app, jobs, where, ray_address)
+    add_job_routes(app, jobs, registry)
+    return app
 
+
+def checked(job_id: str) -> str:
+    """`job_id` if it can be a job id; UserError (400) if not, before it reaches the store."""
+    if not valid_job_id(job_id):
+        raise UserError(f"{job_id!r} is not a job id (up to 32 hex digits)", "job_id")
+    return job_id
+
+
+# Each route below is a nested function closed over `jobs`: FastAPI reads the routes from their decorators.
+def add_pages(app: FastAPI, jobs: Any) -> None:
+    """The browser's pages (pages.py): the jobs, a job's live curves, a succeeded job's report."""
     @app.get("/", include_in_schema=False)
     def jobs_page(request: Request) -> Response:
         if "token" in request.query_params:  # remember it, and take it out of the address bar
@@ -150,6 +159,9 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
             rendered[job_id] = page
         return HTMLResponse(rendered[job_id])
 
+
+def add_service_routes(app: FastAPI, jobs: Any, where: str, ray_address: str | None) -> None:
+    """What answers, its warm pool, the jobs, and submitting one."""
     @app.get(f"{PREFIX}/service")
     def service() -> dict[str, Any]:
         """What answers here: dtrain's version, where its jobs are kept, the runtime."""
@@ -180,6 +192,9 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
         """One job's record: state, progress, accuracy, workers."""
         return jobs.job(checked(job_id))
 
+
+def add_job_routes(app: FastAPI, jobs: Any, registry: str | None) -> None:
+    """One job's epoch lines (at once, by long poll, streamed), cancelling or resuming it, its files."""
     @app.get(f"{PREFIX}/jobs/{{job_id}}/metrics")
     def metrics(job_id: str, since: int = 0) -> list[dict[str, Any]]:
         """The job's epoch lines (metrics.jsonl) from the `since`-th on."""
@@ -228,8 +243,6 @@ def make_app(jobs: Any, token: str, where: str = "", ray_address: str | None = N
             raise NotFound(f"job {job_id} has no {name} (yet)")
         kind = "application/octet-stream" if name.endswith(".npz") else "application/json"
         return Response(data, media_type=kind, headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-    return app
 
 
 def stream(jobs: Any, job_id: str, wait_s: float = STREAM_WAIT_S) -> Iterator[bytes]:
