@@ -16,8 +16,7 @@ from rich.text import Text
 
 from dtrain.cli.app import EXIT_FAILED, EXIT_INTERRUPTED, user_errors, Address, JobId, Json, Local, Storage, app, note, out, prepare_out_dir
 from dtrain.reports.words import job_kind
-from dtrain.cli.progress import async_figures
-from dtrain.spec import JobSpec
+from dtrain.cli.progress import epoch_line
 
 
 def jobs_or_fail(address: str | None, local: bool, storage: str | None) -> Any:
@@ -157,14 +156,6 @@ def pool_line(pool: dict[str, Any]) -> str:
     mib = sum(w["rss_mib"] for w in workers if not w["job"])
     return (f"{len(workers)} ({busy} in jobs, {len(workers) - busy} idle) on {nodes} node{'s' if nodes != 1 else ''}; "
             f"idle ones use {mib:,.0f} MiB (at most {pool['memory_mib']:,.0f} per node) and go after {age(pool['idle_s'])} idle")
-
-
-def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:
-    return (
-        f"{spec.period_label(line['epoch'])}  test acc {line['test_accuracy'] * 100:6.2f}%  "
-        f"loss {line['test_loss']:.4f}  train loss {line['train_loss']:.4f}  "
-        f"{line['samples_per_s'] / 1000:6.0f}k samples/s  {line['wall_time_s']:7.1f} s" + async_figures(line)
-    )
 
 
 @app.command()

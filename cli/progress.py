@@ -27,6 +27,15 @@ def async_figures(record: dict[str, Any]) -> str:
     return f"  staleness {record['mean_staleness']:.1f}" + (f", {dropped} dropped" if dropped else "")
 
 
+def epoch_line(line: dict[str, Any], spec: JobSpec) -> str:
+    """An epoch's line as `dtrain logs` prints it, from its metrics.jsonl record."""
+    return (
+        f"{spec.period_label(line['epoch'])}  test acc {line['test_accuracy'] * 100:6.2f}%  "
+        f"loss {line['test_loss']:.4f}  train loss {line['train_loss']:.4f}  "
+        f"{line['samples_per_s'] / 1000:6.0f}k samples/s  {line['wall_time_s']:7.1f} s" + async_figures(line)
+    )
+
+
 def describe(kind: str, payload: dict[str, Any], spec: JobSpec) -> tuple[str, str] | None:
     """(what the job is doing, its latest figures) after an event of the runner, or None to show nothing."""
     if kind == "pending":
