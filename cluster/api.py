@@ -48,7 +48,7 @@ PREFIX = "/api/v1"
 #: The largest request body accepted (a job spec is well under 4 KiB).
 MAX_BODY_BYTES = 64 << 10
 
-#: The longest a streamed log waits for news before it asks the registry again anyway.
+#: The longest a streamed log waits for news before it reads the job's files again anyway.
 STREAM_WAIT_S = 2.0
 
 #: Pages (not the API) may run their own inline script and load nothing from elsewhere.
@@ -209,9 +209,7 @@ def add_job_routes(app: FastAPI, jobs: Any, registry: str | None) -> None:
         answers once the record or the lines have changed since, or when the wait is over."""
         if since < 0:
             raise UserError(f"expected 0 or more, got {since}", "since")
-        # Read where the API runs, the head node's disk, as the registry reads it: a follower's
-        # requests then cost the cores its job trains on no registry calls.
-        store = JobStore(Path(jobs.root))
+        store = on_disk(jobs)
         store.load(checked(job_id))  # a 404 before any wait
         job_dir = store.job_dir(job_id)
         now = jobwatch.wait_for_change(job_dir, version, wait) if version else jobwatch.version(job_dir)
@@ -220,8 +218,9 @@ def add_job_routes(app: FastAPI, jobs: Any, registry: str | None) -> None:
     @app.get(f"{PREFIX}/jobs/{{job_id}}/logs")
     def logs(job_id: str) -> StreamingResponse:
         """The job's epoch lines as NDJSON, streamed as they are written, then its final record."""
-        record = jobs.job(checked(job_id))  # a 404 before the stream starts
-        return StreamingResponse(stream(jobs, record.id), media_type="application/x-ndjson")
+        store = on_disk(jobs)
+        store.load(checked(job_id))  # a 404 before the stream starts
+        return StreamingResponse(stream(store, job_id, registry), media_type="application/x-ndjson")
 
     @app.post(f"{PREFIX}/jobs/{{job_id}}/cancel")
     def cancel(job_id: str) -> JobRecord:
@@ -245,13 +244,21 @@ def add_job_routes(app: FastAPI, jobs: Any, registry: str | None) -> None:
         return Response(data, media_type=kind, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def stream(jobs: Any, job_id: str, wait_s: float = STREAM_WAIT_S) -> Iterator[bytes]:
-    """A job's epoch lines as they come, one JSON object a line, then {"record": its final record}."""
-    job_dir = JobStore(Path(jobs.root)).job_dir(job_id)
+def on_disk(jobs: Any) -> JobStore:
+    """The jobs' store where the API runs, on the head node's disk. A follower's reads (the long
+    poll, the log stream) go there, as the registry's own reads do, rather than through the
+    registry: following a job then costs the cores it trains on no registry calls."""
+    return JobStore(Path(jobs.root))
+
+
+def stream(store: JobStore, job_id: str, registry: str | None, wait_s: float = STREAM_WAIT_S) -> Iterator[bytes]:
+    """A job's epoch lines as they come, one JSON object a line, then {"record": its final record}
+    (as the registry whose id is `registry` reads it: jobstore.effective)."""
+    job_dir = store.job_dir(job_id)
     seen, version = 0, jobwatch.version(job_dir)
     while True:
-        record = jobs.job(job_id)
-        for line in jobs.metrics(job_id, seen):
+        record = store.live(job_id, registry)
+        for line in store.metrics(job_id, seen):
             seen += 1
             yield (json.dumps(line) + "\n").encode()
         if record.done:

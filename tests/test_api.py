@@ -94,6 +94,25 @@ def test_a_long_poll_answers_as_soon_as_the_job_changes(api, tmp_path):
     assert client.get(url, params={"version": "x", "since": -1}, headers=AUTH).json()["field"] == "since"
 
 
+def test_the_log_stream_sends_each_epoch_line_as_it_is_written_then_the_final_record(api, tmp_path):
+    client, record = api
+    store = JobStore(tmp_path / "storage")
+    append_jsonl(store.job_dir(record.id) / "metrics.jsonl", {"epoch": 1})
+
+    def the_job_runs_on() -> None:  # the job's runner, while the stream waits for news
+        append_jsonl(store.job_dir(record.id) / "metrics.jsonl", {"epoch": 2})
+        store.update(record.id, state="SUCCEEDED", ended_at=time.time())
+
+    writer = threading.Timer(0.3, the_job_runs_on)
+    writer.start()
+    response = client.get(f"/api/v1/jobs/{record.id}/logs", headers=AUTH)  # returns once the job has ended
+    writer.join()
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert response.status_code == 200 and response.headers["content-type"] == "application/x-ndjson"
+    assert lines[:2] == [{"epoch": 1}, {"epoch": 2}] and lines[2]["record"]["state"] == "SUCCEEDED" and len(lines) == 3
+    assert client.get("/api/v1/jobs/abcdef12/logs", headers=AUTH).status_code == 404
+
+
 @pytest.mark.parametrize(
     "path, status, field",
     [
