@@ -212,7 +212,7 @@ def test_worker_processes_import_no_pydantic():
     "settings",
     [
         dict(epochs=2),
-        # Federated rules keep each worker's answer (SCAFFOLD's are not even arrays).
+        # Federated rules keep each worker's answer (SCAFFOLD's are not even arrays): no sums in the process.
         dict(algorithm="scaffold", clients=4, rounds=4, local_steps=50, batch_size=1),
         dict(algorithm="fedadam", clients=8, clients_per_round=4, rounds=3),
     ],
@@ -220,8 +220,8 @@ def test_worker_processes_import_no_pydantic():
 )
 def test_workers_that_share_the_cores_share_processes_and_train_the_same_bits(ray_cluster, small_mnist, tmp_path, settings):
     """In local mode one process per CPU hosts the workers (cluster/workers.py: OwnWorkers(pack=True));
-    each call carries its worker's assignment, and a process trains its shards in one call a round
-    (Worker.train_many) with a result each, so the job trains exactly what one process per worker does."""
+    each call carries its worker's assignment, and in sync rounds a process sums its shards' round
+    results itself (Worker.train_many), so the job trains exactly what one process per worker does."""
     from dtrain.cluster.placement import node_cpus
     from dtrain.cluster.workers import OwnWorkers, hosts
 

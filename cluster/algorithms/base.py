@@ -56,12 +56,13 @@ class Run:
         """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
         return self.workers[rank].train.remote(start, task, self.assignments[rank])
 
-    def train_round(self, start: Any, tasks: dict[int, Task]) -> dict[int, Any]:
-        """Every worker of a round runs its task from `start`: result references by rank, in
-        `tasks`' order, for `reduction.apply_round`. Workers that share a process (packed,
-        cluster/workers.py) train in one call (Worker.train_many) that returns a reference per
-        worker: each result stays under Ray's inline size (cluster/connect.py), where one list
-        of them would go through the object store."""
+    def train_round(self, start: Any, tasks: dict[int, Task], sum_in_process: bool) -> dict[int, Any]:
+        """Every worker of a round runs its task from `start`: result references by rank, for
+        `reduction.apply_round`. With `sum_in_process` and a flat reduction, workers that share a
+        process (packed, cluster/workers.py) train in one call (Worker.train_many), whose list of
+        results stands for all of them under the first one's rank."""
+        if not sum_in_process or not isinstance(self.reduction, Flat):  # a tree's reducers group by rank
+            return {rank: self.train(rank, start, task) for rank, task in tasks.items()}
         by_process: dict[int, list[int]] = {}
         for rank in tasks:
             by_process.setdefault(id(self.workers[rank]), []).append(rank)
@@ -70,9 +71,9 @@ class Run:
             if len(ranks) == 1:
                 refs[ranks[0]] = self.train(ranks[0], start, tasks[ranks[0]])
             else:
-                refs.update(zip(ranks, self.workers[ranks[0]].train_many.options(num_returns=len(ranks)).remote(
-                    start, tuple(tasks[r] for r in ranks), tuple(self.assignments[r] for r in ranks))))
-        return {rank: refs[rank] for rank in tasks}
+                refs[ranks[0]] = self.workers[ranks[0]].train_many.remote(
+                    start, tuple(tasks[r] for r in ranks), tuple(self.assignments[r] for r in ranks))
+        return refs
 
 
 class Algorithm:

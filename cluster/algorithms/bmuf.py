@@ -65,6 +65,10 @@ class SyncRounds(Algorithm):
     """BMUF-style synchronous rounds over the workers' shards."""
 
     name = "sync"
+    #: A process that hosts several workers sums their round results itself (Run.train_round):
+    #: their weights are plain arrays that the rule only ever needs the weighted mean of.
+    sums_in_process = True
+
     def schedule(self, shard: int) -> RoundPlan:
         workers, settings = self.spec.workers, self.settings
         # One worker has nothing to average with: its rounds would be pure overhead.
@@ -101,7 +105,7 @@ class SyncRounds(Algorithm):
                 raise JobCancelled(f"stopped after {len(scorer.history)} of {periods} epochs")
             for r in range(run.plan.rounds[period]):
                 tasks = self.tasks(run, period, r)
-                start = run.reduction.apply_round(server, run.train_round(start, tasks))
+                start = run.reduction.apply_round(server, run.train_round(start, tasks, self.sums_in_process))
             # end_epoch waits on the period's last apply: if one failed, it never runs.
             submitted = (period, server.end_epoch.remote(start), server.model.remote())
             if previous is not None and scorer.finish(*previous):
