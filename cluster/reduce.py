@@ -79,11 +79,9 @@ def sum_partials(partials: Sequence[Partial]) -> Partial:
 
 
 def as_partials(updates: Sequence[Result | Partial]) -> list[Partial]:
-    """`apply`'s arguments as partials: workers' results (a flat reduction; a list of them from a
-    process hosting several, Worker.train_many) summed into one in rank order, whatever the
-    processes, partials (from the reducers of a tree) as they are."""
-    flat = [r for u in updates for r in (u if isinstance(u, list) else [u])]
-    results = sorted((u for u in flat if not isinstance(u, Partial)), key=lambda r: getattr(r, "rank", -1))
+    """`apply`'s arguments as partials: workers' results (a flat reduction) summed into one in
+    rank order, whatever the processes, partials (from the reducers of a tree) as they are."""
+    results = sorted((u for u in updates if not isinstance(u, Partial)), key=lambda r: getattr(r, "rank", -1))
     return ([partial_sum(results)] if results else []) + [u for u in updates if isinstance(u, Partial)]
 
 

@@ -158,9 +158,10 @@ class Worker:
     def train_many(self, start: tuple[np.ndarray, int], tasks: tuple[Task, ...], assignments: tuple[Assignment, ...]) -> list[Update]:
         """`train` for several of the shards this process hosts, in order, from the same start:
         one call a round for all of them instead of one each (with 64 workers on 2 processes
-        the calls were most of a round's cost). The results stay apart, for the server to sum
-        in rank order: a sum grouped by process would change with the layout, and a job
-        placed again after a lost node would then not train the same bits."""
+        the calls were most of a round's cost). The results stay apart, a reference each
+        (cluster/rounds.py), for the server to sum in rank order: a sum grouped by process would
+        change with the layout, and a job placed again after a lost node would then not train
+        the same bits."""
         return [self.train(start, task, assignment) for task, assignment in zip(tasks, assignments)]
 
     def forget_after(self, periods_done: int) -> None:

@@ -48,7 +48,7 @@ class Partial(NamedTuple):
 
 def partial_sum(results: Sequence[tuple]) -> Partial:
     """Some workers' round results (Updates) -> one partial: a node's, summed by its reducer
-    (cluster/reduce.py), or a worker process's own shards', summed by it (Worker.train_many)."""
+    (cluster/reduce.py), or a flat round's, summed by the server in rank order."""
     if not results:
         raise ValueError("a reducer was given no results")
     return Partial(

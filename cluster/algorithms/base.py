@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dtrain.cluster.reduce import Flat, Tree, reduction_for
+from dtrain.cluster.rounds import hosts_of
 from dtrain.model.kernels import warm_up
 from dtrain.spec import JobSpec
 
@@ -56,24 +57,22 @@ class Run:
         """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
         return self.workers[rank].train.remote(start, task, self.assignments[rank])
 
-    def train_round(self, start: Any, tasks: dict[int, Task], sum_in_process: bool) -> dict[int, Any]:
-        """Every worker of a round runs its task from `start`: result references by rank, for
-        `reduction.apply_round`. With `sum_in_process` and a flat reduction, workers that share a
-        process (packed, cluster/workers.py) train in one call (Worker.train_many), whose list of
-        results stands for all of them under the first one's rank."""
-        if not sum_in_process or not isinstance(self.reduction, Flat):  # a tree's reducers group by rank
-            return {rank: self.train(rank, start, task) for rank, task in tasks.items()}
-        by_process: dict[int, list[int]] = {}
-        for rank in tasks:
-            by_process.setdefault(id(self.workers[rank]), []).append(rank)
-        refs = {}
-        for ranks in by_process.values():
-            if len(ranks) == 1:
-                refs[ranks[0]] = self.train(ranks[0], start, tasks[ranks[0]])
-            else:
-                refs[ranks[0]] = self.workers[ranks[0]].train_many.remote(
-                    start, tuple(tasks[r] for r in ranks), tuple(self.assignments[r] for r in ranks))
-        return refs
+    def train_period(self, start: Any, rounds: list[dict[int, Task]]) -> tuple[Any, Any]:
+        """Run a period's `rounds` (each: rank -> Task) one after the other from `start` (a
+        reference to the server's weights) and end the period: (the next period's start, a
+        reference to the period's totals, ParameterServer.end_epoch's answer).
+
+        With a flat reduction the server runs them itself (ParameterServer.train_period), from
+        the weights it holds, which are `start`'s: the workers answer it directly, and the next
+        start is the server's own again (None here). A tree's rounds are chained here, each
+        worker's result to its node's reducer, the partials to the server; end_epoch waits on
+        the last, so that it never runs if a round failed.
+        """
+        if isinstance(self.reduction, Flat):
+            return None, self.server.train_period.remote(hosts_of(self.workers), self.assignments, rounds)
+        for tasks in rounds:
+            start = self.reduction.apply_round(self.server, {rank: self.train(rank, start, task) for rank, task in tasks.items()})
+        return start, self.server.end_epoch.remote(start)
 
 
 class Algorithm:

@@ -5,9 +5,11 @@ block of its shard from the same start weights, and the blocks grow each epoch
 (spec.Rounds.block_size; docs/algorithms.md). Server rule: one call reduces all of a
 round's results (through the reducers first with a tree, cluster/reduce.py) to
 their sample-weighted mean, and block momentum turns that into the next model
-and start point. Driver loop: the driver only chains object references (a round's
-start weights are the previous round's apply result); each epoch's model is
-scored while the next epoch trains. `combine="average"` is the same with no momentum.
+and start point. Driver loop: the driver hands each epoch's rounds to the server,
+which sends them to the workers itself (with a tree, it chains them by reference:
+a round's start weights are the previous round's apply result; Run.train_period);
+each epoch's model is scored while the next epoch trains. `combine="average"` is
+the same with no momentum.
 """
 
 from __future__ import annotations
@@ -65,10 +67,6 @@ class SyncRounds(Algorithm):
     """BMUF-style synchronous rounds over the workers' shards."""
 
     name = "sync"
-    #: A process that hosts several workers sums their round results itself (Run.train_round):
-    #: their weights are plain arrays that the rule only ever needs the weighted mean of.
-    sums_in_process = True
-
     def schedule(self, shard: int) -> RoundPlan:
         workers, settings = self.spec.workers, self.settings
         # One worker has nothing to average with: its rounds would be pure overhead.
@@ -103,11 +101,8 @@ class SyncRounds(Algorithm):
         for period in range(scorer.done, periods):
             if run.stop():
                 raise JobCancelled(f"stopped after {len(scorer.history)} of {periods} epochs")
-            for r in range(run.plan.rounds[period]):
-                tasks = self.tasks(run, period, r)
-                start = run.reduction.apply_round(server, run.train_round(start, tasks, self.sums_in_process))
-            # end_epoch waits on the period's last apply: if one failed, it never runs.
-            submitted = (period, server.end_epoch.remote(start), server.model.remote())
+            start, totals = run.train_period(start, [self.tasks(run, period, r) for r in range(run.plan.rounds[period])])
+            submitted = (period, totals, server.model.remote())
             if previous is not None and scorer.finish(*previous):
                 return
             previous = submitted

@@ -30,10 +30,6 @@ def sample_clients(seed: int, clients: int, per_round: int | None, round_index: 
 
 class FedAvg(SyncRounds):
     name = "fedavg"
-    #: Each worker's answer stays its own: some rules need more than the mean (SCAFFOLD's
-    #: control variates, worker/tasks.py's ClientModels).
-    sums_in_process = False
-
     def schedule(self, shard: int) -> RoundPlan:
         fed = self.settings
         rounds = [min(fed.eval_every, fed.rounds - p * fed.eval_every) for p in range(fed.periods)]
