@@ -120,8 +120,7 @@ class ParameterServer:
         applies them.
 
         The workers answer this actor directly: a round's weights make two hops instead of
-        four through the job's driver (measured with workers and a server that compute
-        nothing, 8 workers in 2 processes: 5.7-5.9 ms a round through the driver, 3.2 ms here).
+        four through the job's driver (benchmarks/speed.py's relay round times both ways).
         Ending the period here, not in a call of its own, spares a round trip to the driver
         between periods: the driver's next call (`model`) is already waiting. A worker lost for
         good fails this call, and the driver rewinds as for a lost server.

@@ -67,6 +67,7 @@ class SyncRounds(Algorithm):
     """BMUF-style synchronous rounds over the workers' shards."""
 
     name = "sync"
+
     def schedule(self, shard: int) -> RoundPlan:
         workers, settings = self.spec.workers, self.settings
         # One worker has nothing to average with: its rounds would be pure overhead.

@@ -30,6 +30,7 @@ def sample_clients(seed: int, clients: int, per_round: int | None, round_index: 
 
 class FedAvg(SyncRounds):
     name = "fedavg"
+
     def schedule(self, shard: int) -> RoundPlan:
         fed = self.settings
         rounds = [min(fed.eval_every, fed.rounds - p * fed.eval_every) for p in range(fed.periods)]
