@@ -32,8 +32,8 @@ def jobs_to_follow(address: str | None, local: bool, storage: str | None, out_di
     return jobs
 
 
-# About 60 lines: start, follow, and the three ways a followed job ends (done, detached by
-# Ctrl-C on a cluster, interrupted locally) read best together.
+# Start, follow, and the three ways a followed job ends (done, detached by Ctrl-C on a
+# cluster, interrupted locally) read best together.
 def drive(
     jobs: Any,
     spec: JobSpec,
@@ -53,18 +53,9 @@ def drive(
     from dtrain.cluster.client import follow
 
     if start_on_cluster is not None:
-        with user_errors():
-            record = start_on_cluster()
-        page = job_page(jobs, record.id)
+        record = submit_on_cluster(jobs, start_on_cluster, detach, as_json)
         if detach:
-            if as_json:
-                print(json.dumps(record.summary()))
-            else:
-                print(record.id)
-                note(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow" + (f", or at {page}" if page else ""))
             return
-        if page and not as_json:
-            note(f"job {record.id}: its page is {page}")
 
     results = reserve_stdout()
     job_id = None
@@ -97,6 +88,23 @@ def drive(
         raise fail(f"job {job_id} interrupted and cancelled", EXIT_INTERRUPTED) from None
 
     print_outcome(jobs, record, spec, results, out_dir, as_json)
+
+
+def submit_on_cluster(jobs: Any, start: Callable[[], Any], detach: bool, as_json: bool) -> Any:
+    """Submit the job on the cluster and say where to follow it, or (detached) print its id or
+    record for good: the job's record."""
+    with user_errors():
+        record = start()
+    page = job_page(jobs, record.id)
+    if detach:
+        if as_json:
+            print(json.dumps(record.summary()))
+        else:
+            print(record.id)
+            note(f"job {record.id} submitted; follow it with: dtrain logs {record.id} --follow" + (f", or at {page}" if page else ""))
+    elif page and not as_json:
+        note(f"job {record.id}: its page is {page}")
+    return record
 
 
 def job_page(jobs: Any, job_id: str) -> str | None:

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from dtrain import __version__
 from dtrain.cluster import placement
-from dtrain.cluster.algorithms import algorithm_for
+from dtrain.cluster.algorithms import Algorithm, algorithm_for
 from dtrain.cluster.connect import connect_local
 from dtrain.reports.job_report import JobReport, examples, until_accuracy_summary
 from dtrain.cluster.datacache import DataCache
@@ -93,8 +93,8 @@ def check_fits(spec: JobSpec, dataset: Dataset) -> None:
         raise UserError(f"{spec.algorithm.clients} clients for {n} training samples; expected at most {n}", "clients")
 
 
-# About 60 lines: prepare -> place -> algorithm.drive inside the recovery loop -> JobReport,
-# in that order on one page; each step is a call.
+# prepare -> place -> algorithm.drive inside the recovery loop -> JobReport, in that order
+# on one page; each step is a call.
 def run_job(
     spec: JobSpec,
     run_dir: Path,
@@ -130,29 +130,11 @@ def run_job(
     start_or_resume(run_dir, spec)
     algorithm = algorithm_for(spec)
     layout = Layout.for_job(spec, dataset.y_train)
-    # While Ray starts (ray.init mostly waits for its processes): compile or load the
-    # kernel, so that the workers find it cached, and convert the training images to
-    # sparse rows (0.2-0.5 s that would otherwise delay creating the workers).
-    preparing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dtrain-prepare")
-    warm = preparing.submit(algorithm.warm_up, kernel, dataset.n_features)
-    training_set = preparing.submit(data.training_set, dataset, layout)
-    preparing.shutdown(wait=False)
-    connect_local()  # before Ray is imported here: it sets Ray's environment for this process (connect.py)
+    warm, training_set = prepare_meanwhile(algorithm, kernel, dataset, data, layout)
+    nodes, share = connect_and_wait(spec, may_start, stop, emit)
     import ray
 
-    nodes = placement.node_cpus()
-    share = placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
-    emit("connected", {"cpus": sum(nodes), "nodes": len(nodes), "cpus_per_worker": share})
-    # Jobs start in the order they were submitted: Ray places waiting groups in no set order.
-    if not wait_for_turn(may_start, stop, emit):
-        raise JobCancelled("stopped while waiting for older jobs to start")
-    recoveries: list[str] = []
-
-    def emit_counting(kind: str, payload: dict[str, Any]) -> None:
-        if kind == "recovering":
-            recoveries.append(payload["reason"])
-        emit(kind, payload)
-
+    emit_counting, recoveries = counting_recoveries(emit)
     sizes = layer_sizes(dataset.n_features, spec.hidden, N_CLASSES)
     plan = algorithm.schedule(layout.largest_shard())
     job = Job(spec, algorithm, plan, layout, dataset, sizes, run_dir, emit_counting, stop, t_start, job_id)
@@ -171,6 +153,41 @@ def run_job(
         if own_server:
             ray.kill(server)
     return finish(job, job_id, kernel, trained, recoveries)
+
+
+def counting_recoveries(emit: OnEvent) -> tuple[OnEvent, list[str]]:
+    """`emit` that also keeps each "recovering" event's reason, and the list it keeps them in (for the report)."""
+    recoveries: list[str] = []
+
+    def emit_counting(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "recovering":
+            recoveries.append(payload["reason"])
+        emit(kind, payload)
+
+    return emit_counting, recoveries
+
+
+def prepare_meanwhile(algorithm: Algorithm, kernel: str, dataset: Dataset, data: DataCache, layout: Layout) -> tuple[Future, Future]:
+    """While Ray starts (ray.init mostly waits for its processes): compile or load the kernel,
+    so that the workers find it cached, and convert the training images to sparse rows (0.2-0.5 s
+    that would otherwise delay creating the workers). Returns (the kernel's warm-up, the training set)."""
+    preparing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dtrain-prepare")
+    warm = preparing.submit(algorithm.warm_up, kernel, dataset.n_features)
+    training_set = preparing.submit(data.training_set, dataset, layout)
+    preparing.shutdown(wait=False)
+    return warm, training_set
+
+
+def connect_and_wait(spec: JobSpec, may_start: Callable[[], bool] | None, stop: Callable[[], bool], emit: OnEvent) -> tuple[list[float], float]:
+    """Connect to Ray (an embedded one if none) and wait for the job's turn: the nodes' CPUs and each worker's share."""
+    connect_local()  # before Ray is imported here: it sets Ray's environment for this process (connect.py)
+    nodes = placement.node_cpus()
+    share = placement.worker_cpus(spec.workers, spec.cpus_per_worker, nodes)
+    emit("connected", {"cpus": sum(nodes), "nodes": len(nodes), "cpus_per_worker": share})
+    # Jobs start in the order they were submitted: Ray places waiting groups in no set order.
+    if not wait_for_turn(may_start, stop, emit):
+        raise JobCancelled("stopped while waiting for older jobs to start")
+    return nodes, share
 
 
 def start_server() -> Any:
