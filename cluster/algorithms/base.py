@@ -59,17 +59,20 @@ class Run:
 
     def train_period(self, start: Any, rounds: list[dict[int, Task]]) -> tuple[Any, Any]:
         """Run a period's `rounds` (each: rank -> Task) one after the other from `start` (a
-        reference to the server's weights) and end the period: (the next period's start, a
-        reference to the period's totals, ParameterServer.end_epoch's answer).
+        reference to the server's weights; None: the weights it holds now) and end the period:
+        (the next period's start, a reference to the period's totals, ParameterServer.end_epoch's
+        answer).
 
         With a flat reduction the server runs them itself (ParameterServer.train_period), from
-        the weights it holds, which are `start`'s: the workers answer it directly, and the next
-        start is the server's own again (None here). A tree's rounds are chained here, each
-        worker's result to its node's reducer, the partials to the server; end_epoch waits on
-        the last, so that it never runs if a round failed.
+        the weights it holds: the workers answer it directly, and the next start is the server's
+        own again (None). A tree's rounds are chained here, each worker's result to its node's
+        reducer, the partials to the server; end_epoch waits on the last, so that it never runs
+        if a round failed.
         """
         if isinstance(self.reduction, Flat):
             return None, self.server.train_period.remote(hosts_of(self.workers), self.assignments, rounds)
+        if start is None:
+            start = self.server.start.remote()
         for tasks in rounds:
             start = self.reduction.apply_round(self.server, {rank: self.train(rank, start, task) for rank, task in tasks.items()})
         return start, self.server.end_epoch.remote(start)

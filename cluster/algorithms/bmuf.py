@@ -97,7 +97,7 @@ class SyncRounds(Algorithm):
 
     def drive(self, run: Run) -> None:
         server, scorer, periods = run.server, run.scorer, self.spec.periods
-        start = server.start.remote()
+        start = None  # the server's weights as they are (after its rewind)
         previous = None
         for period in range(scorer.done, periods):
             if run.stop():
