@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -265,3 +266,25 @@ def test_sixteen_workers_keep_one_workers_accuracy_per_epoch_with_rounds_in_unit
     before = accuracy("before", workers=16, sync_every=2000 // 16, late_rounds=1, late_momentum=0.5)
     assert all(s > o - 0.01 for s, o in zip(sixteen, one)), (sixteen, one)
     assert all(s > b + 0.03 for s, b in zip(sixteen, before)), (sixteen, before)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a niceness per thread is Linux's")
+def test_epochs_are_scored_at_a_lower_priority_than_training_and_so_are_the_threads_scoring_starts():
+    import threading
+
+    from dtrain.cluster import scoring
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def here_and_in_a_thread_started_here() -> tuple[int, int]:
+        seen = []
+        started = threading.Thread(target=lambda: seen.append(niceness()))
+        started.start()
+        started.join()
+        return niceness(), seen[0]
+
+    before = niceness()
+    expected = max(before, scoring.SCORING_NICENESS)  # already nicer than that: no privilege to go back
+    assert scoring._scoring_thread.submit(here_and_in_a_thread_started_here).result() == (expected, expected)
+    assert niceness() == before  # the caller's own priority is untouched
