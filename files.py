@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write to a temporary file in the same directory, fsync, rename over `path`, fsync the directory.
+
+    With `sync=False`, no fsync: a lost process still leaves the old file or the new one,
+    whole, but a crash of the machine itself may leave neither (for files that can be
+    made again, such as checkpoints).
 
     The file is created with mode 0o666 less the process umask (applied by the kernel,
     as for any new file): readable by whoever may read the directory, as reports and
@@ -21,13 +25,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _sync_directory(path.parent)
+    if sync:
+        _sync_directory(path.parent)
 
 
 def _create_temporary(path: Path) -> tuple[int, Path]:
