@@ -203,16 +203,18 @@ def add_job_routes(app: FastAPI, jobs: Any, registry: str | None) -> None:
         return jobs.metrics(checked(job_id), since)
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}/progress")
-    def progress(job_id: str, since: int = 0, version: str = "", wait: float = 0.0) -> dict[str, Any]:
+    def progress(job_id: str, since: int = 0, version: str = "", wait: float = 0.0, gather: float = 0.0) -> dict[str, Any]:
         """The job's record and its epoch lines from the `since`-th on, with the `version` they
         are at. Given the version of an earlier answer and `wait` seconds (at most 10), it
-        answers once the record or the lines have changed since, or when the wait is over."""
+        answers once the record or the lines have changed since, or when the wait is over.
+        With `gather` seconds (at most 2), a change is answered no sooner than that after the
+        request, together with what else changed meanwhile, unless the job has ended."""
         if since < 0:
             raise UserError(f"expected 0 or more, got {since}", "since")
         store = on_disk(jobs)
         store.load(checked(job_id))  # a 404 before any wait
         job_dir = store.job_dir(job_id)
-        now = jobwatch.wait_for_change(job_dir, version, wait) if version else jobwatch.version(job_dir)
+        now = jobwatch.wait_for_change(job_dir, version, wait, gather) if version else jobwatch.version(job_dir)
         return {"record": store.live(job_id, registry), "metrics": store.metrics(job_id, since), "version": now}
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}/logs")

@@ -38,6 +38,10 @@ POLL_S = 0.25
 #: How long one long poll of the cluster's HTTP API may wait for news of a followed job.
 WAIT_S = 5.0
 
+#: A followed job's news comes at most this often while it trains (its end at once): an answer
+#: costs the API and this client CPU on the cores the job trains on (jobwatch.py).
+GATHER_S = 0.25
+
 #: A local job's own cancel request is honoured within this long.
 LOCAL_CANCEL_TIMEOUT_S = 30.0
 
@@ -265,7 +269,7 @@ def progress(jobs: Jobs, job_id: str, since: int, version: str, poll_s: float) -
     when `version` is "", else once they have changed since that version. The cluster's HTTP API
     waits for the change (a long poll), so news arrives within tens of ms; through Ray, after `poll_s`."""
     if isinstance(jobs, HttpJobs):
-        return jobs.progress(job_id, since, version, WAIT_S if version else 0.0)
+        return jobs.progress(job_id, since, version, WAIT_S if version else 0.0, GATHER_S)
     if version:
         time.sleep(poll_s)
     return jobs.job(job_id), jobs.metrics(job_id, since), "polled"

@@ -127,12 +127,15 @@ class HttpJobs:
     def metrics(self, job_id: str, since: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", f"/jobs/{quote(job_id)}/metrics?since={int(since)}")
 
-    def progress(self, job_id: str, since: int, version: str = "", wait_s: float = 0.0) -> tuple[JobRecord, list[dict[str, Any]], str]:
+    def progress(
+        self, job_id: str, since: int, version: str = "", wait_s: float = 0.0, gather_s: float = 0.0
+    ) -> tuple[JobRecord, list[dict[str, Any]], str]:
         """The job's record, its epoch lines from the `since`-th on, and their version; given an
-        earlier answer's version, once they have changed since (the API waits up to `wait_s`)."""
+        earlier answer's version, once they have changed since (the API waits up to `wait_s`,
+        and gathers changes for `gather_s` unless the job has ended)."""
         from urllib.parse import urlencode
 
-        query = urlencode({"since": int(since), "version": version, "wait": wait_s})
+        query = urlencode({"since": int(since), "version": version, "wait": wait_s, "gather": gather_s})
         answer = self._json("GET", f"/jobs/{quote(job_id)}/progress?{query}")
         return JobRecord.model_validate(answer["record"]), answer["metrics"], answer["version"]
 

@@ -94,6 +94,38 @@ def test_a_long_poll_answers_as_soon_as_the_job_changes(api, tmp_path):
     assert client.get(url, params={"version": "x", "since": -1}, headers=AUTH).json()["field"] == "since"
 
 
+def test_a_gathering_long_poll_answers_the_changes_of_its_time_together_and_a_job_s_end_at_once(api, tmp_path):
+    """With `gather`, the epoch lines written meanwhile come in one answer no sooner than
+    `gather` after the request; the record of a job that ended is answered at once."""
+    client, record = api
+    store = JobStore(tmp_path / "storage")
+    url = f"/api/v1/jobs/{record.id}/progress"
+    metrics = store.job_dir(record.id) / "metrics.jsonl"
+    gather = 1.5
+
+    seen = client.get(url, headers=AUTH).json()["version"]
+    writers = [threading.Timer(0.1 * (k + 1), append_jsonl, (metrics, {"epoch": k + 1})) for k in range(3)]
+    for writer in writers:
+        writer.start()
+    t0 = time.monotonic()
+    answer = client.get(url, params={"version": seen, "wait": 10, "gather": gather}, headers=AUTH).json()
+    took = time.monotonic() - t0
+    for writer in writers:
+        writer.join()
+    assert answer["metrics"] == [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+    assert gather <= took < 5
+
+    seen = answer["version"]
+    ending = threading.Timer(0.1, store.update, (record.id,), {"state": "SUCCEEDED"})
+    ending.start()
+    t0 = time.monotonic()
+    answer = client.get(url, params={"since": 3, "version": seen, "wait": 10, "gather": gather}, headers=AUTH).json()
+    took = time.monotonic() - t0
+    ending.join()
+    assert answer["record"]["state"] == "SUCCEEDED" and answer["metrics"] == []
+    assert took < gather, "the end of the job waited for the gathering"
+
+
 def test_the_log_stream_sends_each_epoch_line_as_it_is_written_then_the_final_record(api, tmp_path):
     client, record = api
     store = JobStore(tmp_path / "storage")
