@@ -6,6 +6,7 @@ cancel, pull, report); importing them registers them on the one `app`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from dtrain.cli import submit, jobs, predict, show  # noqa: F401, I001  (registers the commands, in --help order)
@@ -21,9 +22,36 @@ def main() -> None:
     """Entry point: like ``app()``, but a usage error is one line, not a box."""
     try:
         run()
-    finally:
-        results_written()
-        stop_local()
+    except SystemExit as done:  # how every command ends, but for an error with a traceback
+        wind_up()
+        exit_without_teardown(done.code)
+        raise
+    except BaseException:
+        wind_up()
+        raise
+
+
+def wind_up() -> None:
+    results_written()
+    stop_local()
+
+
+def exit_without_teardown(code: object) -> None:
+    """Exit with `code` at once, once the output is flushed, skipping the interpreter's teardown
+    of every module it loaded: 30-60 ms at the end of every command, and of every followed
+    job (as mypy does). Only where that teardown has nothing left to do: no Ray in this process
+    (its exit hooks disconnect the driver, and stop an embedded Ray), no other thread. Returns
+    otherwise, for the usual exit."""
+    import threading
+
+    if "ray" in sys.modules or threading.active_count() > 1 or not (code is None or isinstance(code, int)):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: the usual exit says so
+        return
+    os._exit(code or 0)
 
 
 def run(args: list[str] | None = None) -> None:

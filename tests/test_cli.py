@@ -344,3 +344,21 @@ def test_a_path_that_is_not_utf8_is_printed_as_its_own_bytes(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"no jobs yet in " + storage + b"\n"
+
+
+@pytest.mark.parametrize("other_thread", [False, True])
+def test_a_command_exits_without_the_interpreter_s_teardown_unless_something_may_need_it(tmp_path, other_thread):
+    """`dtrain` skips Python's teardown of its modules once its output is flushed (tens of ms
+    of every command); not with another thread running (or Ray imported): their exit hooks run."""
+    script = (
+        "import atexit, sys, threading, time\n"
+        "from dtrain.cli.main import main\n"
+        "atexit.register(lambda: print('teardown ran', file=sys.stderr))\n"
+        + ("threading.Thread(target=time.sleep, args=(0.5,), daemon=True).start()\n" if other_thread else "")
+        + f"sys.argv = ['dtrain', 'list', '--json', '--storage', {str(tmp_path / 'storage')!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []  # flushed whole before the exit
+    assert ("teardown ran" in proc.stderr) == other_thread
