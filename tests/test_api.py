@@ -198,11 +198,18 @@ def test_a_browser_signs_in_once_with_the_token_and_then_may_only_read(api):
 
 # ------------------------------------------------------------------ on the real two-node cluster
 
-#: Runs the real CLI and says on stderr, last, whether the process ever imported Ray.
+#: Runs the real CLI and says on stderr, last, whether the process ever imported Ray: at exit,
+#: or just before the CLI exits without Python's teardown (cli/main.py), which skips atexit.
 NO_RAY_CLI = (
-    "import atexit, sys; "
-    "atexit.register(lambda: sys.stderr.write('\\nRAY_IMPORTED\\n' if 'ray' in sys.modules else '\\nNO_RAY\\n')); "
-    "from dtrain.cli.entry import main; main()"
+    "import atexit, os, sys\n"
+    "def say():\n"
+    "    sys.stderr.write('\\nRAY_IMPORTED\\n' if 'ray' in sys.modules else '\\nNO_RAY\\n')\n"
+    "    sys.stderr.flush()\n"
+    "atexit.register(say)\n"
+    "exit_now = os._exit\n"
+    "os._exit = lambda code: (say(), exit_now(code))\n"
+    "from dtrain.cli.entry import main\n"
+    "main()\n"
 )
 
 
