@@ -787,7 +787,7 @@ def round_ms(ray: Any, server: Any, workers: list, rounds: int) -> float:
     merges them all in one step; the rounds run by the server, as a job's are (train_period)."""
     from dtrain.worker.tasks import Block
 
-    hosts = [(w, (i,)) for i, (w, _) in enumerate(workers)]
+    hosts = [(w, (i,), 1) for i, (w, _) in enumerate(workers)]
     assignments = [a for _, a in workers]
     tasks = {i: Block(0, 0, 1) for i in range(len(workers))}
     ray.get(server.train_period.remote(hosts, assignments, [tasks] * 2))  # warm: first calls deserialise, allocate
@@ -803,7 +803,7 @@ class RelayWorker:
     def train(self, start: tuple[np.ndarray, int], task: Any, assignment: Any) -> np.ndarray:
         return start[0].copy()
 
-    def train_many(self, start: tuple[np.ndarray, int], tasks: tuple, assignments: tuple) -> list[np.ndarray]:
+    def train_many(self, start: tuple[np.ndarray, int], tasks: tuple, assignments: tuple, threads: int = 1) -> list[np.ndarray]:
         return [start[0].copy() for _ in tasks]
 
 
@@ -842,7 +842,7 @@ def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds
 
     server = ray.remote(RelayServer).options(num_cpus=0).remote(n_params)
     processes_ = [ray.remote(RelayWorker).options(num_cpus=0).remote() for _ in range(processes)]
-    hosts = hosts_of([processes_[rank % processes] for rank in range(workers)])  # ranks dealt round-robin
+    hosts = hosts_of([processes_[rank % processes] for rank in range(workers)], 1.0)  # ranks dealt round-robin
     assignments = [None] * workers
     tasks = {rank: None for rank in range(workers)}
     try:
@@ -854,7 +854,7 @@ def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds
                 start = server.start.remote()
                 for _ in range(n):
                     start = server.apply.remote(*[h.train_many.remote(start, ranks, ranks) if len(ranks) > 1
-                                                  else h.train.remote(start, None, None) for h, ranks in hosts])
+                                                  else h.train.remote(start, None, None) for h, ranks, _ in hosts])
                 ray.get(start)
             return (time.perf_counter() - t0) / n * 1000
 
@@ -921,7 +921,9 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
     # The floor of a round on this machine, for the warm cluster jobs' bounds (`bounds`).
     out["relay"] = {}
     for k in (2, 8):
-        processes = int(min(k, cpus))  # packed: one warm worker process per CPU the job reserves
+        from dtrain.cluster.workers import hosts
+
+        processes = len(hosts(k, min(1.0, cpus / k)))  # as a job packs them (cluster/workers.py)
         ms = relay_round_ms(ray, int(theta0.size), k, processes, 40 if quick else 100)
         driver_ms = relay_round_ms(ray, int(theta0.size), k, processes, 40 if quick else 100, by="driver")
         out["relay"][k] = {"workers": k, "processes": processes, "params": int(theta0.size), "ms_per_round": ms,

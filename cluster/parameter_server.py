@@ -129,7 +129,7 @@ class ParameterServer:
 
         for tasks in rounds:
             # The start weights go by value: Ray carries them inside the calls (cluster/connect.py).
-            self.apply(*ray.get(send_round(hosts, assignments, self.start(), tasks)))
+            self.apply(*ray.get(list(send_round(hosts, assignments, self.start(), tasks).values())))
         return self.end_epoch()
 
     def advance(self, loss: float, weights: np.ndarray) -> None:

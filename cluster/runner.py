@@ -240,7 +240,7 @@ def place_and_train(job: Job, server: Any, share: float, data_refs: tuple, kerne
                 # also starts BLAS with one thread, which spares the spin of a pool cut down
                 # here: dtrain/cli/__init__.py.)
                 with threadpool_limits(1):
-                    history, theta, final = train_periods(job, server, workers, assigned, reduction, watch.wait)
+                    history, theta, final = train_periods(job, server, workers, assigned, reduction, watch.wait, share)
                 stats = ray.get([w.stats.remote(a, len(history)) for w, a in zip(workers, assigned)])
                 summary = {"reduce": reduction.name, "reducers": reduction.summary()}
                 return Trained(history, theta, final, stats, share, summary, startup)

@@ -85,12 +85,13 @@ class Job:
 
 def train_periods(
     job: Job, server: Any, workers: list, assigned: list, reduction: Flat | Tree | None = None,
-    await_totals: Callable[[Any, int], dict] | None = None,
+    await_totals: Callable[[Any, int], dict] | None = None, share: float = 1.0,
 ) -> tuple[list[dict[str, Any]], np.ndarray, Evaluation]:
     """Run the periods from the job's last scored one, going back to it if the server or a worker is lost.
 
     `await_totals(ref, periods_done)` waits for a period's training totals (default: ray.get;
     run_job's raises WorkersLost when a node with workers on it is gone).
+    `share` is each worker's CPUs (a process hosting several trains them on a thread per CPU).
 
     Returns the per-period history, and the last scored model with its evaluation
     (with --until-accuracy, the first that reached the target).
@@ -111,7 +112,8 @@ def train_periods(
             if not scorer.rewind(server, job.t_start):
                 if attempt:  # the workers trained past the checkpoint, and train that again now
                     ray.get([worker.forget_after.remote(scorer.done) for worker in workers], timeout=RECOVERY_TIMEOUT_S)
-                run = Run(job.spec, job.plan, job.layout, server, workers, scorer, job.stop, reduction or Flat(), assigned)
+                run = Run(job.spec, job.plan, job.layout, server, workers, scorer, job.stop, reduction or Flat(), assigned,
+                          share)
                 job.algorithm.drive(run)
             assert scorer.last is not None
             return history, *scorer.last

@@ -43,10 +43,21 @@ def packable(spec: Any) -> bool:
     return not spec.straggler_delay and spec.algorithm.name != "async"
 
 
+#: The most threads one worker process trains its workers on: past a few, its one Ray core
+#: worker (sending every result) and the GIL (the Python around each task) would serialise
+#: what separate processes do side by side.
+MAX_THREADS = 4
+
+
 def hosts(workers: int, share: float) -> list[list[int]]:
-    """The ranks each worker process hosts: one process per CPU the workers' shares add up to
-    (at most one per worker), ranks dealt round-robin so that the processes' shards are even."""
-    n = max(1, min(workers, round(workers * share)))
+    """The ranks each worker process hosts: with a CPU or more each, a process per worker;
+    when they share the cores, one process per MAX_THREADS CPUs their shares add up to, which
+    trains its workers side by side on a thread per CPU (rounds.threads). Ranks are dealt
+    round-robin, so that the processes' shards are even."""
+    if share >= 1:
+        return [[rank] for rank in range(workers)]
+    cpus = max(1, round(workers * share))
+    n = -(-cpus // MAX_THREADS)
     return [list(range(p, workers, n)) for p in range(n)]
 
 
@@ -58,9 +69,10 @@ def process_ranks(workers: int, share: float, pack: bool) -> list[list[int]]:
 class OwnWorkers:
     """A job's own workers: started in its placement group, killed when it is done with them.
 
-    With `pack` (local mode), workers that share the cores share processes too, one per
-    CPU: each process hosts several shards (every call carries its assignment). That
-    spares the start-up of a process per worker (~0.5 s each) and changes no result.
+    With `pack` (local mode), workers that share the cores share a process too (`hosts`),
+    which trains them on a thread per CPU: each process hosts several shards (every call
+    carries its assignment). That spares the start-up of a process per worker (~0.5 s each)
+    and changes no result.
     """
 
     def __init__(self, pack: bool = False):

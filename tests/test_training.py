@@ -111,7 +111,7 @@ def test_both_kernels_train_through_ray(ray_cluster, small_mnist, tmp_path, kern
 
 
 def test_a_killed_worker_takes_its_shard_back_and_the_job_ends_as_if_nothing_happened(ray_cluster, small_mnist, tmp_path):
-    """SIGKILL a worker process mid-job: Ray restarts it with its shard and redoes its round.
+    """SIGKILL a worker process mid-job: Ray restarts it with its shards and redoes its round.
 
     train_block depends on its arguments alone, so the final weights are exactly
     those of an undisturbed run: no sample lost or counted twice.
@@ -133,7 +133,8 @@ def test_a_killed_worker_takes_its_shard_back_and_the_job_ends_as_if_nothing_hap
     assert killed and disturbed.state == "SUCCEEDED"
     assert disturbed.report["worker_restarts"] == 1
     restarted = [w for w in disturbed.report["workers"] if w["restarted"]]
-    assert [w["rank"] for w in restarted] == [1]
+    hosted = [rank for rank, pid in enumerate(pids) if pid == killed[0]]  # workers that share the cores share a process
+    assert 1 in hosted and [w["rank"] for w in restarted] == hosted
     assert [h["samples"] for h in disturbed.history] == [4000] * 4  # every sample once per epoch
     assert not [f for f in (tmp_path / "b").rglob("*") if f.name.startswith(".")]  # no partial files
     a, _ = read_weights(tmp_path / "a" / "model.npz")
@@ -220,9 +221,10 @@ def test_worker_processes_import_no_pydantic():
     ids=["sync", "scaffold", "fedadam"],
 )
 def test_workers_that_share_the_cores_share_processes_and_train_the_same_bits(ray_cluster, small_mnist, tmp_path, settings):
-    """In local mode one process per CPU hosts the workers (cluster/workers.py: OwnWorkers(pack=True));
-    each call carries its worker's assignment, and in sync rounds a process sums its shards' round
-    results itself (Worker.train_many), so the job trains exactly what one process per worker does."""
+    """In local mode workers that share the cores share a process (cluster/workers.py:
+    OwnWorkers(pack=True)), which trains them on a thread per CPU (Worker.train_many); each call
+    carries its worker's assignment and each worker's result stays apart, so the job trains
+    exactly what one process per worker does."""
     from dtrain.cluster.placement import node_cpus
     from dtrain.cluster.workers import OwnWorkers, hosts
 
@@ -244,13 +246,17 @@ def test_workers_that_share_the_cores_share_processes_and_train_the_same_bits(ra
     assert [w["samples"] for w in results["packed"].report["workers"]] == [w["samples"] for w in results["apart"].report["workers"]]
 
 
-def test_hosts_deal_ranks_round_robin_one_process_per_cpu():
+def test_workers_that_share_the_cores_share_a_process_per_four_cpus_with_a_thread_per_cpu():
+    from dtrain.cluster.rounds import threads
     from dtrain.cluster.workers import hosts
 
-    assert hosts(8, 0.25) == [[0, 2, 4, 6], [1, 3, 5, 7]]
-    assert hosts(3, 0.6666) == [[0, 2], [1]]
-    assert hosts(4, 1.0) == [[0], [1], [2], [3]]
-    assert hosts(1, 0.5) == [[0]]
+    assert hosts(8, 0.25) == [[0, 1, 2, 3, 4, 5, 6, 7]] and threads(8, 0.25) == 2
+    assert hosts(3, 0.6666) == [[0, 1, 2]] and threads(3, 0.6666) == 2
+    assert hosts(4, 1.0) == [[0], [1], [2], [3]] and threads(1, 1.0) == 1
+    assert hosts(1, 0.5) == [[0]] and threads(1, 0.5) == 1
+    # 64 workers on 32 CPUs: 8 processes of 4 threads, ranks dealt round-robin
+    many = hosts(64, 0.5)
+    assert len(many) == 8 and many[0] == list(range(0, 64, 8)) and {threads(len(r), 0.5) for r in many} == {4}
 
 
 def test_sixteen_workers_keep_one_workers_accuracy_per_epoch_with_rounds_in_units_of_k(ray_cluster, small_mnist, tmp_path):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dtrain.cluster.reduce import Flat, Tree, reduction_for
-from dtrain.cluster.rounds import hosts_of
+from dtrain.cluster.rounds import hosts_of, send_round
 from dtrain.model.kernels import warm_up
 from dtrain.spec import JobSpec
 
@@ -52,6 +52,7 @@ class Run:
     stop: Callable[[], bool]  # polled each period: True to cancel the job
     reduction: Flat | Tree  # how a round's results reach the server
     assignments: list  # each worker's Assignment (worker/actor.py), in rank order
+    share: float = 1.0  # each worker's CPUs: a process trains its workers on a thread per CPU (rounds.threads)
 
     def train(self, rank: int, start: Any, task: Task) -> Any:
         """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
@@ -70,11 +71,12 @@ class Run:
         if a round failed.
         """
         if isinstance(self.reduction, Flat):
-            return None, self.server.train_period.remote(hosts_of(self.workers), self.assignments, rounds)
+            return None, self.server.train_period.remote(hosts_of(self.workers, self.share), self.assignments, rounds)
         if start is None:
             start = self.server.start.remote()
+        hosts = hosts_of(self.workers, self.share)
         for tasks in rounds:
-            start = self.reduction.apply_round(self.server, {rank: self.train(rank, start, task) for rank, task in tasks.items()})
+            start = self.reduction.apply_round(self.server, send_round(hosts, self.assignments, start, tasks))
         return start, self.server.end_epoch.remote(start)
 
 
