@@ -826,7 +826,7 @@ class RelayServer:
         from dtrain.cluster.rounds import send_round
 
         for tasks in rounds:
-            ray.get(send_round(hosts, assignments, self.start(), tasks))
+            ray.get(list(send_round(hosts, assignments, self.start(), tasks).values()))
         return 0
 
 
