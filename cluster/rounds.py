@@ -3,7 +3,8 @@
 Used by the parameter server, which runs a flat job's rounds itself
 (`ParameterServer.train_period`): the workers answer it directly, so a round's
 weights make two hops (out to the workers, back to the server) instead of four
-through the job's driver.
+through the job's driver. A tree reduction's rounds, chained by the driver through
+the nodes' reducers (algorithms/base.py `Run.train_period`), go out the same way.
 """
 
 from __future__ import annotations
