@@ -26,7 +26,6 @@ from typing import Any
 
 from dtrain.cluster import placement
 from dtrain.cluster.http_client import ADVERT_FILE
-from dtrain.cluster.job_runner import NAMESPACE
 from dtrain.files import write_atomic
 
 API_NAME = "api"
@@ -108,19 +107,4 @@ class ApiServer:
 
 def get_or_create_api(root: str) -> Any:
     """The cluster's API server actor, created on first use next to the registry."""
-    import ray
-
-    return (
-        ray.remote(ApiServer)
-        .options(
-            name=API_NAME,
-            namespace=NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            num_cpus=0,
-            resources=placement.ON_HEAD,
-            max_restarts=-1,
-            max_concurrency=4,
-        )
-        .remote(root)
-    )
+    return placement.head_service(ApiServer, API_NAME, get_if_exists=True, max_restarts=-1, max_concurrency=4).remote(root)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dtrain.cluster import placement
+from dtrain.cluster.placement import NAMESPACE
 from dtrain.cluster.datacache import DataCache
 from dtrain.cluster.execute import execute
 from dtrain.cluster.jobstore import JobStore
@@ -24,9 +25,6 @@ from dtrain.cluster.pool import PooledWorkers
 from dtrain.cluster.workers import packable
 from dtrain.cluster.runner import JobCancelled, JobFailed, preflight, start_server
 from dtrain.errors import UserError
-
-#: The Ray namespace of dtrain's named actors (the registry, the runners, the API, the warm workers).
-NAMESPACE = "dtrain"
 
 #: The registry's name in it.
 REGISTRY_NAME = "registry"
@@ -146,25 +144,16 @@ def runner_name(job_id: str) -> str:
 
 def new_runner(root: str) -> tuple[str, Any]:
     """A new runner, ready for any job: its name ("runner-<random>") and handle."""
-    import ray
-
     name = f"{RUNNER_PREFIX}{uuid.uuid4().hex[:12]}"
-    handle = (
-        ray.remote(JobRunner)
-        .options(
-            name=name,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            num_cpus=0,
-            resources=placement.ON_HEAD,
-            # cancel() must get through while run() trains, and while the run() calls
-            # of registries that were lost wait for it.
-            max_concurrency=16,
-            # A lost runner is restarted and runs the job again, which resumes it from
-            # its last checkpoint; its parameter server and workers die with it.
-            max_restarts=RUNNER_RESTARTS,
-            max_task_retries=-1,
-        )
-        .remote(root)
-    )
+    handle = placement.head_service(
+        JobRunner,
+        name,
+        # cancel() must get through while run() trains, and while the run() calls
+        # of registries that were lost wait for it.
+        max_concurrency=16,
+        # A lost runner is restarted and runs the job again, which resumes it from
+        # its last checkpoint; its parameter server and workers die with it.
+        max_restarts=RUNNER_RESTARTS,
+        max_task_retries=-1,
+    ).remote(root)
     return name, handle

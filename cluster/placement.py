@@ -19,10 +19,25 @@ from dtrain.errors import UserError
 #: Pins an actor to the head node, next to the storage directory (it exists in local mode too).
 ON_HEAD = {"node:__internal_head__": 0.001}
 
+#: The Ray namespace of dtrain's named actors (the registry, the runners, the API, the warm workers).
+NAMESPACE = "dtrain"
+
 #: Workers per CPU at the most: each is a process of ~130 MiB, and thousands of
 #: them on a laptop would swamp it long before they trained anything.
 MAX_WORKERS_PER_CPU = 32
 
+
+
+def head_service(cls: type, name: str, **options: Any) -> Any:
+    """`cls` as one of dtrain's services on a cluster (the registry, a job's runner, the HTTP
+    API): an actor called `name` in dtrain's namespace, detached (it outlives the command that
+    made it), on the head node next to the jobs' files, asking for no CPU; `options` add the
+    service's own (restarts, concurrency, get_if_exists). Call `.remote(...)` to create it."""
+    import ray
+
+    return ray.remote(cls).options(
+        name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=0, resources=ON_HEAD, **options
+    )
 
 def node_cpus() -> list[float]:
     """CPUs of each alive node of the connected cluster."""

@@ -189,23 +189,16 @@ def get_or_create_registry(storage: str | None) -> Any:
     """
     import ray
 
-    registry = (
-        ray.remote(JobRegistry)
-        .options(
-            name=REGISTRY_NAME,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            resources=placement.ON_HEAD,
-            max_concurrency=64,  # status and list answer while submits and cancels wait
-            # Ray restarts a lost registry under the same name and runs the calls it was
-            # answering again: each method is safe to run twice (submit by its job id).
-            max_restarts=-1,
-            max_task_retries=-1,
-        )
-        .remote(storage)
-    )
+    registry = placement.head_service(
+        JobRegistry,
+        REGISTRY_NAME,
+        get_if_exists=True,
+        max_concurrency=64,  # status and list answer while submits and cancels wait
+        # Ray restarts a lost registry under the same name and runs the calls it was
+        # answering again: each method is safe to run twice (submit by its job id).
+        max_restarts=-1,
+        max_task_retries=-1,
+    ).remote(storage)
     problem = storage and ray.get(registry.check_storage.remote(storage))
     if problem:
         raise UserError(problem, "storage")
