@@ -94,6 +94,7 @@ class Worker:
         # their assignments; the first result after that says the worker restarted.
         self.was_restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._restart_unreported = self.was_restarted
+        self._pool: tuple[Any, int] = (None, 0)  # train_many's threads, and how many
 
     def _adopt(self, assignment: Assignment) -> Shard:
         """The shard of `assignment`: the one this worker has, or a new one (forgetting those of
@@ -158,16 +159,16 @@ class Worker:
         node would then not train the same bits."""
         shards = [self._adopt(assignment) for assignment in assignments]  # in this thread: _adopt edits the dict
         restarted = [self._first_since_restart()] + [0] * (len(tasks) - 1)
-        jobs = list(zip(shards, tasks, restarted))
-        if threads <= 1 or len(jobs) <= 1:
-            return [self._run(shard, start, task, first) for shard, task, first in jobs]
-        return list(self._threads(threads).map(lambda job: self._run(job[0], start, job[1], job[2]), jobs))
+        starts = [start] * len(tasks)
+        if threads <= 1 or len(tasks) <= 1:
+            return list(map(self._run, shards, starts, tasks, restarted))
+        return list(self._threads(threads).map(self._run, shards, starts, tasks, restarted))
 
     def _threads(self, n: int) -> Any:
         """A pool of `n` threads, kept between calls (made again when a job asks for another number)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        pool, size = getattr(self, "_pool", (None, 0))
+        pool, size = self._pool
         if size != n:
             if pool is not None:
                 pool.shutdown(wait=False)
@@ -190,8 +191,7 @@ class Worker:
         figures = shard.by_period.setdefault(task.period, [0, 0.0, 0, 0.0])
         for i, value in enumerate((samples, loss, correct, busy)):
             figures[i] += value
-        a = shard.assignment
-        return Update(theta, samples, loss, correct, restarted, version, a.rank, busy)
+        return Update(theta, samples, loss, correct, restarted, version, shard.assignment.rank, busy)
 
     def forget_after(self, periods_done: int) -> None:
         """Drop the figures for the periods after the first `periods_done`: the job went back

@@ -70,11 +70,11 @@ class Run:
         reducer, the partials to the server; end_epoch waits on the last, so that it never runs
         if a round failed.
         """
+        hosts = hosts_of(self.workers, self.share)
         if isinstance(self.reduction, Flat):
-            return None, self.server.train_period.remote(hosts_of(self.workers, self.share), self.assignments, rounds)
+            return None, self.server.train_period.remote(hosts, self.assignments, rounds)
         if start is None:
             start = self.server.start.remote()
-        hosts = hosts_of(self.workers, self.share)
         for tasks in rounds:
             start = self.reduction.apply_round(self.server, send_round(hosts, self.assignments, start, tasks))
         return start, self.server.end_epoch.remote(start)
