@@ -806,6 +806,9 @@ class RelayWorker:
     def train_many(self, start: tuple[np.ndarray, int], tasks: tuple, assignments: tuple, threads: int = 1) -> list[np.ndarray]:
         return [start[0].copy() for _ in tasks]
 
+    def train_period(self, period: Any, assignments: tuple, threads: int = 1) -> Any:
+        return period  # back to the server, its rule's state and all, as a hosted period goes
+
 
 class RelayServer:
     """A parameter server that averages nothing: it takes a round's results and answers the next
@@ -821,10 +824,21 @@ class RelayServer:
         return self.weights, 0
 
     def train_period(self, hosts: list, assignments: list, rounds: list[dict]) -> int:
+        """As ParameterServer.train_period: one call a period to a process that hosts every
+        worker (cluster/hosted.py), with the default job's rule and its state; else a round's
+        calls at a time."""
         import ray
 
+        from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
+        from dtrain.cluster.hosted import HostedPeriod
         from dtrain.cluster.rounds import send_round
 
+        if len(hosts) == 1:
+            rule = BlockMomentumRule([0.875])
+            rule.reset(self.weights)
+            worker, _, threads = hosts[0]
+            ray.get(worker.train_period.remote(HostedPeriod(rule, 0, 0, rounds), tuple(assignments), threads))
+            return 0
         for tasks in rounds:
             ray.get(list(send_round(hosts, assignments, self.start(), tasks).values()))
         return 0
@@ -862,6 +876,31 @@ def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds
         return med([block(rounds) for _ in range(5)])
     finally:
         for actor in [server, *processes_]:
+            ray.kill(actor)
+
+
+def relay_period_ms(ray: Any, n_params: int, workers: int, periods: int, rounds: int = 3) -> float:
+    """ms per period of `rounds` rounds through a parameter-server actor with no computation in
+    it, when one process hosts all `workers` (the warm 8-worker job's layout on 2 cores): the
+    server hands the process the period with the rule's state, which comes back with it
+    (cluster/hosted.py), and its rounds make no Ray call. Median of 5 blocks of `periods` periods."""
+    from dtrain.cluster.rounds import hosts_of
+
+    server = ray.remote(RelayServer).options(num_cpus=0).remote(n_params)
+    process = ray.remote(RelayWorker).options(num_cpus=0).remote()
+    hosts = hosts_of([process] * workers, 1.0)
+    tasks = {rank: None for rank in range(workers)}
+    try:
+        def block(n: int) -> float:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                ray.get(server.train_period.remote(hosts, [None] * workers, [tasks] * rounds))
+            return (time.perf_counter() - t0) / n * 1000
+
+        block(5)  # warm: first calls deserialise, allocate
+        return med([block(periods) for _ in range(5)])
+    finally:
+        for actor in (server, process):
             ray.kill(actor)
 
 
@@ -930,6 +969,10 @@ def sync_section(ds: Any, quick: bool, rounds: int) -> dict[str, Any]:
                            "through_driver_ms_per_round": driver_ms}
         log(f"  relay round, {k} workers in {processes} processes: {ms:.1f} ms run by the server, "
             f"{driver_ms:.1f} ms chained by the driver")
+        if processes == 1:  # the job's rounds then run in that process (cluster/hosted.py)
+            period_ms = relay_period_ms(ray, int(theta0.size), k, 10 if quick else 30)
+            out["relay"][k]["hosted_ms_per_period"] = period_ms
+            log(f"  relay period, {k} workers in 1 process: {period_ms:.1f} ms a period")
     return out
 
 
@@ -1458,11 +1501,16 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                 ["A round: each worker copies the server's start weights, trains 1 sample (its whole 1-sample shard), returns its",
                  "weights; the server merges all of them in one step. The server runs the rounds, as a job's run",
                  "(train_period), ms/round = elapsed / rounds after 2 warm rounds. Worker count series: one pool of actors with the CPU",
-                 "share of the largest count, the first K used; s per new actor = actor start + kernel load, on 2 shared cores."]
+                 "share of the largest count, the first K used; s per new actor = actor start + kernel load, on 2 shared cores.",
+                 "With 1 worker its one process hosts every worker, so the server hands it all the rounds in one call",
+                 "(cluster/hosted.py): that row's rounds make no Ray call each."]
                 + [f"Relay round, {k} workers in {v['processes']} processes (the warm cluster jobs' layout): {v['ms_per_round']:.1f} ms "
                    + (f"run by the server, {v['through_driver_ms_per_round']:.1f} ms chained through the driver"
                       if "through_driver_ms_per_round" in v else "chained through the driver")
                    + ": the same calls and weights with no training and no averaging (median of 5 blocks of rounds)."
+                   + (f" Relay period: {v['hosted_ms_per_period']:.1f} ms a period of 3 rounds handed to the one process with "
+                      "the rule's state (cluster/hosted.py), as the job's periods now run in this layout."
+                      if "hosted_ms_per_period" in v else "")
                    for k, v in (sync.get("relay") or {}).items()])
 
     # summary
@@ -1623,8 +1671,13 @@ def bounds(R: dict[str, Any], denominators: dict[str, float | None]) -> dict[str
     relay = (R.get("sync") or {}).get("relay") or {}
 
     def sync_rounds(workers: int, epochs: int) -> tuple[str, float | None]:
-        """The rounds the job's schedule runs in `epochs` epochs, at the relay's cost of a round."""
-        ms = (relay.get(workers) or relay.get(str(workers)) or {}).get("ms_per_round")  # str: read back from JSON
+        """The rounds the job's schedule runs in `epochs` epochs, at the relay's cost of a round;
+        or, when one process hosts every worker, the epochs at the relay's cost of a period."""
+        entry = relay.get(workers) or relay.get(str(workers)) or {}  # str: read back from JSON
+        if entry.get("hosted_ms_per_period"):
+            ms = entry["hosted_ms_per_period"]
+            return f"{epochs} hosted periods × {ms:.1f} ms", epochs * ms / 1000
+        ms = entry.get("ms_per_round")
         spec = JobSpec(workers=workers)
         n = sum(algorithm_for(spec).schedule(-(-R["dataset"]["train"] // workers)).rounds[:epochs])
         return f"{n} sync rounds × {ms or 0:.1f} ms", (n * ms / 1000 if ms else None)
@@ -1732,8 +1785,10 @@ def baseline_table(R: dict[str, Any], P: Any, quick: bool) -> None:
                                            else "") + "). Sync rounds = the rounds the job's schedule runs (spec.py; the "
                  "8-worker schedule's early epochs have many, which its accuracy needs), each at the cost of a round through a "
                  "parameter-server actor that computes nothing, in the job's layout of worker processes (section 7's relay "
-                 "round): what Ray's calls alone take, during which no worker trains. A goal past its bound cannot be met "
-                 "on this machine.")
+                 "round): what Ray's calls alone take, during which no worker trains. Hosted periods = the same when one "
+                 "process hosts every worker: the server hands it each epoch's rounds with the rule's state, which comes "
+                 "back with it, and the rounds make no Ray call (cluster/hosted.py; section 7's relay period). A goal past "
+                 "its bound cannot be met on this machine.")
     P.table(f"Baseline ratios ({'QUICK run: short jobs, 1 repeat' if quick else 'full run'}): the issue's figures, "
             f"each a ratio of two medians measured in this run",
             ["figure", "measured (runs)", "ratio", "goal", "met", "bound on this machine (measured in this run)"],

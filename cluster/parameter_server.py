@@ -18,6 +18,7 @@ import numpy as np
 
 from dtrain.cluster import checkpoint
 from dtrain.cluster.divergence import divergence
+from dtrain.cluster.hosted import HostedPeriod, travels
 from dtrain.cluster.outcome import ServerRestarted
 from dtrain.cluster.rounds import Host, send_round
 from dtrain.model.mlp import he_init
@@ -114,29 +115,46 @@ class ParameterServer:
         return self.start()
 
     def train_period(self, hosts: list[Host], assignments: list, rounds: list[dict[int, Any]]) -> dict:
-        """Run a period's synchronous rounds itself, one after the other, then end it as
-        `end_epoch` does (and return what it returns). Each round's tasks (rank -> Task) go to
-        the workers from the weights held now, and all their results are applied as `apply`
-        applies them.
+        """Run a period's synchronous rounds, one after the other, then end it as `end_epoch`
+        does (and return what it returns). Each round's tasks (rank -> Task) go to the workers
+        from the weights held now, and all their results are applied as `apply` applies them.
 
-        The workers answer this actor directly: a round's weights make two hops instead of
-        four through the job's driver (benchmarks/speed.py's relay round times both ways).
-        Ending the period here, not in a call of its own, spares a round trip to the driver
-        between periods: the driver's next call (`model`) is already waiting. A worker lost for
-        good fails this call, and the driver rewinds as for a lost server.
+        When one process hosts every worker, it is handed the whole period with the rule
+        (cluster/hosted.py) and applies each round itself: one call a period instead of one a
+        round. Otherwise the workers answer this actor directly: a round's weights make two
+        hops instead of four through the job's driver (benchmarks/speed.py's relay round times
+        both ways). Ending the period here, not in a call of its own, spares a round trip to
+        the driver between periods: the driver's next call (`model`) is already waiting. A
+        worker lost for good fails this call, and the driver rewinds as for a lost server.
         """
         import ray
 
+        if len(hosts) == 1 and travels(self.rule):
+            worker, _, n_threads = hosts[0]
+            period = HostedPeriod(self.rule, self.version, self.epochs_done, rounds)
+            self.take_back(ray.get(worker.train_period.remote(period, tuple(assignments), n_threads)))
+            return self.end_epoch()
         for tasks in rounds:
             # The start weights go by value: Ray carries them inside the calls (cluster/connect.py).
             self.apply(*ray.get(list(send_round(hosts, assignments, self.start(), tasks).values())))
         return self.end_epoch()
 
+    def take_back(self, period: HostedPeriod) -> None:
+        """The rule of a period that a worker process ran (cluster/hosted.py), and what it reported."""
+        self.rule = period.rule
+        for finite in period.finite:
+            self._advance(finite)
+        for totals in period.counts:
+            self.count(*totals)
+
     def advance(self, loss: float, weights: np.ndarray) -> None:
         """For the rule: the model changed (a new version); remember the first version whose
         loss or weights are not finite."""
+        self._advance(bool(math.isfinite(loss) and np.isfinite(weights).all()))
+
+    def _advance(self, finite: bool) -> None:
         self.version += 1
-        if self.diverged_at is None and not (math.isfinite(loss) and np.isfinite(weights).all()):
+        if self.diverged_at is None and not finite:
             self.diverged_at = self.version
 
     def count(self, samples: int, loss: float, correct: int, restarts: int, speeds: Sequence[tuple[int, int, float]] = ()) -> None:

@@ -33,12 +33,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dtrain.spec import JobSpec
 from dtrain.worker.tasks import Partial, Update, partial_sum
+
+if TYPE_CHECKING:
+    from dtrain.spec import JobSpec
 
 #: A worker's round result, as Worker.train returns it (worker/tasks.py's Update):
 #: (weights float32, samples, loss sum, correct, 1 if restarted else 0, server version it started from).

@@ -1,4 +1,4 @@
-"""benchmarks/speed.py's relay round: its stand-in actors still take the calls a job makes.
+"""benchmarks/speed.py's relay round and period: its stand-in actors still take the calls a job makes.
 
 The warm cluster rows' bounds in the committed results use it; a change to the calls
 (cluster/rounds.py, ParameterServer.train_period) that the stand-ins do not follow would
@@ -24,8 +24,10 @@ sys.path.insert(0, {benchmarks!r})
 from dtrain.cluster.connect import connect_local
 connect_local()
 import ray, speed
-print(json.dumps({{by: [speed.relay_round_ms(ray, 1000, 8, 1, 3, by=by), speed.relay_round_ms(ray, 1000, 2, 2, 3, by=by)]
-                  for by in ("server", "driver")}}))
+ms = {{by: [speed.relay_round_ms(ray, 1000, 8, 1, 3, by=by), speed.relay_round_ms(ray, 1000, 2, 2, 3, by=by)]
+      for by in ("server", "driver")}}
+ms["hosted"] = [speed.relay_period_ms(ray, 1000, 8, 3)]
+print(json.dumps(ms))
 """
 
 

@@ -202,11 +202,15 @@ def test_a_run_directory_with_checkpoints_resumes_where_it_stopped(ray_cluster, 
 
 
 def test_worker_processes_import_no_pydantic():
-    """Workers get plain settings, so the 8 worker processes of a job skip pydantic's import."""
+    """Workers get plain settings, so the 8 worker processes of a job skip pydantic's import;
+    nor does a period's rule that a worker process is handed (cluster/hosted.py) bring it in."""
     import subprocess
     import sys
 
-    check = "import sys, dtrain.worker.actor; print(sorted(m for m in ('pydantic', 'dtrain.spec') if m in sys.modules))"
+    check = (
+        "import sys, dtrain.worker.actor, dtrain.cluster.hosted, dtrain.cluster.algorithms; "
+        "print(sorted(m for m in ('pydantic', 'dtrain.spec') if m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,6 +54,16 @@ class Assignment:
     @property
     def job_id(self) -> str:
         return self.key.split("/", 1)[0]
+
+
+class Period(Protocol):
+    """A period of synchronous rounds, handed with the rule that applies them to the process
+    that hosts every worker (the parameter server's, cluster/hosted.py)."""
+
+    rounds: list[dict[int, Task]]  # each round's tasks, by rank
+
+    def start(self) -> tuple[Any, int]: ...  # what the next round trains from: (weights, version)
+    def apply(self, updates: list[Update]) -> None: ...  # fold a round's results in
 
 
 @dataclass
@@ -163,6 +173,16 @@ class Worker:
         if threads <= 1 or len(tasks) <= 1:
             return list(map(self._run, shards, starts, tasks, restarted))
         return list(self._threads(threads).map(self._run, shards, starts, tasks, restarted))
+
+    def train_period(self, period: Period, assignments: tuple[Assignment, ...], threads: int = 1) -> Period:
+        """Run `period`'s rounds one after the other, each as `train_many` runs it, and apply
+        each round's results with the period's rule, here: a process that hosts every worker
+        of the job needs no round trip to the parameter server between rounds. Answers the
+        period, which carries the rule's new state and what it reported back to the server."""
+        for tasks in period.rounds:
+            ranks = sorted(tasks)
+            period.apply(self.train_many(period.start(), tuple(tasks[r] for r in ranks), tuple(assignments[r] for r in ranks), threads))
+        return period
 
     def _threads(self, n: int) -> Any:
         """A pool of `n` threads, kept between calls (made again when a job asks for another number)."""

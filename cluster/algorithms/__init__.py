@@ -13,6 +13,8 @@ rule and its driver loop.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dtrain.cluster.algorithms.asynchronous import Async
 from dtrain.cluster.algorithms.base import Algorithm, RoundPlan, Run
 from dtrain.cluster.algorithms.bmuf import SyncRounds
@@ -21,7 +23,9 @@ from dtrain.cluster.algorithms.federated import FedAvg
 from dtrain.cluster.algorithms.fedprox import FedProx
 from dtrain.cluster.algorithms.fedyogi import FedYogi
 from dtrain.cluster.algorithms.scaffold import Scaffold
-from dtrain.spec import JobSpec
+
+if TYPE_CHECKING:
+    from dtrain.spec import JobSpec
 
 ALGORITHMS: dict[str, type[Algorithm]] = {a.name: a for a in (SyncRounds, Async, FedAvg, FedProx, FedAdam, FedYogi, Scaffold)}
 

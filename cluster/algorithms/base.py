@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dtrain.cluster.reduce import Flat, Tree, reduction_for
 from dtrain.cluster.rounds import hosts_of, send_round
 from dtrain.model.kernels import warm_up
-from dtrain.spec import JobSpec
 
 if TYPE_CHECKING:
     from dtrain.cluster.layout import Layout
     from dtrain.cluster.parameter_server import Rule
     from dtrain.cluster.scoring import Scorer
+    from dtrain.spec import JobSpec
     from dtrain.worker.tasks import Task
 
 
