@@ -825,20 +825,27 @@ class RelayServer:
 
     def train_period(self, hosts: list, assignments: list, rounds: list[dict]) -> int:
         """As ParameterServer.train_period: one call a period to a process that hosts every
-        worker (cluster/hosted.py), with the default job's rule and its state; else a round's
-        calls at a time."""
+        worker (cluster/hosted.py), with the default job's rule and its state; else `train_rounds`."""
         import ray
 
         from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
         from dtrain.cluster.hosted import HostedPeriod
+
+        if len(hosts) > 1:
+            return self.train_rounds(hosts, assignments, rounds)
+        rule = BlockMomentumRule([0.875])
+        rule.reset(self.weights)
+        worker, _, threads = hosts[0]
+        ray.get(worker.train_period.remote(HostedPeriod(rule, 0, 0, rounds), tuple(assignments), threads))
+        return 0
+
+    def train_rounds(self, hosts: list, assignments: list, rounds: list[dict]) -> int:
+        """A round's calls at a time (through cluster/rounds.py), as ParameterServer.train_period
+        sends them to several processes."""
+        import ray
+
         from dtrain.cluster.rounds import send_round
 
-        if len(hosts) == 1:
-            rule = BlockMomentumRule([0.875])
-            rule.reset(self.weights)
-            worker, _, threads = hosts[0]
-            ray.get(worker.train_period.remote(HostedPeriod(rule, 0, 0, rounds), tuple(assignments), threads))
-            return 0
         for tasks in rounds:
             ray.get(list(send_round(hosts, assignments, self.start(), tasks).values()))
         return 0
@@ -849,7 +856,8 @@ def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds
     warm 8-worker job's layout (`workers` ranks in `processes` worker processes, packed as
     cluster/workers.py packs them), its weights' size and Ray's settings. What Ray's calls alone
     cost a round. `by="server"`: the server runs the rounds and the workers answer it, as a
-    job's flat rounds run (ParameterServer.train_period); `by="driver"`: the driver chains them
+    job's flat rounds run over several processes (ParameterServer.train_period; with one
+    process, `relay_period_ms` measures how its periods run); `by="driver"`: the driver chains them
     by reference, each process answering one list (how they ran before). Median of 5 blocks of
     `rounds` rounds."""
     from dtrain.cluster.rounds import hosts_of
@@ -863,7 +871,7 @@ def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds
         def block(n: int) -> float:
             t0 = time.perf_counter()
             if by == "server":
-                ray.get(server.train_period.remote(hosts, assignments, [tasks] * n))
+                ray.get(server.train_rounds.remote(hosts, assignments, [tasks] * n))
             else:
                 start = server.start.remote()
                 for _ in range(n):
