@@ -5,8 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 #: An epoch whose training loss exceeds this many times that of guessing (ln of the classes) has diverged.
 DIVERGENCE_FACTOR = 1.5
+
+
+def finite(loss: float, weights: np.ndarray) -> bool:
+    """Whether a round's loss and the weights it left are all finite (a diverged round's are not)."""
+    return bool(math.isfinite(loss) and np.isfinite(weights).all())
 
 
 def divergence(figures: dict[str, Any], epoch: int, n_classes: int, where: str | None = None) -> str | None:

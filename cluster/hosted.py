@@ -3,9 +3,9 @@
 When one process hosts all of a job's workers (local mode on a few cores, a warm pool on
 one node: cluster/workers.py `hosts`), the parameter server hands it the whole period
 (`ParameterServer.train_period`): the algorithm's rule travels with it, and the process
-applies each round's results itself, so the rounds need no Ray call each. The server's
-rounds cost about 3 ms each in Ray's round trips alone (benchmarks/speed.py's relay
-round), which were a tenth of a warm 8-worker job.
+applies each round's results itself, so the rounds need no Ray call each: Ray's round trips alone cost
+each of them a few ms (benchmarks/speed.py's relay round), about a tenth of a warm
+8-worker job.
 
 Nothing else changes: the rule is the server's own object and applies the same results in
 the same order, so the weights are the same to the last bit; it reports to this period
@@ -17,11 +17,12 @@ as the server sent it): the period trains again from its start, as a round did.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from dtrain.cluster.divergence import finite
 
 if TYPE_CHECKING:
     from dtrain.cluster.parameter_server import Rule
@@ -67,7 +68,7 @@ class HostedPeriod:
     def advance(self, loss: float, weights: np.ndarray) -> None:
         """For the rule, as ParameterServer.advance."""
         self.version += 1
-        self.finite.append(bool(math.isfinite(loss) and np.isfinite(weights).all()))
+        self.finite.append(finite(loss, weights))
 
     def count(self, *totals: Any) -> None:
         """For the rule, as ParameterServer.count."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dtrain.cluster import checkpoint
-from dtrain.cluster.divergence import divergence
+from dtrain.cluster.divergence import divergence, finite
 from dtrain.cluster.hosted import HostedPeriod, travels
 from dtrain.cluster.outcome import ServerRestarted
 from dtrain.cluster.rounds import Host, send_round
@@ -150,7 +150,7 @@ class ParameterServer:
     def advance(self, loss: float, weights: np.ndarray) -> None:
         """For the rule: the model changed (a new version); remember the first version whose
         loss or weights are not finite."""
-        self._advance(bool(math.isfinite(loss) and np.isfinite(weights).all()))
+        self._advance(finite(loss, weights))
 
     def _advance(self, finite: bool) -> None:
         self.version += 1
