@@ -5,7 +5,9 @@ one node: cluster/workers.py `hosts`), the parameter server hands it the whole p
 (`ParameterServer.train_period`): the algorithm's rule travels with it, and the process
 applies each round's results itself, so the rounds need no Ray call each: Ray's round trips alone cost
 each of them a few ms (benchmarks/speed.py's relay round), about a tenth of a warm
-8-worker job.
+8-worker job. The server hands over the next period with this one: the process starts it
+from its own answer to this one (`HostedPeriod.after`), which Ray passes it by reference,
+while the server takes this one back and writes its checkpoint.
 
 Nothing else changes: the rule is the server's own object and applies the same results in
 the same order, so the weights are the same to the last bit; it reports to this period
@@ -45,7 +47,7 @@ class HostedPeriod:
     """A period's rounds, the rule that applies them, and what the rule reported: it stands in
     for the server in the rule's `apply` (`advance`, `count`, `epochs_done`)."""
 
-    rule: Rule
+    rule: Rule | None  # None: as the previous period leaves it (`after`)
     version: int  # the server's, at the period's start; one more for every round applied
     epochs_done: int
     rounds: list[dict[int, Task]]  # each round's tasks, by rank
@@ -55,7 +57,14 @@ class HostedPeriod:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Whatever comes out of Ray is read-only, and the rules update their arrays in place.
         self.__dict__.update(state)
-        self.rule.load({name: np.array(a) for name, a in self.rule.arrays().items()})
+        if self.rule is not None:
+            self.rule.load({name: np.array(a) for name, a in self.rule.arrays().items()})
+
+    def after(self, previous: HostedPeriod) -> HostedPeriod:
+        """These rounds from where `previous` (as its process answered it) left the rule: what
+        the server would hand over once it had taken `previous` back and ended its period."""
+        previous.rule.epoch_figures()  # as the server's end_epoch: they start again each period
+        return HostedPeriod(previous.rule, previous.version, previous.epochs_done + 1, self.rounds)
 
     def start(self) -> tuple[Any, int]:
         """What the workers train the next round from: the rule's start, and its version."""

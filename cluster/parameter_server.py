@@ -61,6 +61,7 @@ class ParameterServer:
         # A job's runner starts its server before it knows the job (so that its process is up
         # by then) and configures it before every rewind, so a restarted one is configured again.
         self.rule: Rule = Unconfigured()  # type: ignore[assignment]
+        self._ahead = None
         self.checkpoints: Path | None = None
         self.version, self.epochs_done, self.diverged_at = 0, 0, None
         self._reset_epoch_totals()
@@ -78,6 +79,7 @@ class ParameterServer:
         self._start_over()
 
     def _start_over(self) -> None:
+        self._ahead: tuple[tuple, Any] | None = None  # the next period handed over, and its answer (_hand_over)
         self.rule.reset(self.theta0)
         self.version = 0
         self.epochs_done = 0
@@ -114,30 +116,49 @@ class ParameterServer:
         self.rule.apply(self, updates)
         return self.start()
 
-    def train_period(self, hosts: list[Host], assignments: list, rounds: list[dict[int, Any]]) -> dict:
+    def train_period(self, hosts: list[Host], assignments: list, rounds: list[dict[int, Any]],
+                     following: list[dict[int, Any]] | None = None) -> dict:
         """Run a period's synchronous rounds, one after the other, then end it as `end_epoch`
         does (and return what it returns). Each round's tasks (rank -> Task) go to the workers
         from the weights held now, and all their results are applied as `apply` applies them.
 
         When one process hosts every worker, it is handed the whole period with the rule
         (cluster/hosted.py) and applies each round itself: one call a period instead of one a
-        round. Otherwise the workers answer this actor directly: a round's weights make two
-        hops instead of four through the job's driver (benchmarks/speed.py's relay round times
-        both ways). Ending the period here, not in a call of its own, spares a round trip to
-        the driver between periods: the driver's next call (`model`) is already waiting. A
-        worker lost for good fails this call, and the driver rewinds as for a lost server.
+        round. The `following` period's rounds (the driver's next call, if it knows them) are
+        handed to it at once too, to start from this period's answer as soon as it is ready:
+        the process does not wait while this server takes the period back and ends it.
+        Otherwise the workers answer this actor directly: a round's weights make two hops
+        instead of four through the job's driver (benchmarks/speed.py's relay round times both
+        ways). Ending the period here, not in a call of its own, spares a round trip to the
+        driver between periods: the driver's next call (`model`) is already waiting. A worker
+        lost for good fails this call, and the driver rewinds as for a lost server.
         """
         import ray
 
         if len(hosts) == 1 and travels(self.rule):
-            worker, _, n_threads = hosts[0]
-            period = HostedPeriod(self.rule, self.version, self.epochs_done, rounds)
-            self.take_back(ray.get(worker.train_period.remote(period, tuple(assignments), n_threads)))
+            self.take_back(ray.get(self._hand_over(hosts[0], tuple(assignments), rounds, following)))
             return self.end_epoch()
         for tasks in rounds:
             # The start weights go by value: Ray carries them inside the calls (cluster/connect.py).
             self.apply(*ray.get(list(send_round(hosts, assignments, self.start(), tasks).values())))
         return self.end_epoch()
+
+    def _hand_over(self, host: Host, assignments: tuple, rounds: list[dict[int, Any]],
+                   following: list[dict[int, Any]] | None) -> Any:
+        """A reference to this period's answer from the process that hosts every worker: the one
+        handed over with the previous period, if it was for this one, else asked for now. The
+        `following` period is handed over to start from it."""
+        worker, _, threads = host
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == (self.epochs_done, rounds):
+            answer = ahead[1]
+        else:
+            answer = worker.train_period.remote(HostedPeriod(self.rule, self.version, self.epochs_done, rounds), assignments, threads)
+        if following:
+            # The answer goes as a reference: Ray hands it to the process once it is ready.
+            then = worker.train_period.remote(HostedPeriod(None, 0, 0, following), assignments, threads, answer)
+            self._ahead = ((self.epochs_done + 1, following), then)
+        return answer
 
     def take_back(self, period: HostedPeriod) -> None:
         """The rule of a period that a worker process ran (cluster/hosted.py), and what it reported."""

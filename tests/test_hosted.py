@@ -26,8 +26,9 @@ WORKERS = 4
 
 def periods_both_ways(ray, dataset, spec: JobSpec) -> list[tuple[ParameterServer, list[dict]]]:
     """Train `spec`'s periods with two servers in this process, sharing one Worker actor that
-    hosts every rank: one server hands it each period whole (one host), the other sends the
-    rounds out one by one (the same process seen as two hosts). Each server with its periods' figures."""
+    hosts every rank: one server hands it each period whole (one host), each with the next,
+    the other sends the rounds out one by one (the same process seen as two hosts). Each
+    server with its periods' figures."""
     algorithm = algorithm_for(spec)
     layout = Layout.for_job(spec, dataset.y_train)
     plan = algorithm.schedule(layout.largest_shard())
@@ -39,13 +40,16 @@ def periods_both_ways(ray, dataset, spec: JobSpec) -> list[tuple[ParameterServer
     worker = ray.remote(Worker).remote()
     ranks = tuple(range(WORKERS))
     ways = {"hosted": [(worker, ranks, 2)], "by round": [(worker, ranks[:2], 1), (worker, ranks[2:], 1)]}
+    rounds = [[algorithm.tasks(run, period, r) for r in range(plan.rounds[period])] for period in range(spec.periods)] + [[]]
     trained = []
     for hosts in ways.values():
         server = ParameterServer(sizes, seed=spec.seed, rule=algorithm.rule(plan))
-        figures = [
-            server.train_period(hosts, assigned, [algorithm.tasks(run, period, r) for r in range(plan.rounds[period])])
-            for period in range(spec.periods)
-        ]
+        figures = []
+        for p in range(spec.periods):
+            # each period handed over with the next, which starts from its answer (ParameterServer._hand_over)
+            figures.append(server.train_period(hosts, assigned, rounds[p], rounds[p + 1]))
+            if len(hosts) == 1:
+                assert (server._ahead or [None])[0] == ((p + 1, rounds[p + 1]) if rounds[p + 1] else None)
         trained.append((server, figures))
     ray.kill(worker)
     return trained

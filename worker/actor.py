@@ -64,6 +64,7 @@ class Period(Protocol):
 
     def start(self) -> tuple[Any, int]: ...  # what the next round trains from: (weights, version)
     def apply(self, updates: list[Update]) -> None: ...  # fold a round's results in
+    def after(self, previous: Any) -> Period: ...  # these rounds, from where `previous` left the rule
 
 
 @dataclass
@@ -174,11 +175,15 @@ class Worker:
             return list(map(self._run, shards, starts, tasks, restarted))
         return list(self._threads(threads).map(self._run, shards, starts, tasks, restarted))
 
-    def train_period(self, period: Period, assignments: tuple[Assignment, ...], threads: int = 1) -> Period:
+    def train_period(self, period: Period, assignments: tuple[Assignment, ...], threads: int = 1, after: Any = None) -> Period:
         """Run `period`'s rounds one after the other, each as `train_many` runs it, and apply
         each round's results with the period's rule, here: a process that hosts every worker
-        of the job needs no round trip to the parameter server between rounds. Answers the
-        period, which carries the rule's new state and what it reported back to the server."""
+        of the job needs no round trip to the parameter server between rounds. With `after`
+        (the previous period as this process answered it), from where that left the rule.
+        Answers the period, which carries the rule's new state and what it reported back to
+        the server."""
+        if after is not None:
+            period = period.after(after)
         for tasks in period.rounds:
             ranks = sorted(tasks)
             period.apply(self.train_many(period.start(), tuple(tasks[r] for r in ranks), tuple(assignments[r] for r in ranks), threads))

@@ -58,11 +58,11 @@ class Run:
         """Worker `rank` runs `task` from `start` (a reference to the server's weights): its result's reference."""
         return self.workers[rank].train.remote(start, task, self.assignments[rank])
 
-    def train_period(self, start: Any, rounds: list[dict[int, Task]]) -> tuple[Any, Any]:
+    def train_period(self, start: Any, rounds: list[dict[int, Task]], following: list[dict[int, Task]] | None = None) -> tuple[Any, Any]:
         """Run a period's `rounds` (each: rank -> Task) one after the other from `start` (a
         reference to the server's weights; None: the weights it holds now) and end the period:
         (the next period's start, a reference to the period's totals, ParameterServer.end_epoch's
-        answer).
+        answer). `following`: the next period's rounds, if there is one.
 
         With a flat reduction the server runs them itself (ParameterServer.train_period), from
         the weights it holds: the workers answer it directly, and the next start is the server's
@@ -72,7 +72,7 @@ class Run:
         """
         hosts = hosts_of(self.workers, self.share)
         if isinstance(self.reduction, Flat):
-            return None, self.server.train_period.remote(hosts, self.assignments, rounds)
+            return None, self.server.train_period.remote(hosts, self.assignments, rounds, following)
         if start is None:
             start = self.server.start.remote()
         for tasks in rounds:

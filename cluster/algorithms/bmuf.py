@@ -95,14 +95,21 @@ class SyncRounds(Algorithm):
         """Round `r` of `period`: the task of each worker that trains in it, by rank."""
         return {rank: Block(period, r, run.plan.rounds[period]) for rank in range(len(run.workers))}
 
+    def period_tasks(self, run: Run, period: int) -> list[dict[int, Task]]:
+        """Each round's tasks of `period`, by rank; none past the job's last period."""
+        return [self.tasks(run, period, r) for r in range(run.plan.rounds[period])] if period < self.spec.periods else []
+
     def drive(self, run: Run) -> None:
         server, scorer, periods = run.server, run.scorer, self.spec.periods
         start = None  # the server's weights as they are (after its rewind)
         previous = None
+        rounds = self.period_tasks(run, scorer.done)
         for period in range(scorer.done, periods):
             if run.stop():
                 raise JobCancelled(f"stopped after {len(scorer.history)} of {periods} epochs")
-            start, totals = run.train_period(start, [self.tasks(run, period, r) for r in range(run.plan.rounds[period])])
+            following = self.period_tasks(run, period + 1)
+            start, totals = run.train_period(start, rounds, following)
+            rounds = following
             submitted = (period, totals, server.model.remote())
             if previous is not None and scorer.finish(*previous):
                 return
