@@ -806,8 +806,9 @@ class RelayWorker:
     def train_many(self, start: tuple[np.ndarray, int], tasks: tuple, assignments: tuple, threads: int = 1) -> list[np.ndarray]:
         return [start[0].copy() for _ in tasks]
 
-    def train_period(self, period: Any, assignments: tuple, threads: int = 1) -> Any:
-        return period  # back to the server, its rule's state and all, as a hosted period goes
+    def train_period(self, period: Any, assignments: tuple, threads: int = 1, after: Any = None) -> Any:
+        # back to the server, its rule's state and all, as a hosted period goes
+        return period if after is None else period.after(after)
 
 
 class RelayServer:
@@ -816,6 +817,7 @@ class RelayServer:
 
     def __init__(self, n_params: int):
         self.weights = np.zeros(n_params, np.float32)
+        self.ahead: Any = None
 
     def start(self) -> tuple[np.ndarray, int]:
         return self.weights, 0
@@ -823,9 +825,10 @@ class RelayServer:
     def apply(self, *results: list) -> tuple[np.ndarray, int]:
         return self.weights, 0
 
-    def train_period(self, hosts: list, assignments: list, rounds: list[dict]) -> int:
+    def train_period(self, hosts: list, assignments: list, rounds: list[dict], following: list[dict] | None = None) -> int:
         """As ParameterServer.train_period: one call a period to a process that hosts every
-        worker (cluster/hosted.py), with the default job's rule and its state; else `train_rounds`."""
+        worker (cluster/hosted.py), with the default job's rule and its state, handed over with
+        the `following` period, which starts from its answer; else `train_rounds`."""
         import ray
 
         from dtrain.cluster.algorithms.bmuf import BlockMomentumRule
@@ -833,10 +836,15 @@ class RelayServer:
 
         if len(hosts) > 1:
             return self.train_rounds(hosts, assignments, rounds)
-        rule = BlockMomentumRule([0.875])
-        rule.reset(self.weights)
         worker, _, threads = hosts[0]
-        ray.get(worker.train_period.remote(HostedPeriod(rule, 0, 0, rounds), tuple(assignments), threads))
+        answer, self.ahead = self.ahead, None
+        if answer is None:
+            rule = BlockMomentumRule([0.875])
+            rule.reset(self.weights)
+            answer = worker.train_period.remote(HostedPeriod(rule, 0, 0, rounds), tuple(assignments), threads)
+        if following:
+            self.ahead = worker.train_period.remote(HostedPeriod(None, 0, 0, following), tuple(assignments), threads, answer)
+        ray.get(answer)
         return 0
 
     def train_rounds(self, hosts: list, assignments: list, rounds: list[dict]) -> int:
@@ -890,8 +898,10 @@ def relay_round_ms(ray: Any, n_params: int, workers: int, processes: int, rounds
 def relay_period_ms(ray: Any, n_params: int, workers: int, periods: int, rounds: int = 3) -> float:
     """ms per period of `rounds` rounds through a parameter-server actor with no computation in
     it, when one process hosts all `workers` (the warm 8-worker job's layout on 2 cores): the
-    server hands the process the period with the rule's state, which comes back with it
-    (cluster/hosted.py), and its rounds make no Ray call. Median of 5 blocks of `periods` periods."""
+    server hands the process each period with the rule's state, which comes back with it, and
+    the next period to start from that answer (cluster/hosted.py); the rounds make no Ray call.
+    The periods are all asked for at once, as a job's driver keeps the next one waiting at the
+    server. Median of 5 blocks of `periods` periods."""
     from dtrain.cluster.rounds import hosts_of
 
     server = ray.remote(RelayServer).options(num_cpus=0).remote(n_params)
@@ -901,8 +911,8 @@ def relay_period_ms(ray: Any, n_params: int, workers: int, periods: int, rounds:
     try:
         def block(n: int) -> float:
             t0 = time.perf_counter()
-            for _ in range(n):
-                ray.get(server.train_period.remote(hosts, [None] * workers, [tasks] * rounds))
+            ray.get([server.train_period.remote(hosts, [None] * workers, [tasks] * rounds, [tasks] * rounds if i + 1 < n else None)
+                     for i in range(n)])
             return (time.perf_counter() - t0) / n * 1000
 
         block(5)  # warm: first calls deserialise, allocate
@@ -1517,7 +1527,7 @@ def report(R: dict[str, Any], quick: bool, cores: float) -> None:
                       if "through_driver_ms_per_round" in v else "chained through the driver")
                    + ": the same calls and weights with no training and no averaging (median of 5 blocks of rounds)."
                    + (f" Relay period: {v['hosted_ms_per_period']:.1f} ms a period of 3 rounds handed to the one process with "
-                      "the rule's state (cluster/hosted.py), as the job's periods now run in this layout."
+                      "the rule's state, each with the next (cluster/hosted.py), as the job's periods run in this layout."
                       if "hosted_ms_per_period" in v else "")
                    for k, v in (sync.get("relay") or {}).items()])
 
@@ -1795,7 +1805,8 @@ def baseline_table(R: dict[str, Any], P: Any, quick: bool) -> None:
                  "parameter-server actor that computes nothing, in the job's layout of worker processes (section 7's relay "
                  "round): what Ray's calls alone take, during which no worker trains. Hosted periods = the same when one "
                  "process hosts every worker: the server hands it each epoch's rounds with the rule's state, which comes "
-                 "back with it, and the rounds make no Ray call (cluster/hosted.py; section 7's relay period). A goal past "
+                 "back with it, and the next epoch's to start from that answer; the rounds make no Ray call "
+                 "(cluster/hosted.py; section 7's relay period). A goal past "
                  "its bound cannot be met on this machine.")
     P.table(f"Baseline ratios ({'QUICK run: short jobs, 1 repeat' if quick else 'full run'}): the issue's figures, "
             f"each a ratio of two medians measured in this run",
