@@ -61,7 +61,7 @@ class ParameterServer:
         # A job's runner starts its server before it knows the job (so that its process is up
         # by then) and configures it before every rewind, so a restarted one is configured again.
         self.rule: Rule = Unconfigured()  # type: ignore[assignment]
-        self._ahead = None
+        self._ahead: tuple[tuple, Any] | None = None  # the next period handed over, and its answer (_hand_over)
         self.checkpoints: Path | None = None
         self.version, self.epochs_done, self.diverged_at = 0, 0, None
         self._reset_epoch_totals()
@@ -79,7 +79,7 @@ class ParameterServer:
         self._start_over()
 
     def _start_over(self) -> None:
-        self._ahead: tuple[tuple, Any] | None = None  # the next period handed over, and its answer (_hand_over)
+        self._ahead = None
         self.rule.reset(self.theta0)
         self.version = 0
         self.epochs_done = 0
@@ -163,8 +163,8 @@ class ParameterServer:
     def take_back(self, period: HostedPeriod) -> None:
         """The rule of a period that a worker process ran (cluster/hosted.py), and what it reported."""
         self.rule = period.rule
-        for finite in period.finite:
-            self._advance(finite)
+        for round_finite in period.finite:
+            self._advance(round_finite)
         for totals in period.counts:
             self.count(*totals)
 
@@ -173,9 +173,9 @@ class ParameterServer:
         loss or weights are not finite."""
         self._advance(finite(loss, weights))
 
-    def _advance(self, finite: bool) -> None:
+    def _advance(self, round_finite: bool) -> None:
         self.version += 1
-        if self.diverged_at is None and not finite:
+        if self.diverged_at is None and not round_finite:
             self.diverged_at = self.version
 
     def count(self, samples: int, loss: float, correct: int, restarts: int, speeds: Sequence[tuple[int, int, float]] = ()) -> None:
